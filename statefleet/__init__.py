@@ -1,0 +1,5 @@
+"""statefleet: long-running, auditable, AI-native workflows as data."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
