@@ -14,6 +14,7 @@ The three variables a workflow expression can see are declared ``dyn``:
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -23,7 +24,7 @@ __all__ = ["CelCompileError", "CelError", "CelEvaluationError", "Expression", "c
 
 VARIABLES: Final = ("context", "event", "params")
 
-_ENV: Final = _cel.NewEnv(variables={name: _cel.Type.DYN for name in VARIABLES})
+_ENV: Final = _cel.NewEnv(variables=dict.fromkeys(VARIABLES, _cel.Type.DYN))
 _ERROR_TYPE: Final = _cel.Type.ERROR
 
 
@@ -93,8 +94,9 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
+@functools.lru_cache(maxsize=8192)
 def compile_expr(source: str) -> Expression:
-    """Parses and type-checks ``source``.
+    """Parses and type-checks ``source``; cached, so validation and compilation share work.
 
     Raises:
         CelCompileError: with cel-cpp's message, which points at the column.

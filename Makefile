@@ -1,0 +1,50 @@
+# The README's commands. Every target creates what it needs on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := tests/differential/node_modules/.installed-stamp
+TYPECHECK := build/typecheck
+
+.PHONY: install test lint typecheck pytest demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): tests/differential/package.json tests/differential/package-lock.json
+	npm ci --prefix tests/differential --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP)
+
+## make test: lint, strict type check of the engine, and the whole test suite.
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' editable-install finder, which maps engine/
+# to statefleet.engine; a tree of symlinks gives it the installed layout.
+typecheck: $(STAMP)
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/statefleet
+	for f in statefleet/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/statefleet/; done
+	for d in engine actors drivers; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/statefleet/$$d; done
+	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" --strict -p statefleet.engine
+
+pytest: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest
+
+## make demo: run the seed's hello workflow through the interpreter.
+demo: $(STAMP)
+	$(BIN)/statefleet simulate tests/fixtures/hello-workflow.json --events tests/fixtures/hello-events.jsonl
+
+## make bench: interpreter throughput.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks interpreter
+
+clean:
+	rm -rf $(VENV) build dist tests/differential/node_modules
