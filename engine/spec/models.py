@@ -7,7 +7,9 @@ looks at shorthands. They check structure only; cross-references (targets,
 guard and action names, CEL) are checked by :mod:`statefleet.engine.spec.validate`.
 
 Every model is frozen and forbids unknown keys: a spec that uses something
-outside the contract is rejected, not silently ignored.
+outside the contract is rejected, not silently ignored. Scalars that pydantic
+would coerce (``"yes"`` or ``1`` for a boolean, ``true`` or ``"3"`` for an
+integer) are declared strict for the same reason.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictInt,
     Tag,
     field_validator,
     model_validator,
@@ -147,14 +151,14 @@ class AssignAction(_Model):
 
 
 class BackoffSpec(_Model):
-    """Retry backoff: ``delay`` in ms or an ISO-8601 duration, doubled per attempt when exponential."""
+    """Retry backoff: ``delay`` (ms or ISO-8601), doubled per attempt when exponential."""
 
     type: Literal["exponential", "fixed"] = "exponential"
-    delay: int | str = 1000
+    delay: StrictInt | str = 1000
 
 
 class RetrySpec(_Model):
-    max_attempts: int = Field(default=3, ge=1, alias="maxAttempts")
+    max_attempts: StrictInt = Field(default=3, ge=1, alias="maxAttempts")
     backoff: BackoffSpec | None = None
 
 
@@ -170,7 +174,7 @@ class TaskSpec(_Model):
     completion_event: str | None = Field(default=None, alias="completionEvent")
     failure_event: str | None = Field(default=None, alias="failureEvent")
     retry: RetrySpec | None = None
-    timeout: int | str | None = None
+    timeout: StrictInt | str | None = None
     policy: dict[str, Any] | None = None
 
 
@@ -244,23 +248,24 @@ class Transition(_Model):
     target: tuple[str, ...] = ()
     guard: Guard | None = None
     actions: tuple[Action, ...] = ()
-    reenter: bool = False
+    reenter: StrictBool = False
     description: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, raw: Any) -> Any:
+        # XState's normalizeTarget reads an empty target string as "no target".
         if isinstance(raw, str):
-            return {"target": (raw,)}
+            return {"target": (raw,)} if raw else {}
         if isinstance(raw, dict):
             raw = dict(raw)
             if "cond" in raw:
                 if "guard" in raw:
                     raise ValueError("give `guard` or its alias `cond`, not both")
                 raw["guard"] = raw.pop("cond")
-            if isinstance(raw.get("target"), str):
+            if isinstance(raw.get("target"), str) and raw["target"]:
                 raw["target"] = (raw["target"],)
-            elif raw.get("target") is None:
+            elif raw.get("target") in (None, ""):
                 raw.pop("target", None)
             if isinstance(raw.get("guard"), str):
                 raw["guard"] = {"type": raw["guard"]}
@@ -334,8 +339,8 @@ class StateNodeSpec(_Model):
 class WorkflowSpec(StateNodeSpec):
     """The root of a spec: a state node plus the machine-wide sections."""
 
-    id: str = Field(min_length=1)  # type: ignore[assignment]
-    type: Literal["compound", "parallel"] | None = None  # type: ignore[assignment]
+    id: str = Field(min_length=1)
+    type: Literal["compound", "parallel"] | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     guards: dict[str, NamedGuard] = Field(default_factory=dict)
     actions: dict[str, Action] = Field(default_factory=dict)
