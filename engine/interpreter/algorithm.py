@@ -241,6 +241,9 @@ def _add_ancestors_to_enter(
 
 
 def _proper_ancestors(node: Node, until: Node | None) -> list[Node]:
+    """XState's ``getProperAncestors``: nothing at all when ``node`` is ``until``."""
+    if node is until:
+        return []
     out = []
     current = node.parent
     while current is not None and current is not until:

@@ -39,8 +39,6 @@ from statefleet.engine.spec.targets import StateIndex
 
 __all__ = ["Node", "Transition", "compile_machine", "done_event_type"]
 
-_INTEGER_LIKE = re.compile(r"^(0|[1-9][0-9]*)$")
-
 
 def done_event_type(node_id: str) -> str:
     return f"xstate.done.state.{node_id}"
@@ -139,22 +137,22 @@ class Node:
             yield from child.walk()
 
     def candidates(self, event_type: str) -> tuple[Transition, ...]:
-        """XState's ``getCandidates``: the exact key wins outright; else matching wildcards.
+        """XState's ``getCandidates``: the exact key's transitions, then matching wildcards.
 
-        Wildcards are tried longest descriptor first (``order.*`` before ``*``),
-        ties in document order. The answer depends only on the event type, so
-        it is memoised per node (bounded: only the first 256 types are kept).
+        Exact transitions always come first, so they beat wildcards regardless
+        of document order; when none is enabled, the wildcards are tried,
+        longest descriptor first (``order.*`` before ``*``), ties in document
+        order. The answer depends only on the event type, so it is memoised per
+        node (bounded: only the first 256 types are kept).
         """
         cached = self.candidates_cache.get(event_type)
         if cached is not None:
             return cached
-        exact = self.transitions.get(event_type)
-        if exact is not None:
-            result = exact
-        else:
-            matching = [d for d in self.wildcards if _wildcard_matches(d, event_type)]
-            matching.sort(key=len, reverse=True)
-            result = tuple(t for d in matching for t in self.transitions[d])
+        matching = [d for d in self.wildcards if _wildcard_matches(d, event_type)]
+        matching.sort(key=len, reverse=True)
+        result = self.transitions.get(event_type, ()) + tuple(
+            t for d in matching for t in self.transitions[d]
+        )
         if len(self.candidates_cache) < 256:
             self.candidates_cache[event_type] = result
         return result
@@ -176,14 +174,15 @@ def _wildcard_matches(descriptor: str, event_type: str) -> bool:
     return True
 
 
-def _js_key_order(keys: list[str]) -> list[str]:
-    """Orders object keys as JavaScript does: integer-like keys first, ascending.
+def _after_order(keys: list[str]) -> list[str]:
+    """Orders ``after`` keys by their delay in milliseconds.
 
-    Only ``after`` keys can be integer-like (validation rejects such state keys
-    and event types), and XState enumerates them with ``Object.keys``.
+    XState enumerates ``after`` with ``Object.keys``, which puts integer keys
+    first in ascending order; with ISO-8601 durations converted to the same
+    milliseconds, ascending delay is that order for every spec (two keys with
+    the same delay are rejected by validation).
     """
-    ints = sorted((k for k in keys if _INTEGER_LIKE.match(k)), key=int)
-    return ints + [k for k in keys if not _INTEGER_LIKE.match(k)]
+    return sorted(keys, key=parse_delay_ms)
 
 
 def _join(base: str, *parts: str | int) -> str:
@@ -245,7 +244,7 @@ class _Compiler:
             )
         entry = [self._action(a, _join(where, "entry", i)) for i, a in enumerate(spec.entry)]
         exit_ = [self._action(a, _join(where, "exit", i)) for i, a in enumerate(spec.exit)]
-        for delay_key in _js_key_order(list(spec.after)):
+        for delay_key in _after_order(list(spec.after)):
             delay_ms = parse_delay_ms(delay_key)
             event_type = f"xstate.after.{delay_ms}.{node.id}"
             entry.append(ScheduleTimerAction(event_type, delay_ms))
