@@ -1,0 +1,43 @@
+"""The handler port: what a task type's code receives and what it may raise.
+
+Handlers run at least once per attempt: a worker can die after a handler's
+side effect and before its result is committed, and the task is then run
+again. ``TaskContext.idempotency_key`` is stable across attempts so handlers
+can pass it to the systems they call (an ``Idempotency-Key`` header, an email
+``Message-ID``), which is how "runs no effect twice" reaches the outside world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Handler", "PermanentTaskError", "TaskContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """One attempt of one task, as its handler sees it."""
+
+    tenant_id: str
+    instance_id: str
+    task_id: str
+    task_type: str
+    name: str
+    input: Any
+    attempt: int
+    max_attempts: int
+    idempotency_key: str
+    policy: Mapping[str, Any] | None = None
+    timeout_ms: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PermanentTaskError(Exception):
+    """The task cannot succeed by retrying (bad input, a 4xx answer): fail it now."""
+
+
+#: A handler returns the task's output (JSON data), which becomes the payload of
+#: the task's ``completionEvent``; raising fails the attempt.
+Handler = Callable[[TaskContext], Awaitable[Any]]

@@ -1,0 +1,169 @@
+"""Built-in task types: ``EMAIL``, ``HTTP``, ``NOOP`` (and ``HUMAN``, which never runs).
+
+``HUMAN`` tasks have no handler on purpose: they wait until someone completes
+them from outside (the API), so the task runner never claims them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from statefleet.engine.handlers.base import PermanentTaskError, TaskContext
+
+__all__ = ["MANUAL_TYPES", "EmailHandler", "HttpHandler", "SmtpSettings", "noop_handler"]
+
+#: Task types completed from outside, never by a worker.
+MANUAL_TYPES = frozenset({"HUMAN"})
+
+
+async def noop_handler(task: TaskContext) -> Any:
+    """Does nothing and returns its input, so a workflow can pass data through a step."""
+    return task.input
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where ``EMAIL`` tasks are sent; read from ``STATEFLEET_SMTP_*``."""
+
+    host: str = "localhost"
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    sender: str = "statefleet@localhost"
+    starttls: bool = False
+    use_tls: bool = False
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
+        env = os.environ if env is None else env
+
+        def flag(name: str) -> bool:
+            return env.get(name, "").lower() in ("1", "true", "yes")
+
+        return cls(
+            host=env.get("STATEFLEET_SMTP_HOST", "localhost"),
+            port=int(env.get("STATEFLEET_SMTP_PORT", "25")),
+            username=env.get("STATEFLEET_SMTP_USERNAME") or None,
+            password=env.get("STATEFLEET_SMTP_PASSWORD") or None,
+            sender=env.get("STATEFLEET_SMTP_FROM", "statefleet@localhost"),
+            starttls=flag("STATEFLEET_SMTP_STARTTLS"),
+            use_tls=flag("STATEFLEET_SMTP_TLS"),
+            timeout_s=float(env.get("STATEFLEET_SMTP_TIMEOUT", "30")),
+        )
+
+
+def _addresses(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and "@" in v for v in items):
+        raise PermanentTaskError(f"EMAIL input `{field}` must be an address or a list of them")
+    return list(items)
+
+
+class EmailHandler:
+    """Sends one email over SMTP (aiosmtplib).
+
+    Input: ``to`` (address or list), ``subject``, ``text`` or ``body``, optional
+    ``html``, ``cc``, ``bcc``, ``from``, ``replyTo``. The Message-ID is derived
+    from the task's idempotency key, so a retried send is recognisable as the
+    same message downstream.
+    """
+
+    def __init__(self, settings: SmtpSettings | None = None) -> None:
+        self.settings = settings or SmtpSettings.from_env()
+
+    async def __call__(self, task: TaskContext) -> Any:
+        data = task.input if isinstance(task.input, dict) else {}
+        to = _addresses(data.get("to"), "to")
+        if not to:
+            raise PermanentTaskError("EMAIL input needs `to`")
+        cc = _addresses(data.get("cc"), "cc")
+        bcc = _addresses(data.get("bcc"), "bcc")
+        message = EmailMessage()
+        message["From"] = str(data.get("from") or self.settings.sender)
+        message["To"] = ", ".join(to)
+        if cc:
+            message["Cc"] = ", ".join(cc)
+        if data.get("replyTo"):
+            message["Reply-To"] = str(data["replyTo"])
+        message["Subject"] = str(data.get("subject", ""))
+        domain = self.settings.sender.rpartition("@")[2] or "statefleet"
+        message["Message-ID"] = make_msgid(idstring=task.idempotency_key, domain=domain)
+        message.set_content(str(data.get("text", data.get("body", ""))))
+        if data.get("html"):
+            message.add_alternative(str(data["html"]), subtype="html")
+        s = self.settings
+        try:
+            errors, response = await aiosmtplib.send(
+                message,
+                recipients=[*to, *cc, *bcc],
+                hostname=s.host,
+                port=s.port,
+                username=s.username,
+                password=s.password,
+                start_tls=s.starttls,
+                use_tls=s.use_tls,
+                timeout=s.timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise PermanentTaskError(f"all recipients refused: {exc}") from None
+        return {
+            "messageId": message["Message-ID"],
+            "accepted": [r for r in [*to, *cc, *bcc] if r not in errors],
+            "refused": sorted(errors),
+            "response": response,
+        }
+
+
+class HttpHandler:
+    """Calls an HTTP endpoint (httpx); a status >= 400 fails the attempt.
+
+    Input: ``url``, ``method`` (default POST), ``headers``, ``json`` or ``body``,
+    ``timeoutMs``. 4xx answers other than 408 and 429 are permanent failures (a
+    retry would get the same answer); 5xx, 408, 429 and network errors are
+    retried under the task's policy. ``Idempotency-Key`` carries the task's key.
+    """
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client
+
+    async def __call__(self, task: TaskContext) -> Any:
+        data = task.input if isinstance(task.input, dict) else {}
+        url = data.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise PermanentTaskError("HTTP input needs an http(s) `url`")
+        method = str(data.get("method", "POST")).upper()
+        headers = {"Idempotency-Key": task.idempotency_key}
+        headers.update({str(k): str(v) for k, v in (data.get("headers") or {}).items()})
+        timeout = float(data.get("timeoutMs", task.timeout_ms or 30_000)) / 1000
+        kwargs: dict[str, Any] = {"headers": headers, "timeout": timeout}
+        if "json" in data:
+            kwargs["json"] = data["json"]
+        elif "body" in data:
+            kwargs["content"] = str(data["body"])
+        if self._client is not None:
+            response = await self._client.request(method, url, **kwargs)
+        else:
+            async with httpx.AsyncClient() as client:
+                response = await client.request(method, url, **kwargs)
+        body: Any
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            message = f"{method} {url} answered {response.status_code}"
+            if response.status_code < 500 and response.status_code not in (408, 429):
+                raise PermanentTaskError(message)
+            raise RuntimeError(message)
+        return {"status": response.status_code, "body": body}

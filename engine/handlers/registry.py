@@ -1,0 +1,67 @@
+"""Task type -> handler, with users' handlers from the ``statefleet.handlers`` entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+
+from statefleet.engine.handlers.base import Handler
+from statefleet.engine.handlers.builtin import (
+    MANUAL_TYPES,
+    EmailHandler,
+    HttpHandler,
+    SmtpSettings,
+    noop_handler,
+)
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownTaskType"]
+
+ENTRY_POINT_GROUP = "statefleet.handlers"
+
+
+class UnknownTaskType(LookupError):
+    """No handler is registered for a task's type; the task fails permanently."""
+
+
+class HandlerRegistry:
+    """A mutable map from task type to handler; build one per worker."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, task_type: str, handler: Handler) -> None:
+        if task_type in MANUAL_TYPES:
+            raise ValueError(f"{task_type} tasks are completed from outside and take no handler")
+        self._handlers[task_type] = handler
+
+    def get(self, task_type: str) -> Handler:
+        try:
+            return self._handlers[task_type]
+        except KeyError:
+            known = ", ".join(sorted(self._handlers)) or "none"
+            raise UnknownTaskType(
+                f"no handler for task type {task_type!r} (registered: {known})"
+            ) from None
+
+    def __contains__(self, task_type: object) -> bool:
+        return task_type in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._handlers))
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Registers every ``group`` entry point: name = task type, object = handler."""
+        for point in entry_points(group=group):
+            self.register(point.name, point.load())
+
+    @classmethod
+    def with_builtins(
+        cls, smtp: SmtpSettings | None = None, *, entry_points_group: str | None = ENTRY_POINT_GROUP
+    ) -> HandlerRegistry:
+        registry = cls()
+        registry.register("NOOP", noop_handler)
+        registry.register("EMAIL", EmailHandler(smtp))
+        registry.register("HTTP", HttpHandler())
+        if entry_points_group:
+            registry.load_entry_points(entry_points_group)
+        return registry

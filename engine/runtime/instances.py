@@ -1,0 +1,487 @@
+"""The instance runtime: start instances and apply events, each step committed durably.
+
+Every call works on a batch and commits it in one transaction (group commit):
+the instances' new checkpoints (optimistic version check), one audit row per
+applied event, the tasks and timers the effects created, cancellations, and
+outbox jobs. Jobs are published after commit. A batch of one is the simple
+case, not a different code path.
+
+Apply-once: an event id already in an instance's audit log is acknowledged and
+not applied again; two engines racing on one instance both compute a step, but
+only the one whose version check passes writes it, and the other re-reads the
+checkpoint and tries again (finding the event applied, or applying it on top).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from statefleet.engine.interpreter import Snapshot, Step
+from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
+from statefleet.engine.runtime.machines import MachineCache
+from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_outbox
+from statefleet.engine.runtime.plan import (
+    AuditRow,
+    InstancePlan,
+    TaskRow,
+    instance_status,
+    plan_effects,
+    task_job_row,
+)
+from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.store.queries import load_queries
+
+__all__ = [
+    "START_EVENT",
+    "ApplyOutcome",
+    "InstanceRuntime",
+    "StartRequest",
+    "StartResult",
+    "event_outbox_row",
+]
+
+log = logging.getLogger(__name__)
+
+SQL = {**load_queries("instances.sql"), **load_queries("tasks.sql")}
+
+#: The event a started instance receives first (the seed's execution model).
+START_EVENT = "WORKFLOW_START"
+INIT_EVENT_ID = "xstate.init"
+
+Outcome = Literal["applied", "duplicate", "unknown_instance", "not_running"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    event_id: str
+    instance_id: str
+    outcome: Outcome
+    handled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    input: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    instance_id: uuid.UUID
+    created: bool
+    status: str
+
+
+def event_outbox_row(
+    tenant_id: str,
+    instance_id: uuid.UUID,
+    event_id: str,
+    event_type: str,
+    payload: Mapping[str, Any] | None = None,
+) -> OutboxRow:
+    job = event_job(
+        tenant_id=tenant_id,
+        instance_id=str(instance_id),
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+    )
+    assert job.dedupe_key is not None
+    return OutboxRow(
+        tenant_id=tenant_id,
+        id=uuid.uuid4(),
+        instance_id=instance_id,
+        queue=ORCHESTRATOR_QUEUE,
+        job_name=job.name,
+        data=job.data,
+        dedupe_key=job.dedupe_key,
+    )
+
+
+def _audit(
+    plan: InstancePlan,
+    seq: int,
+    event_id: str,
+    event: Mapping[str, Any],
+    before: Any,
+    step: Step,
+) -> None:
+    plan.audit.append(
+        AuditRow(
+            tenant_id=plan.tenant_id,
+            instance_id=plan.instance_id,
+            seq=seq,
+            event_id=event_id,
+            type=event["type"],
+            payload=event.get("payload") or {},
+            state_before=before,
+            state_after=step.snapshot.value,
+            effects=step.effects_as_dicts(),
+            handled=step.handled,
+            error=step.error,
+        )
+    )
+
+
+class InstanceRuntime:
+    """Starts instances and applies events; safe to share within one event loop."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        publisher: Publisher,
+        machines: MachineCache | None = None,
+        *,
+        max_conflict_retries: int = 20,
+    ) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self.machines = machines or MachineCache()
+        self.max_conflict_retries = max_conflict_retries
+
+    # -- start ------------------------------------------------------------------
+
+    async def start_many(
+        self,
+        tenant_id: str,
+        definition_id: uuid.UUID,
+        requests: Sequence[StartRequest],
+        *,
+        start_event: str | None = START_EVENT,
+    ) -> list[StartResult]:
+        """Creates instances (one transaction for the batch) and queues their start event.
+
+        A request whose idempotency key the tenant already used returns that
+        instance (``created=False``) and writes nothing.
+        """
+        async with self.pool.acquire() as connection:
+            machine = await self.machines.get(connection, tenant_id, definition_id)
+            plans: list[InstancePlan] = []
+            inputs: list[Any] = []
+            for request in requests:
+                step = machine.initial_state(request.input)
+                instance_id = uuid.uuid4()
+                plan = InstancePlan(
+                    tenant_id=tenant_id,
+                    instance_id=instance_id,
+                    version=0,
+                    snapshot=step.snapshot.as_dict(),
+                    status=instance_status(step),
+                    output=step.output,
+                    error=step.error,
+                )
+                _audit(
+                    plan,
+                    0,
+                    INIT_EVENT_ID,
+                    {"type": INIT_EVENT_ID, "payload": dict(request.input or {})},
+                    None,
+                    step,
+                )
+                plan_effects(tenant_id, instance_id, step, plan, 0)
+                plans.append(plan)
+                inputs.append(dict(request.input or {}))
+            keys = [r.idempotency_key for r in requests]
+            async with connection.transaction():
+                inserted = await connection.fetch(
+                    SQL["insert_instances"],
+                    [tenant_id] * len(plans),
+                    [p.instance_id for p in plans],
+                    [definition_id] * len(plans),
+                    [p.status for p in plans],
+                    [json_text(p.snapshot) for p in plans],
+                    [json_text(i) for i in inputs],
+                    [json_text(p.output) for p in plans],
+                    [p.error for p in plans],
+                    keys,
+                )
+                created = {r["id"] for r in inserted}
+                existing: dict[str, uuid.UUID] = {}
+                wanted = [
+                    k for p, k in zip(plans, keys, strict=True) if p.instance_id not in created
+                ]
+                if wanted:
+                    for record in await connection.fetch(
+                        SQL["find_instances_by_start_key"], tenant_id, [k for k in wanted if k]
+                    ):
+                        existing[record["start_idempotency_key"]] = record["id"]
+                winners = [p for p in plans if p.instance_id in created]
+                outbox = await self._write(connection, winners)
+                if start_event is not None:
+                    outbox += await insert_outbox(
+                        connection,
+                        [
+                            event_outbox_row(
+                                tenant_id, p.instance_id, f"start-{p.instance_id}", start_event
+                            )
+                            for p in winners
+                            if p.status == "running"
+                        ],
+                    )
+            await self._publish(outbox)
+        results = []
+        for plan, key in zip(plans, keys, strict=True):
+            if plan.instance_id in created:
+                results.append(StartResult(plan.instance_id, True, plan.status))
+            else:
+                assert key is not None, "an instance without a start key always inserts"
+                results.append(StartResult(existing[key], False, "existing"))
+        return results
+
+    # -- events -------------------------------------------------------------------
+
+    async def apply(self, events: Sequence[EventJobData]) -> list[ApplyOutcome]:
+        """Applies events (in order per instance) and commits them as one batch.
+
+        Returns one outcome per event. Raises only on infrastructure errors
+        (the caller's queue then redelivers the whole batch, which is safe).
+        """
+        outcomes: dict[int, ApplyOutcome] = {}
+        pending = list(enumerate(events))
+        for attempt in range(self.max_conflict_retries + 1):
+            if not pending:
+                break
+            if attempt:
+                # Two writers retrying in lockstep would keep colliding: back off, with jitter.
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
+            pending = await self._apply_once(pending, outcomes)
+        if pending:
+            raise RuntimeError(
+                f"{len(pending)} event(s) lost the optimistic version check "
+                f"{self.max_conflict_retries + 1} times in a row"
+            )
+        return [outcomes[i] for i in range(len(events))]
+
+    async def _apply_once(
+        self,
+        pending: list[tuple[int, EventJobData]],
+        outcomes: dict[int, ApplyOutcome],
+    ) -> list[tuple[int, EventJobData]]:
+        groups: dict[tuple[str, uuid.UUID], list[tuple[int, EventJobData]]] = {}
+        for index, event in pending:
+            try:
+                instance_id = uuid.UUID(event.instance_id)
+            except ValueError:
+                outcomes[index] = ApplyOutcome(
+                    event.event_id, event.instance_id, "unknown_instance"
+                )
+                continue
+            groups.setdefault((event.tenant_id, instance_id), []).append((index, event))
+        if not groups:
+            return []
+        tenants = [t for t, _ in groups]
+        ids = [i for _, i in groups]
+        retry: list[tuple[int, EventJobData]] = []
+        async with self.pool.acquire() as connection:
+            async with connection.transaction():
+                rows = {
+                    (r["tenant_id"], r["id"]): r
+                    for r in await connection.fetch(SQL["load_instances"], tenants, ids)
+                }
+                flat = [(t, i, ev.event_id) for (t, i), evs in groups.items() for _, ev in evs]
+                seen = {
+                    (r["instance_id"], r["event_id"])
+                    for r in await connection.fetch(
+                        SQL["applied_event_ids"],
+                        [f[0] for f in flat],
+                        [f[1] for f in flat],
+                        [f[2] for f in flat],
+                    )
+                }
+                plans: list[tuple[InstancePlan, list[tuple[int, EventJobData]]]] = []
+                for (tenant_id, instance_id), group in groups.items():
+                    row = rows.get((tenant_id, instance_id))
+                    if row is None:
+                        for index, ev in group:
+                            outcomes[index] = ApplyOutcome(
+                                ev.event_id, ev.instance_id, "unknown_instance"
+                            )
+                        continue
+                    plan = await self._plan_events(connection, row, group, seen, outcomes)
+                    if plan is not None:
+                        plans.append((plan, group))
+                if not plans:
+                    return []
+                won = {
+                    r["id"]
+                    for r in await connection.fetch(
+                        SQL["update_instances"],
+                        [p.tenant_id for p, _ in plans],
+                        [p.instance_id for p, _ in plans],
+                        [p.version for p, _ in plans],
+                        [json_text(p.snapshot) for p, _ in plans],
+                        [p.status for p, _ in plans],
+                        [json_text(p.output) for p, _ in plans],
+                        [p.error for p, _ in plans],
+                    )
+                }
+                winners = []
+                for plan, group in plans:
+                    if plan.instance_id in won:
+                        winners.append(plan)
+                    else:
+                        for index, ev in group:
+                            outcomes.pop(index, None)
+                            retry.append((index, ev))
+                outbox = await self._write(connection, winners)
+            await self._publish(outbox)
+        if retry:
+            log.info("optimistic version check lost for %d event(s); retrying", len(retry))
+        return retry
+
+    async def _plan_events(
+        self,
+        connection: Connection,
+        row: asyncpg.Record,
+        group: list[tuple[int, EventJobData]],
+        seen: set[tuple[uuid.UUID, str]],
+        outcomes: dict[int, ApplyOutcome],
+    ) -> InstancePlan | None:
+        tenant_id: str = row["tenant_id"]
+        instance_id: uuid.UUID = row["id"]
+        if row["status"] != "running":
+            for index, ev in group:
+                outcome: Outcome = (
+                    "duplicate" if (instance_id, ev.event_id) in seen else "not_running"
+                )
+                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, outcome)
+            return None
+        machine = await self.machines.get(connection, tenant_id, row["definition_id"])
+        snapshot = Snapshot.from_dict(row["snapshot"])
+        seq = row["last_seq"] if row["last_seq"] is not None else -1
+        plan = InstancePlan(
+            tenant_id=tenant_id,
+            instance_id=instance_id,
+            version=row["version"],
+            snapshot=row["snapshot"],
+            status="running",
+            output=None,
+            error=None,
+        )
+        applied_any = False
+        for index, ev in group:
+            key = (instance_id, ev.event_id)
+            if key in seen:
+                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "duplicate")
+                continue
+            if snapshot.status != "active":
+                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "not_running")
+                continue
+            seen.add(key)
+            event = {"type": ev.event_type, "payload": ev.payload}
+            step = machine.transition(snapshot, event)
+            seq += 1
+            _audit(plan, seq, ev.event_id, event, snapshot.value, step)
+            plan_effects(tenant_id, instance_id, step, plan, seq)
+            snapshot = step.snapshot
+            plan.status = instance_status(step)
+            plan.output = step.output
+            plan.error = step.error
+            applied_any = True
+            outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "applied", step.handled)
+        if not applied_any:
+            return None
+        plan.snapshot = snapshot.as_dict()
+        return plan
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _write(
+        self, connection: Connection, plans: Sequence[InstancePlan]
+    ) -> list[OutboxRow]:
+        """Writes the audit rows, cancellations, tasks and their outbox jobs of ``plans``."""
+        audit = [a for p in plans for a in p.audit]
+        if audit:
+            await connection.execute(
+                SQL["insert_events"],
+                [a.tenant_id for a in audit],
+                [a.instance_id for a in audit],
+                [a.seq for a in audit],
+                [a.event_id for a in audit],
+                [a.type for a in audit],
+                [json_text(a.payload) for a in audit],
+                [json_text(a.state_before) for a in audit],
+                [json_text(a.state_after) for a in audit],
+                [json_text(a.effects) for a in audit],
+                [a.handled for a in audit],
+                [a.error for a in audit],
+            )
+        cancellations = [c for p in plans for c in p.cancellations]
+        if cancellations:
+            await connection.execute(
+                SQL["cancel_tasks"],
+                [c.tenant_id for c in cancellations],
+                [c.instance_id for c in cancellations],
+                [c.kind for c in cancellations],
+                [c.idempotency_key for c in cancellations],
+                [c.name for c in cancellations],
+            )
+        finished = [p for p in plans if p.status != "running"]
+        if finished:
+            await connection.execute(
+                SQL["cancel_open_tasks_of_instances"],
+                sorted({p.tenant_id for p in finished}),
+                [p.instance_id for p in finished],
+            )
+        tasks = [t for p in plans if p.status == "running" for t in p.tasks]
+        return await self._insert_tasks(connection, tasks)
+
+    async def _insert_tasks(
+        self, connection: Connection, tasks: Sequence[TaskRow]
+    ) -> list[OutboxRow]:
+        if not tasks:
+            return []
+        inserted = await connection.fetch(
+            SQL["insert_tasks"],
+            [t.tenant_id for t in tasks],
+            [t.id for t in tasks],
+            [t.instance_id for t in tasks],
+            [t.kind for t in tasks],
+            [t.type for t in tasks],
+            [t.name for t in tasks],
+            [json_text(t.input) for t in tasks],
+            [t.run_at for t in tasks],
+            [t.delay_ms for t in tasks],
+            [t.max_attempts for t in tasks],
+            [json_text(t.backoff) for t in tasks],
+            [t.timeout_ms for t in tasks],
+            [json_text(t.policy) for t in tasks],
+            [t.idempotency_key for t in tasks],
+            [t.completion_event for t in tasks],
+            [t.failure_event for t in tasks],
+        )
+        timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted}
+        rows = []
+        for task in tasks:
+            if task.id not in timing or not task.runs_by_itself:
+                continue
+            queue, name, data, dedupe_key = task_job_row(task)
+            run_at, db_now = timing[task.id]
+            rows.append(
+                OutboxRow(
+                    tenant_id=task.tenant_id,
+                    id=uuid.uuid4(),
+                    instance_id=task.instance_id,
+                    queue=queue,
+                    job_name=name,
+                    data=data,
+                    dedupe_key=dedupe_key,
+                    available_at=run_at,
+                    db_now=db_now,
+                )
+            )
+        return await insert_outbox(connection, rows)
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> None:
+        try:
+            await self.publisher.publish(rows)
+        except Exception:  # the sweeper publishes what is left; the step is committed
+            log.exception("publishing %d outbox job(s) failed; the sweeper will retry", len(rows))

@@ -1,0 +1,112 @@
+"""The outbox: jobs written in a step's transaction, published to the queue after commit.
+
+Writing the job with the step and publishing it afterwards means a crash can
+delay a job (the sweeper publishes rows still unpublished) but never lose one
+or publish one for a step that rolled back. Publishing twice is harmless: jobs
+carry dedupe keys and the engine applies events and claims tasks idempotently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from statefleet.engine.ports.queue import Queue, QueueJob
+from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.store.queries import load_queries
+
+__all__ = ["OutboxRow", "Publisher", "insert_outbox"]
+
+SQL = load_queries("outbox.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    tenant_id: str
+    id: uuid.UUID
+    instance_id: uuid.UUID | None
+    queue: str
+    job_name: str
+    data: dict[str, Any]
+    dedupe_key: str
+    available_at: datetime | None = None
+    db_now: datetime | None = None
+
+    def job(self) -> QueueJob:
+        """The queue job; a future ``available_at`` becomes a delay on this host's clock."""
+        run_at = None
+        if self.available_at is not None and self.db_now is not None:
+            delay = self.available_at - self.db_now
+            if delay > timedelta(0):
+                run_at = datetime.now(UTC) + delay
+        return QueueJob(self.queue, self.job_name, self.data, self.dedupe_key, run_at)
+
+
+async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+    """Inserts rows; returns those actually written (a dedupe key seen before is skipped)."""
+    if not rows:
+        return []
+    written = await connection.fetch(
+        SQL["insert_outbox"],
+        [r.tenant_id for r in rows],
+        [r.id for r in rows],
+        [r.instance_id for r in rows],
+        [r.queue for r in rows],
+        [r.job_name for r in rows],
+        [json_text(r.data) for r in rows],
+        [r.dedupe_key for r in rows],
+        [r.available_at for r in rows],
+    )
+    ids = {record["id"] for record in written}
+    return [r for r in rows if r.id in ids]
+
+
+class Publisher:
+    """Sends committed outbox rows to the queue and marks them published."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], queue: Queue) -> None:
+        self.pool = pool
+        self.queue = queue
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """Best effort: on failure the rows stay unpublished and the sweeper retries them."""
+        if not rows:
+            return
+        await self.queue.enqueue_many([row.job() for row in rows])
+        async with self.pool.acquire() as connection:
+            await connection.execute(
+                SQL["mark_published"],
+                sorted({r.tenant_id for r in rows}),
+                [r.id for r in rows],
+            )
+
+    async def republish_stale(self, grace_ms: int, limit: int = 500) -> int:
+        """Publishes rows left unpublished for longer than ``grace_ms``; returns how many."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            records = await connection.fetch(SQL["unpublished"], grace_ms, limit)
+            if not records:
+                return 0
+            rows = [
+                OutboxRow(
+                    tenant_id=r["tenant_id"],
+                    id=r["id"],
+                    instance_id=None,
+                    queue=r["queue"],
+                    job_name=r["job_name"],
+                    data=r["data"],
+                    dedupe_key=r["dedupe_key"],
+                    available_at=r["available_at"],
+                    db_now=r["db_now"],
+                )
+                for r in records
+            ]
+            await self.queue.enqueue_many([row.job() for row in rows])
+            await connection.execute(
+                SQL["mark_published"], sorted({r.tenant_id for r in rows}), [r.id for r in rows]
+            )
+            return len(rows)

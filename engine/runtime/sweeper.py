@@ -1,0 +1,77 @@
+"""The safety net: republish what a lost message or a dead process left behind.
+
+Queues are at least once, but a process can die between a commit and the
+publish that follows it, a driver can drop a delayed job (the memory driver
+forgets everything on restart), and a worker can die holding a lease. The
+sweeper finds such work in Postgres and enqueues it again; every job it sends
+is idempotent, so sending one that was not lost after all is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from statefleet.engine.handlers import MANUAL_TYPES
+from statefleet.engine.ports.queue import task_job
+from statefleet.engine.runtime.outbox import Publisher
+from statefleet.engine.store.queries import load_queries
+
+__all__ = ["SweepReport", "Sweeper"]
+
+log = logging.getLogger(__name__)
+SQL = load_queries("tasks.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    outbox: int
+    tasks: int
+
+
+class Sweeper:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        publisher: Publisher,
+        *,
+        interval_ms: int = 5_000,
+        grace_ms: int = 10_000,
+        batch: int = 500,
+    ) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self.interval_ms = interval_ms
+        self.grace_ms = grace_ms
+        self.batch = batch
+
+    async def sweep_once(self) -> SweepReport:
+        """One pass: stale outbox rows, then due tasks/timers and expired leases."""
+        outbox = await self.publisher.republish_stale(self.grace_ms, self.batch)
+        async with self.pool.acquire() as connection, connection.transaction():
+            due = await connection.fetch(
+                SQL["due_tasks"], sorted(MANUAL_TYPES), self.grace_ms, self.batch
+            )
+            jobs = [
+                task_job(tenant_id=r["tenant_id"], task_id=str(r["id"]), attempt=r["attempts"] + 1)
+                for r in due
+            ]
+            if jobs:
+                await self.publisher.queue.enqueue_many(jobs)
+        if outbox or jobs:
+            log.info("sweeper re-sent %d outbox job(s) and %d task job(s)", outbox, len(jobs))
+        return SweepReport(outbox=outbox, tasks=len(jobs))
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; trying again in %d ms", self.interval_ms)
+            await asyncio.sleep(self.interval_ms / 1000)

@@ -1,0 +1,42 @@
+"""Connection pools with the codecs every query relies on.
+
+jsonb goes through orjson both ways (asyncpg's default hands back strings), so
+rows carry Python data and specs, snapshots and payloads are never re-parsed by
+hand. One pool per process; Ray actors each create their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+__all__ = ["Connection", "create_pool", "init_connection", "json_text"]
+
+#: What store functions accept: a plain connection or one borrowed from a pool.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_text(value: Any) -> str | None:
+    """JSON for a ``text[]`` batch parameter cast to jsonb per row; ``None`` stays NULL."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+async def init_connection(connection: asyncpg.Connection[Any]) -> None:
+    await connection.set_type_codec(
+        "jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,93 @@
+-- Instances and the group commit of their steps. Batch statements take parallel
+-- arrays (unnest), so one round trip writes the steps of many instances. JSON columns
+-- travel as text[] and are cast per row: asyncpg's text-format jsonb codec does not
+-- quote array elements, so a jsonb[] parameter of objects would not parse.
+
+-- name: insert_instances
+-- A start idempotency key already used in the tenant makes that row a no-op; the
+-- caller then looks the existing instance up.
+INSERT INTO workflow_instances
+    (tenant_id, id, definition_id, status, snapshot, input, output, error,
+     start_idempotency_key, finished_at)
+SELECT u.tenant_id, u.id, u.definition_id, u.status, u.snapshot::jsonb, u.input::jsonb,
+       u.output::jsonb, u.error, u.start_key,
+       CASE WHEN u.status = 'running' THEN NULL ELSE now() END
+FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[])
+     AS u(tenant_id, id, definition_id, status, snapshot, input, output, error, start_key)
+ON CONFLICT (tenant_id, start_idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: find_instances_by_start_key
+SELECT start_idempotency_key, id
+FROM workflow_instances
+WHERE tenant_id = $1 AND start_idempotency_key = ANY($2::text[]);
+
+-- name: get_instance
+SELECT i.tenant_id, i.id, i.definition_id, d.key AS definition_key, d.version AS definition_version,
+       i.status, i.snapshot, i.input, i.output, i.error, i.version, i.start_idempotency_key,
+       i.created_at, i.updated_at, i.finished_at
+FROM workflow_instances i
+JOIN workflow_definitions d ON d.tenant_id = i.tenant_id AND d.id = i.definition_id
+WHERE i.tenant_id = $1 AND i.id = $2;
+
+-- name: load_instances
+-- The checkpoints a batch of events starts from, with each instance's last audit
+-- sequence number.
+SELECT i.tenant_id, i.id, i.definition_id, i.status, i.snapshot, i.version,
+       (SELECT max(e.seq) FROM workflow_events e
+        WHERE e.tenant_id = i.tenant_id AND e.instance_id = i.id) AS last_seq
+FROM workflow_instances i
+JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+  ON i.tenant_id = k.tenant_id AND i.id = k.id;
+
+-- name: applied_event_ids
+SELECT e.instance_id, e.event_id
+FROM workflow_events e
+JOIN unnest($1::text[], $2::uuid[], $3::text[]) AS k(tenant_id, instance_id, event_id)
+  ON e.tenant_id = k.tenant_id AND e.instance_id = k.instance_id AND e.event_id = k.event_id;
+
+-- name: update_instances
+-- Optimistic concurrency: a row is written only if its version is still the one the
+-- step was computed from; the ids returned are the instances whose step won.
+UPDATE workflow_instances AS i
+SET snapshot = u.snapshot::jsonb,
+    status = u.status,
+    output = u.output::jsonb,
+    error = u.error,
+    version = i.version + 1,
+    updated_at = now(),
+    finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END
+FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+            $7::text[])
+     AS u(tenant_id, id, version, snapshot, status, output, error)
+WHERE i.tenant_id = u.tenant_id AND i.id = u.id AND i.version = u.version
+RETURNING i.id;
+
+-- name: insert_events
+INSERT INTO workflow_events
+    (tenant_id, instance_id, seq, event_id, type, payload, state_before, state_after,
+     effects, handled, error)
+SELECT u.tenant_id, u.instance_id, u.seq, u.event_id, u.type, u.payload::jsonb,
+       u.state_before::jsonb, u.state_after::jsonb, u.effects::jsonb, u.handled, u.error
+FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::boolean[], $11::text[])
+     AS u(tenant_id, instance_id, seq, event_id, type, payload, state_before, state_after,
+          effects, handled, error);
+
+-- name: list_events
+SELECT seq, event_id, type, payload, state_before, state_after, effects, handled, error,
+       created_at
+FROM workflow_events
+WHERE tenant_id = $1 AND instance_id = $2 AND seq > $3
+ORDER BY seq
+LIMIT $4;
+
+-- name: fail_instance
+-- A task failed for good and named no failureEvent: the instance stops, with the reason.
+UPDATE workflow_instances
+SET status = 'failed', error = $3, version = version + 1, updated_at = now(),
+    finished_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'running'
+RETURNING snapshot, (SELECT max(e.seq) FROM workflow_events e
+                     WHERE e.tenant_id = $1 AND e.instance_id = $2) AS last_seq;

@@ -1,0 +1,27 @@
+-- The outbox: jobs written with the step that produced them, published after commit.
+
+-- name: insert_outbox
+INSERT INTO outbox (tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at)
+SELECT u.tenant_id, u.id, u.instance_id, u.queue, u.job_name, u.data::jsonb, u.dedupe_key,
+       coalesce(u.available_at, now())
+FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::timestamptz[])
+     AS u(tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at)
+ON CONFLICT (tenant_id, queue, dedupe_key) DO NOTHING
+RETURNING id;
+
+-- name: mark_published
+UPDATE outbox SET published_at = now()
+WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND published_at IS NULL;
+
+-- name: unpublished
+-- Rows whose publisher died between commit and publish (or whose publish failed).
+SELECT tenant_id, id, queue, job_name, data, dedupe_key, available_at, now() AS db_now
+FROM outbox
+WHERE published_at IS NULL AND created_at < now() - $1 * interval '1 millisecond'
+ORDER BY available_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: insert_dead_letter
+INSERT INTO dead_letters (tenant_id, queue, body, reason) VALUES ($1, $2, $3, $4);

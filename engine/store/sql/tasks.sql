@@ -1,0 +1,127 @@
+-- Tasks and timers: created by steps, claimed with a lease, finished once.
+
+-- name: insert_tasks
+-- A createTask whose idempotency key the instance already used yields the existing
+-- task: the row is skipped and not returned, so no second job is published for it.
+-- run_at is computed from the database clock, the one clock every worker shares.
+INSERT INTO tasks
+    (tenant_id, id, instance_id, kind, type, name, input, run_at, max_attempts, backoff,
+     timeout_ms, policy, idempotency_key, completion_event, failure_event)
+SELECT u.tenant_id, u.id, u.instance_id, u.kind, u.type, u.name, u.input::jsonb,
+       coalesce(u.run_at, now() + u.delay_ms * interval '1 millisecond'),
+       u.max_attempts, u.backoff::jsonb, u.timeout_ms, u.policy::jsonb, u.idempotency_key,
+       u.completion_event, u.failure_event
+FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::timestamptz[], $9::bigint[], $10::int[], $11::text[], $12::int[],
+            $13::text[], $14::text[], $15::text[], $16::text[])
+     AS u(tenant_id, id, instance_id, kind, type, name, input, run_at, delay_ms, max_attempts,
+          backoff, timeout_ms, policy, idempotency_key, completion_event, failure_event)
+ON CONFLICT (instance_id, idempotency_key) DO NOTHING
+RETURNING tenant_id, id, kind, type, run_at, now() AS db_now;
+
+-- name: cancel_tasks
+-- cancelTask (by key or name) and cancelTimer (by event type); a task already
+-- finished is left alone. Running attempts are cancelled too: their result is
+-- then discarded when they finish.
+UPDATE tasks AS t
+SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    finished_at = now()
+FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+     AS c(tenant_id, instance_id, kind, idempotency_key, name)
+WHERE t.tenant_id = c.tenant_id AND t.instance_id = c.instance_id AND t.kind = c.kind
+  AND t.status IN ('pending', 'running')
+  AND (t.idempotency_key = c.idempotency_key OR t.name = c.name)
+RETURNING t.id;
+
+-- name: cancel_open_tasks_of_instances
+-- A finished instance runs no more tasks.
+UPDATE tasks
+SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+    finished_at = now()
+WHERE tenant_id = ANY($1::text[]) AND instance_id = ANY($2::uuid[])
+  AND status IN ('pending', 'running');
+
+-- name: claim_task
+-- One attempt: a pending task that is due, or a running one whose lease expired
+-- (its worker died). The lease is the task's timeout plus a margin ($6), or the
+-- default lease ($4) for tasks without one. Manual task types are never claimed; nor is a task of an
+-- instance that is no longer running.
+UPDATE tasks AS t
+SET status = 'running', attempts = t.attempts + 1, lease_owner = $3,
+    lease_expires_at = now() + coalesce(t.timeout_ms + $6, $4) * interval '1 millisecond',
+    updated_at = now()
+FROM workflow_instances i
+WHERE t.tenant_id = $1 AND t.id = $2
+  AND i.tenant_id = t.tenant_id AND i.id = t.instance_id AND i.status = 'running'
+  AND t.type <> ALL($5::text[])
+  AND ((t.status = 'pending' AND t.run_at <= now())
+       OR (t.status = 'running' AND t.lease_expires_at < now()))
+RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.attempts,
+          t.max_attempts, t.backoff, t.timeout_ms, t.policy, t.idempotency_key,
+          t.completion_event, t.failure_event;
+
+-- name: pending_not_due
+-- Why a claim failed: a pending task that is simply not due yet is re-enqueued with
+-- the remaining delay.
+SELECT t.attempts, t.run_at, now() AS db_now
+FROM tasks t
+WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'pending' AND t.run_at > now();
+
+-- name: succeed_task
+UPDATE tasks
+SET status = 'succeeded', output = $4, lease_owner = NULL, lease_expires_at = NULL,
+    last_error = NULL, updated_at = now(), finished_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
+RETURNING instance_id, completion_event;
+
+-- name: retry_task
+UPDATE tasks
+SET status = 'pending', run_at = now() + $5 * interval '1 millisecond', last_error = $4,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
+RETURNING attempts, run_at, now() AS db_now;
+
+-- name: fail_task
+UPDATE tasks
+SET status = 'failed', last_error = $4, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now(), finished_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
+RETURNING instance_id, failure_event, attempts;
+
+-- name: complete_manual_task
+-- A HUMAN task finished from outside (the API), with its output.
+UPDATE tasks AS t
+SET status = 'succeeded', output = $3, updated_at = now(), finished_at = now()
+FROM workflow_instances i
+WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'pending' AND t.type = ANY($4::text[])
+  AND i.tenant_id = t.tenant_id AND i.id = t.instance_id AND i.status = 'running'
+RETURNING t.instance_id, t.completion_event;
+
+-- name: get_task
+SELECT tenant_id, id, instance_id, kind, type, name, input, output, status, run_at, attempts,
+       max_attempts, backoff, timeout_ms, policy, idempotency_key, completion_event,
+       failure_event, last_error, created_at, updated_at, finished_at
+FROM tasks
+WHERE tenant_id = $1 AND id = $2;
+
+-- name: list_instance_tasks
+SELECT tenant_id, id, instance_id, kind, type, name, input, output, status, run_at, attempts,
+       max_attempts, backoff, timeout_ms, policy, idempotency_key, completion_event,
+       failure_event, last_error, created_at, updated_at, finished_at
+FROM tasks
+WHERE tenant_id = $1 AND instance_id = $2
+ORDER BY created_at, id;
+
+-- name: due_tasks
+-- The sweep's safety net: due pending work and expired leases whose job may have
+-- been lost. SKIP LOCKED lets several sweepers share the work.
+SELECT t.tenant_id, t.id, t.attempts
+FROM tasks t
+JOIN workflow_instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
+WHERE i.status = 'running'
+  AND t.type <> ALL($1::text[])
+  AND ((t.status = 'pending' AND t.run_at <= now() - $2 * interval '1 millisecond')
+       OR (t.status = 'running' AND t.lease_expires_at < now()))
+ORDER BY t.run_at
+LIMIT $3
+FOR UPDATE OF t SKIP LOCKED;

@@ -1,0 +1,459 @@
+"""The durable runtime against real Postgres, a real SMTP server and the memory queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from runtime_support import running_engine, smtp_server, wait_for
+
+from statefleet.drivers.memory import MemoryBackend, MemoryQueue
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
+from statefleet.engine.ports.queue import EventJobData
+from statefleet.engine.runtime import (
+    InstanceNotFound,
+    InstanceNotRunning,
+    InstanceRuntime,
+    Publisher,
+    StartRequest,
+    TaskNotCompletable,
+    UnknownDefinitionKey,
+    WorkflowService,
+)
+from statefleet.engine.store.db import create_pool
+
+HERE = pathlib.Path(__file__).parent
+HELLO = json.loads((HERE.parent / "fixtures" / "hello-workflow.json").read_text())
+TENANT = "acme"
+
+COUNTER: dict[str, Any] = {
+    "id": "counter",
+    "initial": "counting",
+    "context": {"n": 0},
+    "states": {
+        "counting": {
+            "on": {
+                "INC": {
+                    "actions": [
+                        {"type": "assign", "path": "n", "value": {"$expr": "context.n + 1"}}
+                    ]
+                }
+            }
+        }
+    },
+}
+
+
+def retrying_spec(failure_event: bool, attempts: int) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "type": "FLAKY",
+        "name": "flaky",
+        "input": {"x": 1},
+        "completionEvent": "OK",
+        "retry": {"maxAttempts": attempts, "backoff": {"type": "fixed", "delay": 20}},
+    }
+    if failure_event:
+        task["failureEvent"] = "GAVE_UP"
+    return {
+        "id": "retry",
+        "initial": "working",
+        "states": {
+            "working": {
+                "entry": [{"type": "createTask", "task": task}],
+                "on": {
+                    "OK": "succeeded",
+                    "GAVE_UP": {
+                        "target": "gave_up",
+                        "actions": [
+                            {
+                                "type": "assign",
+                                "path": "error",
+                                "value": {"$expr": "event.payload.error"},
+                            }
+                        ],
+                    },
+                },
+            },
+            "succeeded": {"type": "final"},
+            "gave_up": {"type": "final"},
+        },
+    }
+
+
+def registry_with(**handlers: Any) -> HandlerRegistry:
+    registry = HandlerRegistry()
+    for name, handler in handlers.items():
+        registry.register(name, handler)
+    return registry
+
+
+async def test_hello_workflow_runs_end_to_end_and_its_audit_log_shows_every_step(
+    database_dsn: str,
+) -> None:
+    with smtp_server() as (inbox, smtp):
+        registry = HandlerRegistry.with_builtins(smtp, entry_points_group=None)
+        async with running_engine(database_dsn, registry) as engine:
+            definition = await engine.service.deploy(TENANT, HELLO)
+            started = await engine.service.start(TENANT, "hello-workflow", {"greeted": False})
+            view = await wait_for(engine.service, TENANT, started.instance_id)
+            history = await engine.service.history(TENANT, started.instance_id)
+            tasks = await engine.service.tasks(TENANT, started.instance_id)
+
+    assert definition.version == 1
+    assert (view.status, view.value, view.output) == ("done", "done", {"greeted": False})
+    assert [(h["seq"], h["type"], h["state_after"]) for h in history] == [
+        (0, "xstate.init", "start"),
+        (1, "WORKFLOW_START", "notify"),
+        (2, "HELLO_SENT", "done"),
+    ]
+    assert history[1]["effects"][0]["task"]["name"] == "send-hello"
+    assert history[2]["payload"]["accepted"] == ["user@example.com"]
+    (task,) = tasks
+    assert (task["type"], task["status"], task["attempts"]) == ("EMAIL", "succeeded", 1)
+    (message,) = inbox.messages
+    assert (message["To"], message["Subject"]) == ("user@example.com", "Hello")
+    assert message["Message-ID"] == task["output"]["messageId"]
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(database_dsn: str) -> None:
+    pool = await create_pool(database_dsn)
+    queue = MemoryQueue(MemoryBackend())
+    try:
+        runtime = InstanceRuntime(pool, Publisher(pool, queue))
+        service = WorkflowService(pool, runtime)
+        await service.deploy(TENANT, COUNTER)
+        started = await service.start(TENANT, "counter", start_event=None)
+        event = EventJobData(TENANT, str(started.instance_id), "inc-1", "INC", {})
+
+        first = await runtime.apply([event])
+        again = await runtime.apply([event, event])
+        view = await service.get(TENANT, started.instance_id)
+        history = await service.history(TENANT, started.instance_id)
+    finally:
+        await queue.close()
+        await pool.close()
+
+    assert [o.outcome for o in first] == ["applied"]
+    assert [o.outcome for o in again] == ["duplicate", "duplicate"]
+    assert view.context == {"n": 1}
+    assert [h["event_id"] for h in history] == ["xstate.init", "inc-1"]
+
+
+async def test_two_engines_on_one_instance_never_both_apply_a_step(database_dsn: str) -> None:
+    pools = [await create_pool(database_dsn, max_size=4) for _ in range(2)]
+    queue = MemoryQueue(MemoryBackend())
+    try:
+        runtimes = [InstanceRuntime(pool, Publisher(pool, queue)) for pool in pools]
+        service = WorkflowService(pools[0], runtimes[0])
+        await service.deploy(TENANT, COUNTER)
+        started = await service.start(TENANT, "counter", start_event=None)
+        events = [
+            EventJobData(TENANT, str(started.instance_id), f"inc-{i}", "INC", {}) for i in range(40)
+        ]
+
+        async def drive(runtime: InstanceRuntime, order: list[EventJobData]) -> list[str]:
+            applied = []
+            for event in order:
+                (outcome,) = await runtime.apply([event])
+                if outcome.outcome == "applied":
+                    applied.append(event.event_id)
+            return applied
+
+        first, second = await asyncio.gather(
+            drive(runtimes[0], events), drive(runtimes[1], list(reversed(events)))
+        )
+        view = await service.get(TENANT, started.instance_id)
+        history = await service.history(TENANT, started.instance_id)
+    finally:
+        await queue.close()
+        for pool in pools:
+            await pool.close()
+
+    assert sorted(first + second) == sorted(e.event_id for e in events)
+    assert not set(first) & set(second)
+    assert view.context == {"n": 40}
+    assert [h["seq"] for h in history] == list(range(41))
+
+
+async def test_retries_back_off_then_send_the_failure_event(database_dsn: str) -> None:
+    calls: list[float] = []
+
+    async def flaky(task: TaskContext) -> Any:
+        calls.append(time.monotonic())
+        raise RuntimeError(f"boom on attempt {task.attempt}")
+
+    async with running_engine(database_dsn, registry_with(FLAKY=flaky)) as engine:
+        await engine.service.deploy(TENANT, retrying_spec(failure_event=True, attempts=3))
+        started = await engine.service.start(TENANT, "retry")
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert len(calls) == 3
+    # Fixed 20 ms backoff with equal jitter: every pause is at least 10 ms.
+    assert all(later - earlier >= 0.009 for earlier, later in itertools.pairwise(calls))
+    assert (task["status"], task["attempts"]) == ("failed", 3)
+    assert "boom on attempt 3" in task["last_error"]
+    assert (view.status, view.value) == ("done", "gave_up")
+    assert "boom on attempt 3" in view.context["error"]
+    assert history[-1]["type"] == "GAVE_UP"
+    assert history[-1]["payload"]["attempts"] == 3
+
+
+async def test_a_final_failure_without_failure_event_fails_the_instance(database_dsn: str) -> None:
+    async def broken(task: TaskContext) -> Any:
+        raise RuntimeError("upstream down")
+
+    async with running_engine(database_dsn, registry_with(FLAKY=broken)) as engine:
+        await engine.service.deploy(TENANT, retrying_spec(failure_event=False, attempts=2))
+        started = await engine.service.start(TENANT, "retry")
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+        with pytest.raises(InstanceNotRunning):
+            await engine.service.send(TENANT, started.instance_id, "OK")
+
+    assert view.status == "failed"
+    assert "task 'flaky' (FLAKY) failed" in (view.error or "")
+    assert "upstream down" in (view.error or "")
+    assert history[-1]["type"] == "statefleet.task.failed"
+
+
+async def test_a_handler_that_succeeds_after_a_failure_completes_the_task(
+    database_dsn: str,
+) -> None:
+    attempts: list[int] = []
+
+    async def second_time_lucky(task: TaskContext) -> Any:
+        attempts.append(task.attempt)
+        if task.attempt == 1:
+            raise RuntimeError("transient")
+        return {"ok": True}
+
+    async with running_engine(database_dsn, registry_with(FLAKY=second_time_lucky)) as engine:
+        await engine.service.deploy(TENANT, retrying_spec(failure_event=True, attempts=3))
+        started = await engine.service.start(TENANT, "retry")
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+
+    assert attempts == [1, 2]
+    assert view.value == "succeeded"
+
+
+async def test_after_timers_survive_a_restart(database_dsn: str) -> None:
+    spec = {
+        "id": "timer",
+        "initial": "waiting",
+        "states": {"waiting": {"after": {"300": "late"}}, "late": {"type": "final"}},
+    }
+    registry = HandlerRegistry()
+    async with running_engine(database_dsn, registry) as first:
+        await first.service.deploy(TENANT, spec)
+        started = await first.service.start(TENANT, "timer")
+        (timer,) = await first.service.tasks(TENANT, started.instance_id)
+        assert (timer["kind"], timer["status"]) == ("timer", "pending")
+    # The first engine's queue, with the delayed timer job in it, is gone.
+    async with running_engine(database_dsn, registry, backend=MemoryBackend()) as second:
+        view = await wait_for(second.service, TENANT, started.instance_id)
+        history = await second.service.history(TENANT, started.instance_id)
+
+    assert (view.status, view.value) == ("done", "late")
+    assert history[0]["effects"] == [
+        {"type": "scheduleTimer", "event": "xstate.after.300.timer.waiting", "delay": 300}
+    ]
+    assert [h["type"] for h in history][-1] == "xstate.after.300.timer.waiting"
+
+
+async def test_a_worker_killed_mid_task_loses_its_lease_and_the_task_runs_again(
+    database_dsn: str,
+) -> None:
+    spec = {
+        "id": "slow",
+        "initial": "working",
+        "states": {
+            "working": {
+                "entry": [
+                    {
+                        "type": "createTask",
+                        "task": {
+                            "type": "SLOW",
+                            "name": "slow",
+                            "input": {},
+                            "completionEvent": "DONE",
+                            "timeout": 600,
+                        },
+                    }
+                ],
+                "on": {"DONE": "finished"},
+            },
+            "finished": {"type": "final"},
+        },
+    }
+    runs: list[int] = []
+
+    async def quick(task: TaskContext) -> Any:
+        runs.append(task.attempt)
+        return {"attempt": task.attempt}
+
+    registry = registry_with(SLOW=quick)
+    backend = MemoryBackend()
+    async with running_engine(database_dsn, registry, backend=backend, start=False) as idle:
+        await idle.service.deploy(TENANT, spec)
+        started = await idle.service.start(TENANT, "slow")
+        (task,) = await idle.service.tasks(TENANT, started.instance_id)
+
+    with subprocess.Popen(
+        [sys.executable, str(HERE / "dying_worker.py"), database_dsn, TENANT, str(task["id"])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(HERE)},
+    ) as dying:
+        assert dying.stdout is not None
+        claimed = dying.stdout.readline().strip()
+        dying.send_signal(signal.SIGKILL)
+    assert claimed == "claimed"
+
+    async with running_engine(database_dsn, registry, backend=backend) as engine:
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert runs == [2]
+    assert (task["status"], task["attempts"]) == ("succeeded", 2)
+    assert view.value == "finished"
+    assert [h["type"] for h in history].count("DONE") == 1
+
+
+APPROVAL: dict[str, Any] = {
+    "id": "approval",
+    "initial": "waiting",
+    "states": {
+        "waiting": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "HUMAN",
+                        "name": "approve",
+                        "input": {"question": "ship it?"},
+                        "completionEvent": "DECIDED",
+                    },
+                }
+            ],
+            "on": {
+                "DECIDED": [
+                    {"target": "approved", "guard": {"expr": "event.payload.approved == true"}},
+                    {"target": "rejected"},
+                ]
+            },
+        },
+        "approved": {"type": "final"},
+        "rejected": {"type": "final"},
+    },
+}
+
+
+async def test_a_human_task_waits_until_completed_from_outside(database_dsn: str) -> None:
+    async with running_engine(database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, APPROVAL)
+        started = await engine.service.start(TENANT, "approval")
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+        await engine.worker.sweeper.sweep_once()  # a sweep never runs a manual task
+        assert (await engine.service.tasks(TENANT, started.instance_id))[0]["status"] == "pending"
+
+        await engine.service.complete_task(TENANT, task["id"], {"approved": True})
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+        with pytest.raises(TaskNotCompletable):
+            await engine.service.complete_task(TENANT, task["id"], {"approved": False})
+
+    assert view.value == "approved"
+
+
+async def test_starting_twice_with_one_key_returns_the_same_instance(database_dsn: str) -> None:
+    async with running_engine(database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, COUNTER)
+        first = await engine.service.start(TENANT, "counter", idempotency_key="order-42")
+        again = await engine.service.start(TENANT, "counter", idempotency_key="order-42")
+        batch = await engine.service.start_many(
+            TENANT,
+            "counter",
+            [StartRequest({"n": 5}, "order-42"), StartRequest({"n": 7}, "order-43")],
+        )
+
+    assert (first.created, again.created) == (True, False)
+    assert again.instance_id == first.instance_id
+    assert batch[0].instance_id == first.instance_id
+    assert not batch[0].created
+    assert batch[1].created
+    assert batch[1].instance_id != first.instance_id
+
+
+async def test_deploying_the_same_spec_keeps_its_version_and_a_change_gets_the_next(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
+        one = await engine.service.deploy(TENANT, COUNTER)
+        same = await engine.service.deploy(TENANT, json.loads(json.dumps(COUNTER)))
+        changed = await engine.service.deploy(TENANT, {**COUNTER, "context": {"n": 1}})
+        other_tenant = await engine.service.deploy("globex", COUNTER)
+        old = await engine.service.start(TENANT, "counter", version=1, start_event=None)
+        new = await engine.service.start(TENANT, "counter", start_event=None)
+        old_view = await engine.service.get(TENANT, old.instance_id)
+        new_view = await engine.service.get(TENANT, new.instance_id)
+        with pytest.raises(UnknownDefinitionKey):
+            await engine.service.start(TENANT, "counter", version=9)
+
+    assert (one.version, same.version, changed.version, other_tenant.version) == (1, 1, 2, 1)
+    assert (one.created, same.created, changed.created) == (True, False, True)
+    assert (old_view.definition_version, old_view.context) == (1, {"n": 0})
+    assert (new_view.definition_version, new_view.context) == (2, {"n": 1})
+
+
+async def test_a_tenant_never_sees_another_tenants_definitions_instances_or_tasks(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry()) as engine:
+        service = engine.service
+        await service.deploy(TENANT, APPROVAL)
+        started = await service.start(TENANT, "approval")
+        (task,) = await service.tasks(TENANT, started.instance_id)
+        other = "globex"
+
+        with pytest.raises(UnknownDefinitionKey):
+            await service.definition(other, "approval")
+        for call in (
+            service.get(other, started.instance_id),
+            service.history(other, started.instance_id),
+            service.tasks(other, started.instance_id),
+            service.send(other, started.instance_id, "DECIDED", {"approved": True}),
+        ):
+            with pytest.raises(InstanceNotFound):
+                await call
+        with pytest.raises(TaskNotCompletable):
+            await service.complete_task(other, task["id"], {"approved": True})
+        (outcome,) = await engine.worker.instances.apply(
+            [EventJobData(other, str(started.instance_id), "x-1", "DECIDED", {"approved": True})]
+        )
+        view = await service.get(TENANT, started.instance_id)
+
+    assert outcome.outcome == "unknown_instance"
+    assert (view.status, view.value) == ("running", "waiting")
+
+
+async def test_unknown_instance_ids_are_reported_not_raised(database_dsn: str) -> None:
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
+        outcomes = await engine.worker.instances.apply(
+            [
+                EventJobData(TENANT, str(uuid.uuid4()), "e-1", "X", {}),
+                EventJobData(TENANT, "not-a-uuid", "e-2", "X", {}),
+            ]
+        )
+    assert [o.outcome for o in outcomes] == ["unknown_instance", "unknown_instance"]
