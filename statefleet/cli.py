@@ -309,6 +309,36 @@ def graph(spec_path: str) -> None:
     click.echo(to_mermaid(loaded.spec), nl=False)
 
 
+# --- migrate ----------------------------------------------------------------
+
+
+@statefleet.command()
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    required=True,
+    help="Postgres DSN (default: $DATABASE_URL).",
+)
+def migrate(database_url: str) -> None:
+    """Apply pending schema migrations (idempotent; safe when several run at once)."""
+    import asyncio
+
+    from statefleet.engine.store import MigrationError
+    from statefleet.engine.store import migrate as run_migrations
+
+    try:
+        applied = asyncio.run(run_migrations(database_url))
+    except MigrationError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot reach the database: {exc}") from None
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("schema is up to date")
+
+
 # --- entry point ------------------------------------------------------------
 
 

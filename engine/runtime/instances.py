@@ -226,7 +226,7 @@ class InstanceRuntime:
                             if p.status == "running"
                         ],
                     )
-            await self._publish(outbox)
+        await self.publish(outbox)
         results = []
         for plan, key in zip(plans, keys, strict=True):
             if plan.instance_id in created:
@@ -332,7 +332,7 @@ class InstanceRuntime:
                             outcomes.pop(index, None)
                             retry.append((index, ev))
                 outbox = await self._write(connection, winners)
-            await self._publish(outbox)
+        await self.publish(outbox)
         if retry:
             log.info("optimistic version check lost for %d event(s); retrying", len(retry))
         return retry
@@ -480,7 +480,8 @@ class InstanceRuntime:
             )
         return await insert_outbox(connection, rows)
 
-    async def _publish(self, rows: Sequence[OutboxRow]) -> None:
+    async def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """Publishes committed outbox rows; a failure is logged, never raised."""
         try:
             await self.publisher.publish(rows)
         except Exception:  # the sweeper publishes what is left; the step is committed

@@ -162,7 +162,7 @@ class WorkflowService:
                     )
                 row = event_outbox_row(tenant_id, instance_id, event_id, event_type, payload)
                 written = await insert_outbox(connection, [row])
-            await self.runtime.publisher.publish(written)
+        await self.runtime.publish(written)
         return event_id
 
     async def get(self, tenant_id: str, instance_id: uuid.UUID) -> InstanceView:
@@ -209,7 +209,7 @@ class WorkflowService:
                         completion_payload(output),
                     )
                     written = await insert_outbox(connection, [row])
-            await self.runtime.publisher.publish(written)
+        await self.runtime.publish(written)
 
     @staticmethod
     async def _check_instance(

@@ -252,7 +252,10 @@ class TaskRunner:
         if stopped is None:
             return
         value = stopped["snapshot"].get("value")
-        seq = (stopped["last_seq"] if stopped["last_seq"] is not None else -1) + 1
+        last_seq = await connection.fetchval(
+            SQL["last_event_seq"], task["tenant_id"], task["instance_id"]
+        )
+        seq = (last_seq if last_seq is not None else -1) + 1
         await connection.execute(
             SQL["insert_events"],
             [task["tenant_id"]],

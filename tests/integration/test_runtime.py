@@ -457,3 +457,25 @@ async def test_unknown_instance_ids_are_reported_not_raised(database_dsn: str) -
             ]
         )
     assert [o.outcome for o in outcomes] == ["unknown_instance", "unknown_instance"]
+
+
+async def test_an_event_whose_publish_was_lost_is_delivered_by_the_sweeper(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, COUNTER)
+        started = await engine.service.start(TENANT, "counter", start_event=None)
+        # A front door whose queue is gone: the event commits to the outbox, the publish fails.
+        broken_queue = MemoryQueue(MemoryBackend())
+        await broken_queue.close()
+        broken = WorkflowService(
+            engine.pool, InstanceRuntime(engine.pool, Publisher(engine.pool, broken_queue))
+        )
+        event_id = await broken.send(TENANT, started.instance_id, "INC")
+        view = await wait_for(
+            engine.service, TENANT, started.instance_id, lambda v: v.context == {"n": 1}
+        )
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert view.status == "running"
+    assert [h["event_id"] for h in history] == ["xstate.init", event_id]

@@ -85,9 +85,14 @@ LIMIT $4;
 
 -- name: fail_instance
 -- A task failed for good and named no failureEvent: the instance stops, with the reason.
+-- The version bump makes a concurrent step lose its version check and re-read.
 UPDATE workflow_instances
 SET status = 'failed', error = $3, version = version + 1, updated_at = now(),
     finished_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status = 'running'
-RETURNING snapshot, (SELECT max(e.seq) FROM workflow_events e
-                     WHERE e.tenant_id = $1 AND e.instance_id = $2) AS last_seq;
+RETURNING snapshot;
+
+-- name: last_event_seq
+-- Run after taking the instance's row lock (UPDATE above): a statement started then
+-- sees every step committed before the lock was granted, so the next seq is free.
+SELECT max(seq) AS last_seq FROM workflow_events WHERE tenant_id = $1 AND instance_id = $2;
