@@ -280,58 +280,57 @@ class InstanceRuntime:
         tenants = [t for t, _ in groups]
         ids = [i for _, i in groups]
         retry: list[tuple[int, EventJobData]] = []
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                rows = {
-                    (r["tenant_id"], r["id"]): r
-                    for r in await connection.fetch(SQL["load_instances"], tenants, ids)
-                }
-                flat = [(t, i, ev.event_id) for (t, i), evs in groups.items() for _, ev in evs]
-                seen = {
-                    (r["instance_id"], r["event_id"])
-                    for r in await connection.fetch(
-                        SQL["applied_event_ids"],
-                        [f[0] for f in flat],
-                        [f[1] for f in flat],
-                        [f[2] for f in flat],
-                    )
-                }
-                plans: list[tuple[InstancePlan, list[tuple[int, EventJobData]]]] = []
-                for (tenant_id, instance_id), group in groups.items():
-                    row = rows.get((tenant_id, instance_id))
-                    if row is None:
-                        for index, ev in group:
-                            outcomes[index] = ApplyOutcome(
-                                ev.event_id, ev.instance_id, "unknown_instance"
-                            )
-                        continue
-                    plan = await self._plan_events(connection, row, group, seen, outcomes)
-                    if plan is not None:
-                        plans.append((plan, group))
-                if not plans:
-                    return []
-                won = {
-                    r["id"]
-                    for r in await connection.fetch(
-                        SQL["update_instances"],
-                        [p.tenant_id for p, _ in plans],
-                        [p.instance_id for p, _ in plans],
-                        [p.version for p, _ in plans],
-                        [json_text(p.snapshot) for p, _ in plans],
-                        [p.status for p, _ in plans],
-                        [json_text(p.output) for p, _ in plans],
-                        [p.error for p, _ in plans],
-                    )
-                }
-                winners = []
-                for plan, group in plans:
-                    if plan.instance_id in won:
-                        winners.append(plan)
-                    else:
-                        for index, ev in group:
-                            outcomes.pop(index, None)
-                            retry.append((index, ev))
-                outbox = await self._write(connection, winners)
+        async with self.pool.acquire() as connection, connection.transaction():
+            rows = {
+                (r["tenant_id"], r["id"]): r
+                for r in await connection.fetch(SQL["load_instances"], tenants, ids)
+            }
+            flat = [(t, i, ev.event_id) for (t, i), evs in groups.items() for _, ev in evs]
+            seen = {
+                (r["instance_id"], r["event_id"])
+                for r in await connection.fetch(
+                    SQL["applied_event_ids"],
+                    [f[0] for f in flat],
+                    [f[1] for f in flat],
+                    [f[2] for f in flat],
+                )
+            }
+            plans: list[tuple[InstancePlan, list[tuple[int, EventJobData]]]] = []
+            for (tenant_id, instance_id), group in groups.items():
+                row = rows.get((tenant_id, instance_id))
+                if row is None:
+                    for index, ev in group:
+                        outcomes[index] = ApplyOutcome(
+                            ev.event_id, ev.instance_id, "unknown_instance"
+                        )
+                    continue
+                plan = await self._plan_events(connection, row, group, seen, outcomes)
+                if plan is not None:
+                    plans.append((plan, group))
+            if not plans:
+                return []
+            won = {
+                r["id"]
+                for r in await connection.fetch(
+                    SQL["update_instances"],
+                    [p.tenant_id for p, _ in plans],
+                    [p.instance_id for p, _ in plans],
+                    [p.version for p, _ in plans],
+                    [json_text(p.snapshot) for p, _ in plans],
+                    [p.status for p, _ in plans],
+                    [json_text(p.output) for p, _ in plans],
+                    [p.error for p, _ in plans],
+                )
+            }
+            winners = []
+            for plan, group in plans:
+                if plan.instance_id in won:
+                    winners.append(plan)
+                else:
+                    for index, ev in group:
+                        outcomes.pop(index, None)
+                        retry.append((index, ev))
+            outbox = await self._write(connection, winners)
         await self.publish(outbox)
         if retry:
             log.info("optimistic version check lost for %d event(s); retrying", len(retry))

@@ -151,17 +151,16 @@ class WorkflowService:
     ) -> str:
         """Queues an event for a running instance; returns its id (idempotent with ``event_id``)."""
         event_id = event_id or f"evt-{uuid.uuid4()}"
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                record = await connection.fetchrow(SQL["get_instance"], tenant_id, instance_id)
-                if record is None:
-                    raise InstanceNotFound(f"instance {instance_id} not found")
-                if record["status"] != "running":
-                    raise InstanceNotRunning(
-                        f"instance {instance_id} is {record['status']}; it accepts no events"
-                    )
-                row = event_outbox_row(tenant_id, instance_id, event_id, event_type, payload)
-                written = await insert_outbox(connection, [row])
+        async with self.pool.acquire() as connection, connection.transaction():
+            record = await connection.fetchrow(SQL["get_instance"], tenant_id, instance_id)
+            if record is None:
+                raise InstanceNotFound(f"instance {instance_id} not found")
+            if record["status"] != "running":
+                raise InstanceNotRunning(
+                    f"instance {instance_id} is {record['status']}; it accepts no events"
+                )
+            row = event_outbox_row(tenant_id, instance_id, event_id, event_type, payload)
+            written = await insert_outbox(connection, [row])
         await self.runtime.publish(written)
         return event_id
 
@@ -190,25 +189,24 @@ class WorkflowService:
 
     async def complete_task(self, tenant_id: str, task_id: uuid.UUID, output: Any) -> None:
         """Finishes a pending manual (``HUMAN``) task; its completion event carries ``output``."""
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                done = await connection.fetchrow(
-                    SQL["complete_manual_task"], tenant_id, task_id, output, sorted(MANUAL_TYPES)
+        async with self.pool.acquire() as connection, connection.transaction():
+            done = await connection.fetchrow(
+                SQL["complete_manual_task"], tenant_id, task_id, output, sorted(MANUAL_TYPES)
+            )
+            if done is None:
+                raise TaskNotCompletable(
+                    f"task {task_id} is not a pending task of a running instance"
                 )
-                if done is None:
-                    raise TaskNotCompletable(
-                        f"task {task_id} is not a pending task of a running instance"
-                    )
-                written = []
-                if done["completion_event"]:
-                    row = event_outbox_row(
-                        tenant_id,
-                        done["instance_id"],
-                        f"task-{task_id}-done",
-                        done["completion_event"],
-                        completion_payload(output),
-                    )
-                    written = await insert_outbox(connection, [row])
+            written = []
+            if done["completion_event"]:
+                row = event_outbox_row(
+                    tenant_id,
+                    done["instance_id"],
+                    f"task-{task_id}-done",
+                    done["completion_event"],
+                    completion_payload(output),
+                )
+                written = await insert_outbox(connection, [row])
         await self.runtime.publish(written)
 
     @staticmethod
