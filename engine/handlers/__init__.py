@@ -1,6 +1,12 @@
 """Task handlers: the registry and the built-in task types."""
 
-from statefleet.engine.handlers.base import Handler, PermanentTaskError, TaskContext
+from statefleet.engine.handlers.base import (
+    Emit,
+    Handler,
+    HandlerResult,
+    PermanentTaskError,
+    TaskContext,
+)
 from statefleet.engine.handlers.builtin import (
     MANUAL_TYPES,
     EmailHandler,
@@ -13,8 +19,10 @@ from statefleet.engine.handlers.registry import HandlerRegistry, UnknownTaskType
 __all__ = [
     "MANUAL_TYPES",
     "EmailHandler",
+    "Emit",
     "Handler",
     "HandlerRegistry",
+    "HandlerResult",
     "HttpHandler",
     "PermanentTaskError",
     "SmtpSettings",

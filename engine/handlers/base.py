@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Handler", "PermanentTaskError", "TaskContext"]
+__all__ = ["Emit", "Handler", "HandlerResult", "PermanentTaskError", "TaskContext"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,28 @@ class TaskContext:
     policy: Mapping[str, Any] | None = None
     timeout_ms: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event a handler asks to send into its own instance (e.g. an AI decision)."""
+
+    type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerResult:
+    """A handler's output plus events to emit, written with the task's success.
+
+    Returning a plain value is the common case (it becomes the output); a
+    ``HandlerResult`` lets a handler also emit events, which the runner writes
+    to the outbox in the same transaction as the task's success: they are
+    published with the completion event (emitted ones first), all or none.
+    """
+
+    output: Any
+    emit: tuple[Emit, ...] = ()
 
 
 class PermanentTaskError(Exception):

@@ -23,7 +23,9 @@ import asyncpg
 
 from statefleet.engine.handlers import (
     MANUAL_TYPES,
+    Emit,
     HandlerRegistry,
+    HandlerResult,
     PermanentTaskError,
     TaskContext,
     UnknownTaskType,
@@ -148,8 +150,13 @@ class TaskRunner:
             final = task["attempts"] >= task["max_attempts"]
             await self._failed(task, f"{type(exc).__name__}: {exc}", final=final)
             return "failed" if final else "retrying"
+        emit: tuple[Emit, ...] = ()
+        if isinstance(output, HandlerResult):
+            output, emit = output.output, output.emit
         event = task["completion_event"]
-        await self._finish(task, output=output, deliver=event, payload=completion_payload(output))
+        await self._finish(
+            task, output=output, deliver=event, payload=completion_payload(output), emit=emit
+        )
         return "succeeded"
 
     async def _not_claimed(self, connection: Connection, tenant_id: str, task_id: uuid.UUID) -> str:
@@ -172,7 +179,13 @@ class TaskRunner:
         return "not_due"
 
     async def _finish(
-        self, task: asyncpg.Record, *, output: Any, deliver: str | None, payload: dict[str, Any]
+        self,
+        task: asyncpg.Record,
+        *,
+        output: Any,
+        deliver: str | None,
+        payload: dict[str, Any],
+        emit: tuple[Emit, ...] = (),
     ) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
         outbox: list[OutboxRow] = []
@@ -183,12 +196,24 @@ class TaskRunner:
             if done is None:
                 log.warning("task %s lost its lease before finishing; result dropped", task_id)
                 return
+            rows = [
+                event_outbox_row(
+                    tenant_id,
+                    done["instance_id"],
+                    f"task-{task_id}-emit-{index}",
+                    emitted.type,
+                    dict(emitted.payload),
+                )
+                for index, emitted in enumerate(emit)
+            ]
             if deliver:
                 prefix = "timer" if task["kind"] == "timer" else "task"
-                row = event_outbox_row(
-                    tenant_id, done["instance_id"], f"{prefix}-{task_id}-done", deliver, payload
+                rows.append(
+                    event_outbox_row(
+                        tenant_id, done["instance_id"], f"{prefix}-{task_id}-done", deliver, payload
+                    )
                 )
-                outbox = await insert_outbox(connection, [row])
+            outbox = await insert_outbox(connection, rows)
         await self.publisher.publish(outbox)
 
     async def _failed(self, task: asyncpg.Record, message: str, *, final: bool) -> None:

@@ -18,7 +18,7 @@ import pytest
 from runtime_support import running_engine, smtp_server, wait_for
 
 from statefleet.drivers.memory import MemoryBackend, MemoryQueue
-from statefleet.engine.handlers import HandlerRegistry, TaskContext
+from statefleet.engine.handlers import Emit, HandlerRegistry, HandlerResult, TaskContext
 from statefleet.engine.ports.queue import EventJobData
 from statefleet.engine.runtime import (
     InstanceNotFound,
@@ -479,3 +479,44 @@ async def test_an_event_whose_publish_was_lost_is_delivered_by_the_sweeper(
 
     assert view.status == "running"
     assert [h["event_id"] for h in history] == ["xstate.init", event_id]
+
+
+async def test_a_handler_can_emit_events_into_its_instance_with_its_success(
+    database_dsn: str,
+) -> None:
+    spec = {
+        "id": "emitter",
+        "initial": "asking",
+        "context": {},
+        "states": {
+            "asking": {
+                "entry": [
+                    {
+                        "type": "createTask",
+                        "task": {"type": "DECIDE", "name": "decide", "input": {}},
+                    }
+                ],
+                "on": {
+                    "ROUTE": {
+                        "target": "routed",
+                        "actions": [
+                            {"type": "assign", "path": "to", "value": {"$expr": "event.payload.to"}}
+                        ],
+                    }
+                },
+            },
+            "routed": {"type": "final"},
+        },
+    }
+
+    async def decide(task: TaskContext) -> Any:
+        return HandlerResult({"decided": True}, emit=(Emit("ROUTE", {"to": "billing"}),))
+
+    async with running_engine(database_dsn, registry_with(DECIDE=decide)) as engine:
+        await engine.service.deploy(TENANT, spec)
+        started = await engine.service.start(TENANT, "emitter")
+        view = await wait_for(engine.service, TENANT, started.instance_id)
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+
+    assert (view.value, view.context) == ("routed", {"to": "billing"})
+    assert task["output"] == {"decided": True}
