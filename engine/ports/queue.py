@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeAlias
 
+from statefleet.engine.jsonkind import json_kind
+
 __all__ = [
     "EVENT_JOB",
     "ORCHESTRATOR_QUEUE",
@@ -316,20 +318,7 @@ def _text(queue: str, data: Mapping[str, Any], key: str, path: str) -> str:
 
 
 def _kind(value: object) -> str:
-    """The JSON name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return json_kind(value)
 
 
 # --------------------------------------------------------------------------- the port

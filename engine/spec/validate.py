@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from statefleet.engine.cel import CelCompileError, compile_expr
+from statefleet.engine.jsonkind import json_kind
 from statefleet.engine.spec.durations import parse_delay_ms, parse_instant
 from statefleet.engine.spec.errors import SpecError, SpecValidationError
 from statefleet.engine.spec.models import BUILTIN_ACTIONS, LOGIC_GUARDS, WorkflowSpec
@@ -788,19 +789,9 @@ def _cel_message(message: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    # Spec authors think in lists, not arrays.
+    kind = json_kind(value, article=True)
+    return "a list" if kind == "an array" else kind
 
 
 def _show(value: Any) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import pathlib
 from typing import Any
 
 import pytest
@@ -19,33 +21,9 @@ from statefleet.engine.spec import (
 from statefleet.engine.spec import validate as validate_module
 
 # The seed's hello workflow (workflow-engine-seed.md), unchanged.
-HELLO: dict[str, Any] = {
-    "id": "hello-workflow",
-    "initial": "start",
-    "context": {"greeted": False},
-    "states": {
-        "start": {
-            "on": {
-                "WORKFLOW_START": {
-                    "target": "notify",
-                    "actions": [
-                        {
-                            "type": "createTask",
-                            "task": {
-                                "type": "EMAIL",
-                                "name": "send-hello",
-                                "input": {"to": "user@example.com", "subject": "Hello"},
-                                "completionEvent": "HELLO_SENT",
-                            },
-                        }
-                    ],
-                }
-            }
-        },
-        "notify": {"on": {"HELLO_SENT": {"target": "done"}}},
-        "done": {"type": "final"},
-    },
-}
+HELLO: dict[str, Any] = json.loads(
+    (pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "hello-workflow.json").read_text()
+)
 
 # Every row of the contract at least once.
 KITCHEN_SINK: dict[str, Any] = {
