@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 
+from statefleet.engine.handlers.ai import AiHandler, AiSettings
 from statefleet.engine.handlers.base import Handler
 from statefleet.engine.handlers.builtin import (
     MANUAL_TYPES,
@@ -56,12 +57,22 @@ class HandlerRegistry:
 
     @classmethod
     def with_builtins(
-        cls, smtp: SmtpSettings | None = None, *, entry_points_group: str | None = ENTRY_POINT_GROUP
+        cls,
+        smtp: SmtpSettings | None = None,
+        *,
+        entry_points_group: str | None = ENTRY_POINT_GROUP,
+        ai: AiSettings | None = None,
     ) -> HandlerRegistry:
+        """NOOP, EMAIL, HTTP and AI, then users' entry points (which may replace them).
+
+        Settings left out are read from the environment (``STATEFLEET_SMTP_*``,
+        ``STATEFLEET_AI_*``).
+        """
         registry = cls()
         registry.register("NOOP", noop_handler)
         registry.register("EMAIL", EmailHandler(smtp))
         registry.register("HTTP", HttpHandler())
+        registry.register("AI", AiHandler(ai))
         if entry_points_group:
             registry.load_entry_points(entry_points_group)
         return registry
