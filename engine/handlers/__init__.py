@@ -1,5 +1,6 @@
 """Task handlers: the registry and the built-in task types."""
 
+from statefleet.engine.handlers.ai import AiHandler, AiSettings
 from statefleet.engine.handlers.base import (
     Emit,
     Handler,
@@ -18,6 +19,8 @@ from statefleet.engine.handlers.registry import HandlerRegistry, UnknownTaskType
 
 __all__ = [
     "MANUAL_TYPES",
+    "AiHandler",
+    "AiSettings",
     "EmailHandler",
     "Emit",
     "Handler",
