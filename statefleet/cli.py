@@ -19,6 +19,9 @@ import click
 import orjson
 
 from statefleet import __version__
+from statefleet.commands import api as api_commands
+from statefleet.commands import tenants as tenant_commands
+from statefleet.commands.client_cmds import register as register_client_commands
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.interpreter import Machine, Step, load_machine, make_event
 from statefleet.engine.spec import SpecError, SpecValidationError, WorkflowSpec, validate_spec
@@ -337,6 +340,11 @@ def migrate(database_url: str) -> None:
             click.echo(f"applied {name}")
     else:
         click.echo("schema is up to date")
+
+
+register_client_commands(statefleet)
+tenant_commands.register(statefleet)
+api_commands.register(statefleet)
 
 
 # --- entry point ------------------------------------------------------------

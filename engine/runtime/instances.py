@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,8 +26,9 @@ import asyncpg
 
 from statefleet.engine.interpreter import Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
+from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.machines import MachineCache
-from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_outbox
+from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
 from statefleet.engine.runtime.plan import (
     AuditRow,
     InstancePlan,
@@ -57,6 +58,8 @@ START_EVENT = "WORKFLOW_START"
 INIT_EVENT_ID = "xstate.init"
 
 Outcome = Literal["applied", "duplicate", "unknown_instance", "not_running"]
+#: Where committed outbox rows go: published now, or collected for the caller to publish.
+_Sink = Callable[[Sequence[OutboxRow]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,20 +135,29 @@ def _audit(
 
 
 class InstanceRuntime:
-    """Starts instances and applies events; safe to share within one event loop."""
+    """Starts instances and applies events; safe to share within one event loop.
+
+    ``checkpoints`` (optional) is asked for an instance's checkpoint before Postgres
+    is; committed steps of running instances are put back into it, and instances
+    that finished or lost a version check are dropped from it (see
+    :mod:`statefleet.engine.runtime.checkpoints`). Without it, every step reads
+    its checkpoint.
+    """
 
     def __init__(
         self,
         pool: asyncpg.Pool[Any],
-        publisher: Publisher,
+        publisher: OutboxSink,
         machines: MachineCache | None = None,
         *,
         max_conflict_retries: int = 20,
+        checkpoints: CheckpointCache | None = None,
     ) -> None:
         self.pool = pool
         self.publisher = publisher
         self.machines = machines or MachineCache()
         self.max_conflict_retries = max_conflict_retries
+        self.checkpoints = checkpoints
 
     # -- start ------------------------------------------------------------------
 
@@ -156,11 +168,14 @@ class InstanceRuntime:
         requests: Sequence[StartRequest],
         *,
         start_event: str | None = START_EVENT,
+        batch_id: uuid.UUID | None = None,
     ) -> list[StartResult]:
         """Creates instances (one transaction for the batch) and queues their start event.
 
         A request whose idempotency key the tenant already used returns that
-        instance (``created=False``) and writes nothing.
+        instance (``created=False``) and writes nothing. ``batch_id`` (a row of
+        ``batches``) is recorded on every new instance, so the batch's progress
+        can be counted; it adds no statement.
         """
         async with self.pool.acquire() as connection:
             machine = await self.machines.get(connection, tenant_id, definition_id)
@@ -202,6 +217,7 @@ class InstanceRuntime:
                     [json_text(p.output) for p in plans],
                     [p.error for p in plans],
                     keys,
+                    batch_id,
                 )
                 created = {r["id"] for r in inserted}
                 existing: dict[str, uuid.UUID] = {}
@@ -244,6 +260,27 @@ class InstanceRuntime:
         Returns one outcome per event. Raises only on infrastructure errors
         (the caller's queue then redelivers the whole batch, which is safe).
         """
+        return await self._apply(events, self.publish)
+
+    async def apply_collecting(
+        self, events: Sequence[EventJobData]
+    ) -> tuple[list[ApplyOutcome], list[OutboxRow]]:
+        """Like :meth:`apply`, but returns the committed outbox rows instead of publishing.
+
+        For a caller that cannot reach the queue (a Ray actor in another process):
+        it hands the rows to whoever can, which publishes them with
+        :meth:`Publisher.publish`. The rows are committed before this returns, so
+        if they are never published the sweeper publishes them.
+        """
+        rows: list[OutboxRow] = []
+
+        async def collect(committed: Sequence[OutboxRow]) -> None:
+            rows.extend(committed)
+
+        outcomes = await self._apply(events, collect)
+        return outcomes, rows
+
+    async def _apply(self, events: Sequence[EventJobData], sink: _Sink) -> list[ApplyOutcome]:
         outcomes: dict[int, ApplyOutcome] = {}
         pending = list(enumerate(events))
         for attempt in range(self.max_conflict_retries + 1):
@@ -252,7 +289,7 @@ class InstanceRuntime:
             if attempt:
                 # Two writers retrying in lockstep would keep colliding: back off, with jitter.
                 await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
-            pending = await self._apply_once(pending, outcomes)
+            pending = await self._apply_once(pending, outcomes, sink)
         if pending:
             raise RuntimeError(
                 f"{len(pending)} event(s) lost the optimistic version check "
@@ -264,6 +301,7 @@ class InstanceRuntime:
         self,
         pending: list[tuple[int, EventJobData]],
         outcomes: dict[int, ApplyOutcome],
+        sink: _Sink,
     ) -> list[tuple[int, EventJobData]]:
         groups: dict[tuple[str, uuid.UUID], list[tuple[int, EventJobData]]] = {}
         for index, event in pending:
@@ -277,14 +315,24 @@ class InstanceRuntime:
             groups.setdefault((event.tenant_id, instance_id), []).append((index, event))
         if not groups:
             return []
-        tenants = [t for t, _ in groups]
-        ids = [i for _, i in groups]
+        rows: dict[InstanceKey, Checkpoint] = {}
+        if self.checkpoints is not None:
+            for key in groups:
+                cached = self.checkpoints.get(key)
+                if cached is not None:
+                    rows[key] = cached
+        missing = [key for key in groups if key not in rows]
+        loaded: list[Checkpoint] = []
         retry: list[tuple[int, EventJobData]] = []
         async with self.pool.acquire() as connection, connection.transaction():
-            rows = {
-                (r["tenant_id"], r["id"]): r
-                for r in await connection.fetch(SQL["load_instances"], tenants, ids)
-            }
+            if missing:
+                loaded = [
+                    Checkpoint.from_record(r)
+                    for r in await connection.fetch(
+                        SQL["load_instances"], [t for t, _ in missing], [i for _, i in missing]
+                    )
+                ]
+                rows.update((c.key, c) for c in loaded)
             flat = [(t, i, ev.event_id) for (t, i), evs in groups.items() for _, ev in evs]
             seen = {
                 (r["instance_id"], r["event_id"])
@@ -308,6 +356,7 @@ class InstanceRuntime:
                 if plan is not None:
                     plans.append((plan, group))
             if not plans:
+                self._remember(loaded, [], [])
                 return []
             won = {
                 r["id"]
@@ -323,44 +372,86 @@ class InstanceRuntime:
                 )
             }
             winners = []
+            losers = []
             for plan, group in plans:
                 if plan.instance_id in won:
                     winners.append(plan)
                 else:
+                    losers.append(plan)
                     for index, ev in group:
                         outcomes.pop(index, None)
                         retry.append((index, ev))
             outbox = await self._write(connection, winners)
-        await self.publish(outbox)
+        self._remember(loaded, winners, losers)
+        await sink(outbox)
         if retry:
             log.info("optimistic version check lost for %d event(s); retrying", len(retry))
         return retry
 
+    def _remember(
+        self,
+        loaded: Sequence[Checkpoint],
+        winners: Sequence[InstancePlan],
+        losers: Sequence[InstancePlan],
+    ) -> None:
+        """After a commit: cache what is now known to be current, drop what is not.
+
+        Only running instances are kept: a finished one may be resumed by another
+        writer, and its next event must then see Postgres, not an old "finished".
+        """
+        cache = self.checkpoints
+        if cache is None:
+            return
+        for checkpoint in loaded:
+            if checkpoint.status == "running":
+                cache.put(checkpoint)
+            else:
+                cache.drop(checkpoint.key)
+        for plan in losers:
+            cache.drop((plan.tenant_id, plan.instance_id))
+        for plan in winners:
+            key = (plan.tenant_id, plan.instance_id)
+            previous = cache.get(key)
+            if plan.status != "running" or previous is None:
+                cache.drop(key)
+                continue
+            cache.put(
+                Checkpoint(
+                    tenant_id=plan.tenant_id,
+                    instance_id=plan.instance_id,
+                    definition_id=previous.definition_id,
+                    status=plan.status,
+                    snapshot=plan.snapshot,
+                    version=plan.version + 1,  # update_instances bumps it
+                    last_seq=plan.audit[-1].seq if plan.audit else previous.last_seq,
+                )
+            )
+
     async def _plan_events(
         self,
         connection: Connection,
-        row: asyncpg.Record,
+        row: Checkpoint,
         group: list[tuple[int, EventJobData]],
         seen: set[tuple[uuid.UUID, str]],
         outcomes: dict[int, ApplyOutcome],
     ) -> InstancePlan | None:
-        tenant_id: str = row["tenant_id"]
-        instance_id: uuid.UUID = row["id"]
-        if row["status"] != "running":
+        tenant_id = row.tenant_id
+        instance_id = row.instance_id
+        if row.status != "running":
             for index, ev in group:
                 outcome: Outcome = (
                     "duplicate" if (instance_id, ev.event_id) in seen else "not_running"
                 )
                 outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, outcome)
             return None
-        machine = await self.machines.get(connection, tenant_id, row["definition_id"])
-        snapshot = Snapshot.from_dict(row["snapshot"])
-        seq = row["last_seq"] if row["last_seq"] is not None else -1
+        machine = await self.machines.get(connection, tenant_id, row.definition_id)
+        snapshot = Snapshot.from_dict(row.snapshot)
+        seq = row.last_seq if row.last_seq is not None else -1
         plan = InstancePlan(
             tenant_id=tenant_id,
             instance_id=instance_id,
-            version=row["version"],
-            snapshot=row["snapshot"],
+            version=row.version,
+            snapshot=row.snapshot,
             status="running",
             output=None,
             error=None,

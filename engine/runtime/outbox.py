@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -20,7 +20,7 @@ from statefleet.engine.ports.queue import Queue, QueueJob
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
-__all__ = ["OutboxRow", "Publisher", "insert_outbox"]
+__all__ = ["CollectingPublisher", "OutboxRow", "OutboxSink", "Publisher", "insert_outbox"]
 
 SQL = load_queries("outbox.sql")
 
@@ -64,6 +64,37 @@ async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> li
     )
     ids = {record["id"] for record in written}
     return [r for r in rows if r.id in ids]
+
+
+class OutboxSink(Protocol):
+    """Takes committed outbox rows: a :class:`Publisher`, or a :class:`CollectingPublisher`.
+
+    Obligation: never called before the rows' transaction committed. A row that
+    is not in the outbox table (a job sent again without being recorded) may be
+    passed too; marking it published is then a no-op.
+    """
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> None: ...
+
+
+class CollectingPublisher:
+    """Keeps rows instead of publishing them, for a caller that hands them on.
+
+    A Ray actor runs in its own process and cannot reach a process-local queue:
+    it returns what it collected here to the dispatcher, which owns the queue
+    client and publishes the rows with a real :class:`Publisher`.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[OutboxRow] = []
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> None:
+        self.rows.extend(rows)
+
+    def take(self) -> list[OutboxRow]:
+        """The rows collected so far, forgetting them."""
+        rows, self.rows = self.rows, []
+        return rows
 
 
 class Publisher:

@@ -8,16 +8,24 @@ instance, so an accepted event is durable before the caller hears "accepted".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from statefleet.engine.handlers import MANUAL_TYPES
-from statefleet.engine.runtime.definitions import Definition, deploy_definition, get_definition
+from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
+from statefleet.engine.runtime.definitions import (
+    Definition,
+    deploy_definition,
+    get_definition,
+    list_definitions,
+)
 from statefleet.engine.runtime.instances import (
     START_EVENT,
     InstanceRuntime,
@@ -25,21 +33,32 @@ from statefleet.engine.runtime.instances import (
     StartResult,
     event_outbox_row,
 )
-from statefleet.engine.runtime.outbox import insert_outbox
+from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox
 from statefleet.engine.runtime.tasks import completion_payload
-from statefleet.engine.store.db import Connection
+from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
+    "BATCH_CHUNK",
+    "BatchProgress",
     "InstanceNotFound",
     "InstanceNotRunning",
+    "InstancePage",
     "InstanceView",
+    "InvalidCursor",
     "TaskNotCompletable",
+    "TaskNotFound",
+    "UnknownBatch",
     "UnknownDefinitionKey",
+    "UnknownDefinitionVersion",
     "WorkflowService",
 ]
 
-SQL = {**load_queries("instances.sql"), **load_queries("tasks.sql")}
+SQL = {**load_queries("instances.sql"), **load_queries("tasks.sql"), **load_queries("api.sql")}
+
+#: Instances inserted per transaction by ``start_batch``: big enough that a batch of
+#: 10,000 is two round trips per table, small enough that one transaction stays short.
+BATCH_CHUNK = 5_000
 
 
 class InstanceNotFound(LookupError):
@@ -54,8 +73,24 @@ class UnknownDefinitionKey(LookupError):
     pass
 
 
+class UnknownDefinitionVersion(UnknownDefinitionKey):
+    """The key exists but not in the version asked for."""
+
+
 class TaskNotCompletable(RuntimeError):
     pass
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+class UnknownBatch(LookupError):
+    pass
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this service did not hand out (or one that was altered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +106,7 @@ class InstanceView:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    batch_id: uuid.UUID | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> InstanceView:
@@ -87,7 +123,38 @@ class InstanceView:
             error=r["error"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            batch_id=r.get("batch_id"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    items: list[InstanceView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    batch_id: uuid.UUID
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _encode_cursor(created_at: datetime, instance_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{instance_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, ident = raw.partition("|")
+        created_at = datetime.fromisoformat(when)
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("cursor is not one this API returned") from exc
 
 
 class WorkflowService:
@@ -102,9 +169,12 @@ class WorkflowService:
     async def definition(self, tenant_id: str, key: str, version: int | None = None) -> Definition:
         async with self.pool.acquire() as connection:
             found = await get_definition(connection, tenant_id, key, version)
+            if found is None and version is not None:
+                latest = await get_definition(connection, tenant_id, key, None)
+                if latest is not None:
+                    raise UnknownDefinitionVersion(f"no version {version} of definition '{key}'")
         if found is None:
-            what = f"version {version} of '{key}'" if version else f"definition '{key}'"
-            raise UnknownDefinitionKey(f"unknown {what}")
+            raise UnknownDefinitionKey(f"no definition '{key}' for this tenant")
         return found
 
     async def start(
@@ -208,6 +278,285 @@ class WorkflowService:
                 )
                 written = await insert_outbox(connection, [row])
         await self.runtime.publish(written)
+
+    # -- the HTTP API's further use cases ----------------------------------------------
+
+    async def definitions(self, tenant_id: str) -> list[Definition]:
+        """The latest version of every definition key of the tenant."""
+        async with self.pool.acquire() as connection:
+            return await list_definitions(connection, tenant_id)
+
+    async def list_instances(
+        self,
+        tenant_id: str,
+        *,
+        definition_key: str | None = None,
+        status: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> InstancePage:
+        """One page of the tenant's instances, newest first.
+
+        The cursor is opaque to callers (a position, not a page number), so pages
+        stay stable while instances are being created.
+
+        Raises:
+            InvalidCursor: ``cursor`` was not returned by this method.
+        """
+        after_at, after_id = _decode_cursor(cursor) if cursor else (None, None)
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                SQL["list_instances"],
+                tenant_id,
+                definition_key,
+                status,
+                created_after,
+                created_before,
+                after_at,
+                after_id,
+                limit + 1,
+            )
+        items = [InstanceView.from_record(r) for r in rows[:limit]]
+        more = len(rows) > limit and bool(items)
+        next_cursor = _encode_cursor(items[-1].created_at, items[-1].id) if more else None
+        return InstancePage(items, next_cursor)
+
+    async def cancel(self, tenant_id: str, instance_id: uuid.UUID) -> InstanceView:
+        """Cancels a running instance, its open tasks and timers, with an audit row.
+
+        One transaction: the status change (which bumps the version, so a step
+        computed concurrently loses its check), the cancellations and the audit row.
+
+        Raises:
+            InstanceNotFound: no such instance for this tenant.
+            InstanceNotRunning: the instance is already done, failed or cancelled.
+        """
+        async with self.pool.acquire() as connection, connection.transaction():
+            stopped = await connection.fetchrow(SQL["cancel_instance"], tenant_id, instance_id)
+            if stopped is None:
+                record = await connection.fetchrow(SQL["get_instance"], tenant_id, instance_id)
+                if record is None:
+                    raise InstanceNotFound(f"instance {instance_id} not found")
+                raise InstanceNotRunning(
+                    f"instance {instance_id} is {record['status']}; it cannot be cancelled"
+                )
+            value = (stopped["snapshot"] or {}).get("value")
+            await self._audit(
+                connection,
+                tenant_id,
+                instance_id,
+                f"cancel-{uuid.uuid4()}",
+                "statefleet.instance.cancelled",
+                {},
+                value,
+                None,
+            )
+            await connection.execute(
+                SQL["cancel_open_tasks_of_instances"], [tenant_id], [instance_id]
+            )
+            record = await connection.fetchrow(SQL["get_instance"], tenant_id, instance_id)
+        assert record is not None, "the row was just updated in this transaction"
+        return InstanceView.from_record(record)
+
+    async def start_batch(
+        self,
+        tenant_id: str,
+        key: str,
+        inputs: Sequence[Mapping[str, Any] | None],
+        *,
+        version: int | None = None,
+        start_event: str | None = START_EVENT,
+        chunk_size: int = BATCH_CHUNK,
+    ) -> tuple[uuid.UUID, int]:
+        """Starts one instance per input, in bulk, and records them as one batch.
+
+        Each chunk of ``chunk_size`` inputs is one transaction of one statement per
+        table, so ten thousand inputs cost a handful of round trips. The batch row is
+        written first (with the total asked for), so its progress can be read while
+        later chunks are still being inserted.
+
+        Raises:
+            UnknownDefinitionKey: no such definition (or version); nothing is written.
+        """
+        definition = await self.definition(tenant_id, key, version)
+        batch_id = uuid.uuid4()
+        async with self.pool.acquire() as connection:
+            await connection.execute(
+                SQL["insert_batch"], tenant_id, batch_id, definition.id, len(inputs)
+            )
+        count = 0
+        for start in range(0, len(inputs), chunk_size):
+            chunk = [StartRequest(i) for i in inputs[start : start + chunk_size]]
+            results = await self.runtime.start_many(
+                tenant_id, definition.id, chunk, start_event=start_event, batch_id=batch_id
+            )
+            count += len(results)
+        return batch_id, count
+
+    async def batch_progress(self, tenant_id: str, batch_id: uuid.UUID) -> BatchProgress:
+        """How many instances of a batch are running, done, failed or cancelled.
+
+        Raises:
+            UnknownBatch: no such batch for this tenant.
+        """
+        async with self.pool.acquire() as connection:
+            batch = await connection.fetchrow(SQL["get_batch"], tenant_id, batch_id)
+            if batch is None:
+                raise UnknownBatch(f"batch {batch_id} not found")
+            rows = await connection.fetch(SQL["batch_counts"], tenant_id, batch_id)
+        counts = dict.fromkeys(("running", "done", "failed", "cancelled"), 0)
+        counts.update({r["status"]: r["n"] for r in rows})
+        return BatchProgress(batch_id, batch["total"], counts)
+
+    async def get_task(self, tenant_id: str, task_id: uuid.UUID) -> dict[str, Any]:
+        """A task (or timer) of the tenant.
+
+        Raises:
+            TaskNotFound: no such task for this tenant.
+        """
+        async with self.pool.acquire() as connection:
+            record = await connection.fetchrow(SQL["get_task"], tenant_id, task_id)
+        if record is None:
+            raise TaskNotFound(f"task {task_id} not found")
+        return dict(record)
+
+    async def fail_task(self, tenant_id: str, task_id: uuid.UUID, error: str) -> None:
+        """Fails a pending manual (``HUMAN``) task from outside.
+
+        Its ``failureEvent`` is sent with ``{error, attempts, taskId, name}`` (the
+        payload an automatic task's final failure carries); without one, the instance
+        fails with the reason and an audit row, as it would for a handler task.
+
+        Raises:
+            TaskNotCompletable: not a pending manual task of a running instance.
+        """
+        written: list[OutboxRow] = []
+        async with self.pool.acquire() as connection, connection.transaction():
+            failed = await connection.fetchrow(
+                SQL["fail_manual_task"], tenant_id, task_id, error, sorted(MANUAL_TYPES)
+            )
+            if failed is None:
+                raise TaskNotCompletable(
+                    f"task {task_id} is not a pending task of a running instance"
+                )
+            instance_id: uuid.UUID = failed["instance_id"]
+            if failed["failure_event"]:
+                payload = {
+                    "error": error,
+                    "attempts": failed["attempts"],
+                    "taskId": str(task_id),
+                    "name": failed["name"],
+                }
+                row = event_outbox_row(
+                    tenant_id,
+                    instance_id,
+                    f"task-{task_id}-failed",
+                    failed["failure_event"],
+                    payload,
+                )
+                written = await insert_outbox(connection, [row])
+            else:
+                reason = f"task '{failed['name']}' ({failed['type']}) failed: {error}"
+                stopped = await connection.fetchrow(
+                    SQL["fail_instance"], tenant_id, instance_id, reason
+                )
+                if stopped is not None:
+                    value = (stopped["snapshot"] or {}).get("value")
+                    await self._audit(
+                        connection,
+                        tenant_id,
+                        instance_id,
+                        f"task-{task_id}-failed",
+                        "statefleet.task.failed",
+                        {"taskId": str(task_id), "name": failed["name"], "error": error},
+                        value,
+                        reason,
+                    )
+                    await connection.execute(
+                        SQL["cancel_open_tasks_of_instances"], [tenant_id], [instance_id]
+                    )
+        await self.runtime.publish(written)
+
+    async def retry_task(self, tenant_id: str, task_id: uuid.UUID) -> None:
+        """Gives a failed task one more attempt, and reopens the instance it failed.
+
+        The task is pending and due again (its job is queued unless it is manual).
+        If the instance's last audit row is this task's failure (it failed the
+        instance, having no ``failureEvent``), the instance is running again from its
+        checkpoint, with an audit row ``statefleet.task.retried`` saying why.
+
+        Raises:
+            TaskNotCompletable: the task is not failed.
+        """
+        written: list[OutboxRow] = []
+        async with self.pool.acquire() as connection, connection.transaction():
+            task = await connection.fetchrow(SQL["retry_failed_task"], tenant_id, task_id)
+            if task is None:
+                raise TaskNotCompletable(f"task {task_id} is not failed; only failed tasks retry")
+            instance_id: uuid.UUID = task["instance_id"]
+            last = await connection.fetchrow(SQL["last_event"], tenant_id, instance_id)
+            if last is not None and last["event_id"] == f"task-{task_id}-failed":
+                reopened = await connection.fetchrow(SQL["reopen_instance"], tenant_id, instance_id)
+                if reopened is not None:
+                    value = (reopened["snapshot"] or {}).get("value")
+                    await self._audit(
+                        connection,
+                        tenant_id,
+                        instance_id,
+                        f"task-{task_id}-retried-{last['seq'] + 1}",
+                        "statefleet.task.retried",
+                        {"taskId": str(task_id), "name": task["name"]},
+                        value,
+                        None,
+                    )
+            if task["kind"] == "task" and task["type"] not in MANUAL_TYPES:
+                job = OutboxRow(
+                    tenant_id=tenant_id,
+                    id=uuid.uuid4(),
+                    instance_id=instance_id,
+                    queue=TASK_RUNNER_QUEUE,
+                    job_name=TASK_JOB,
+                    data={"tenantId": tenant_id, "taskId": str(task_id)},
+                    dedupe_key=task_dedupe_key(str(task_id), task["attempts"] + 1),
+                    available_at=task["run_at"],
+                    db_now=task["db_now"],
+                )
+                written = await insert_outbox(connection, [job])
+        await self.runtime.publish(written)
+
+    @staticmethod
+    async def _audit(
+        connection: Connection,
+        tenant_id: str,
+        instance_id: uuid.UUID,
+        event_id: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        value: Any,
+        error: str | None,
+    ) -> None:
+        """An audit row for a change made from outside the interpreter (no transition).
+
+        Call after the instance's row lock is held (an UPDATE of it in this
+        transaction): the next sequence number is then free.
+        """
+        last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
+        await connection.execute(
+            SQL["insert_events"],
+            [tenant_id],
+            [instance_id],
+            [(last_seq if last_seq is not None else -1) + 1],
+            [event_id],
+            [event_type],
+            [json_text(dict(payload))],
+            [json_text(value)],
+            [json_text(value)],
+            ["[]"],
+            [False],
+            [error],
+        )
 
     @staticmethod
     async def _check_instance(

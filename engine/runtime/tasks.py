@@ -32,7 +32,7 @@ from statefleet.engine.handlers import (
 )
 from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
 from statefleet.engine.runtime.instances import event_outbox_row
-from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_outbox
+from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -84,7 +84,7 @@ class TaskRunner:
         self,
         pool: asyncpg.Pool[Any],
         registry: HandlerRegistry,
-        publisher: Publisher,
+        publisher: OutboxSink,
         *,
         worker_id: str | None = None,
         settings: TaskRunnerSettings | None = None,
@@ -175,7 +175,8 @@ class TaskRunner:
             available_at=early["run_at"],
             db_now=early["db_now"],
         )
-        await self.publisher.queue.enqueue(row.job())
+        # Not an outbox row: publishing it enqueues it, and marking it is a no-op.
+        await self.publisher.publish([row])
         return "not_due"
 
     async def _finish(

@@ -27,10 +27,13 @@ pytestmark = pytest.mark.asyncio
 Connection = asyncpg.Connection  # asyncpg's class is generic only in its stubs
 
 TABLES = {
+    "api_keys",
+    "batches",
     "dead_letters",
     "outbox",
     "schema_migrations",
     "tasks",
+    "tenants",
     "workflow_definitions",
     "workflow_events",
     "workflow_instances",
@@ -39,6 +42,7 @@ TABLES = {
 # Keys that lead with instance_id (globally unique, tied to one tenant by a foreign key)
 # and cross-tenant sweep indexes; every other index must lead with tenant_id.
 NOT_TENANT_LED = {
+    "api_keys_key_id_key",
     "dead_letters_pkey",
     "schema_migrations_pkey",
     "tasks_due_idx",

@@ -1,0 +1,139 @@
+"""Task execution for the executor pools: batches of task jobs, bounded per task type.
+
+An :class:`TaskExecutor` runs a batch of task jobs concurrently through
+:class:`TaskRunner`, each job waiting first for a slot of its task type (a semaphore
+per type: ``limits`` or ``default_limit``), so a slow type (an AI call) cannot take
+every slot from a fast one. The type is read before the claim, so a job waiting for
+a slot holds no lease. The outbox rows the attempts commit (completion events,
+retries) are returned, not published: ``actors/pools.py`` hosts this in a Ray actor,
+which cannot reach a process-local queue, and the dispatcher publishes them.
+
+Plain asyncio, Ray-free; one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
+from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
+from statefleet.engine.store.queries import load_queries
+
+__all__ = ["ExecutorResult", "ExecutorSettings", "TaskExecutor"]
+
+log = logging.getLogger(__name__)
+SQL = load_queries("executor.sql")
+TIMER_SLOT = "timer"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    #: Attempts of one task type running at once, per executor.
+    default_limit: int = 32
+    #: Per-type overrides of ``default_limit``.
+    limits: Mapping[str, int] = field(default_factory=dict)
+    tasks: TaskRunnerSettings = field(default_factory=TaskRunnerSettings)
+
+
+@dataclass(slots=True)
+class ExecutorResult:
+    """What happened to each job (``TaskRunner.run``'s word, or ``error``), rows to publish."""
+
+    results: list[str]
+    outbox: list[OutboxRow]
+    failed: list[int]
+
+
+class TaskExecutor:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        registry: HandlerRegistry,
+        settings: ExecutorSettings | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.settings = settings or ExecutorSettings()
+        self.worker_id = worker_id or f"executor-{uuid.uuid4()}"
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self.running: dict[str, int] = {}
+
+    def _slot(self, task_type: str) -> asyncio.Semaphore:
+        slot = self._slots.get(task_type)
+        if slot is None:
+            limit = self.settings.limits.get(task_type, self.settings.default_limit)
+            slot = self._slots[task_type] = asyncio.Semaphore(max(1, limit))
+        return slot
+
+    async def run_batch(self, jobs: Sequence[TaskJobData]) -> ExecutorResult:
+        """Runs one attempt of each job's task (those that can be claimed), concurrently.
+
+        Never raises for a job: an infrastructure error on one job is logged and
+        its index listed in ``failed`` (its caller redelivers it); the rows every
+        other job committed are returned either way.
+        """
+        types = await self._types(jobs)
+        collected: list[OutboxRow] = []
+        failed: list[int] = []
+
+        async def one(index: int, job: TaskJobData) -> str:
+            task_type = types.get((job.tenant_id, _canonical(job.task_id)), "unknown")
+            publisher = CollectingPublisher()
+            runner = TaskRunner(
+                self.pool,
+                self.registry,
+                publisher,
+                worker_id=self.worker_id,
+                settings=self.settings.tasks,
+            )
+            async with self._slot(task_type):
+                self.running[task_type] = self.running.get(task_type, 0) + 1
+                try:
+                    result = await runner.run(job.tenant_id, job.task_id)
+                except Exception:
+                    log.exception("task %s: infrastructure error", job.task_id)
+                    failed.append(index)
+                    result = "error"
+                finally:
+                    self.running[task_type] -= 1
+                    collected.extend(publisher.take())
+            return result
+
+        results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+        return ExecutorResult(list(results), collected, sorted(failed))
+
+    async def _types(self, jobs: Sequence[TaskJobData]) -> dict[tuple[str, str], str]:
+        keys: list[tuple[str, uuid.UUID]] = []
+        for job in jobs:
+            try:
+                keys.append((job.tenant_id, uuid.UUID(job.task_id)))
+            except ValueError:
+                continue
+        if not keys:
+            return {}
+        async with self.pool.acquire() as connection:
+            records = await connection.fetch(
+                SQL["task_types"], [t for t, _ in keys], [i for _, i in keys]
+            )
+        return {
+            (r["tenant_id"], str(r["id"])): TIMER_SLOT if r["kind"] == "timer" else r["type"]
+            for r in records
+        }
+
+
+def _canonical(task_id: str) -> str:
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        return task_id

@@ -1,0 +1,253 @@
+"""Request and response bodies of the v1 API, camelCase on the wire (docs/api.md, "Shapes").
+
+Request models forbid unknown fields, so a snake_case or misspelt key is a 400
+naming it rather than a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from statefleet.engine.runtime import Definition, InstanceView
+from statefleet.engine.runtime.service import BatchProgress
+
+__all__ = [
+    "BatchCounts",
+    "BatchCreated",
+    "BatchIn",
+    "BatchOut",
+    "CompleteTaskIn",
+    "DefinitionIn",
+    "DefinitionList",
+    "DefinitionOut",
+    "EventAccepted",
+    "EventIn",
+    "FailTaskIn",
+    "HealthOut",
+    "HistoryEntry",
+    "HistoryPage",
+    "InstanceList",
+    "InstanceOut",
+    "KeyCreated",
+    "KeyInfo",
+    "KeyList",
+    "StartIn",
+    "TaskList",
+    "TaskOut",
+    "TenantCreated",
+    "TenantIn",
+]
+
+Status = Literal["running", "done", "failed", "cancelled"]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Body(Wire):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
+
+
+# -- requests -------------------------------------------------------------------------
+
+
+class DefinitionIn(Body):
+    spec: dict[str, Any]
+    key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class StartIn(Body):
+    definition_key: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    input: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class EventIn(Body):
+    type: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any] | None = None
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BatchIn(Body):
+    definition_key: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    inputs: list[dict[str, Any]] = Field(min_length=1, max_length=100_000)
+
+
+class CompleteTaskIn(Body):
+    output: Any = None
+
+
+class FailTaskIn(Body):
+    error: str = Field(min_length=1, max_length=10_000)
+
+
+class TenantIn(Body):
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+
+
+# -- responses ------------------------------------------------------------------------
+
+
+class DefinitionOut(Wire):
+    id: uuid.UUID
+    key: str
+    version: int
+    checksum: str
+    created_at: datetime
+    spec: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, d: Definition, *, with_spec: bool = True) -> DefinitionOut:
+        return cls(
+            id=d.id,
+            key=d.key,
+            version=d.version,
+            checksum=d.checksum,
+            created_at=d.created_at,
+            spec=d.spec if with_spec else None,
+        )
+
+
+class DefinitionList(Wire):
+    items: list[DefinitionOut]
+
+
+class InstanceOut(Wire):
+    id: uuid.UUID
+    tenant_id: str
+    definition_key: str
+    definition_version: int
+    status: str
+    value: Any = None
+    context: Any = None
+    output: Any = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    batch_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, v: InstanceView) -> InstanceOut:
+        return cls(
+            id=v.id,
+            tenant_id=v.tenant_id,
+            definition_key=v.definition_key,
+            definition_version=v.definition_version,
+            status=v.status,
+            value=v.value,
+            context=v.context,
+            output=v.output,
+            error=v.error,
+            created_at=v.created_at,
+            updated_at=v.updated_at,
+            batch_id=v.batch_id,
+        )
+
+
+class InstanceList(Wire):
+    items: list[InstanceOut]
+    next_cursor: str | None
+
+
+class EventAccepted(Wire):
+    event_id: str
+
+
+class HistoryEntry(Wire):
+    seq: int
+    event_id: str
+    type: str
+    payload: Any = None
+    state_before: Any = None
+    state_after: Any = None
+    effects: Any = None
+    handled: bool
+    error: str | None = None
+    created_at: datetime
+
+
+class HistoryPage(Wire):
+    items: list[HistoryEntry]
+    next_cursor: str | None
+
+
+class TaskOut(Wire):
+    id: uuid.UUID
+    instance_id: uuid.UUID
+    kind: str
+    type: str
+    name: str
+    input: Any = None
+    output: Any = None
+    status: str
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    last_error: str | None = None
+    idempotency_key: str | None = None
+    completion_event: str | None = None
+    failure_event: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> TaskOut:
+        return cls.model_validate({k: row[k] for k in cls.model_fields})
+
+
+class TaskList(Wire):
+    items: list[TaskOut]
+
+
+class BatchCreated(Wire):
+    batch_id: uuid.UUID
+    count: int
+
+
+class BatchCounts(Wire):
+    running: int
+    done: int
+    failed: int
+    cancelled: int
+
+
+class BatchOut(Wire):
+    batch_id: uuid.UUID
+    total: int
+    counts: BatchCounts
+
+    @classmethod
+    def of(cls, p: BatchProgress) -> BatchOut:
+        return cls(batch_id=p.batch_id, total=p.total, counts=BatchCounts(**p.counts))
+
+
+class HealthOut(Wire):
+    status: str
+
+
+class TenantCreated(Wire):
+    tenant_id: str
+    api_key: str
+
+
+class KeyCreated(Wire):
+    key_id: str
+    api_key: str
+
+
+class KeyInfo(Wire):
+    key_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyList(Wire):
+    items: list[KeyInfo]

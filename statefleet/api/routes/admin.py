@@ -1,0 +1,64 @@
+"""Tenant management with the admin key: create tenants, create/list/revoke keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from statefleet.api.auth import Admin
+from statefleet.api.errors import ApiError
+from statefleet.api.models import KeyCreated, KeyInfo, KeyList, TenantCreated, TenantIn
+from statefleet.api.state import app_state
+from statefleet.engine.runtime.tenants import (
+    UnknownTenant,
+    create_key,
+    create_tenant,
+    list_keys,
+    revoke_key,
+)
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
+
+
+def _unknown(tenant_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no tenant {tenant_id!r}")
+
+
+@router.post("/tenants", response_model=TenantCreated, status_code=201)
+async def new_tenant(body: TenantIn, request: Request) -> TenantCreated:
+    """The first key is in this answer only; it cannot be read again."""
+    async with app_state(request).pool.acquire() as connection:
+        created = await create_tenant(connection, body.name)
+    return TenantCreated(tenant_id=created.tenant_id, api_key=created.api_key)
+
+
+@router.post("/tenants/{tenant_id}/keys", response_model=KeyCreated, status_code=201)
+async def new_key(tenant_id: str, request: Request) -> KeyCreated:
+    async with app_state(request).pool.acquire() as connection:
+        try:
+            created = await create_key(connection, tenant_id)
+        except UnknownTenant:
+            raise _unknown(tenant_id) from None
+    return KeyCreated(key_id=created.key_id, api_key=created.api_key)
+
+
+@router.get("/tenants/{tenant_id}/keys", response_model=KeyList)
+async def keys(tenant_id: str, request: Request) -> KeyList:
+    async with app_state(request).pool.acquire() as connection:
+        try:
+            found = await list_keys(connection, tenant_id)
+        except UnknownTenant:
+            raise _unknown(tenant_id) from None
+    return KeyList(
+        items=[
+            KeyInfo(key_id=k.key_id, created_at=k.created_at, revoked_at=k.revoked_at)
+            for k in found
+        ]
+    )
+
+
+@router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204, response_class=Response)
+async def revoke(tenant_id: str, key_id: str, request: Request) -> Response:
+    async with app_state(request).pool.acquire() as connection:
+        if not await revoke_key(connection, tenant_id, key_id):
+            raise ApiError(404, "not_found", f"no key {key_id!r} for tenant {tenant_id!r}")
+    return Response(status_code=204)

@@ -1,0 +1,55 @@
+"""Definitions: deploy (validated, versioned), list, get, and draw as Mermaid."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from statefleet.api.auth import TenantId
+from statefleet.api.models import DefinitionIn, DefinitionList, DefinitionOut
+from statefleet.api.state import app_state
+from statefleet.engine.graph import to_mermaid
+from statefleet.engine.spec import validate_spec
+
+router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
+
+Version = Annotated[int, Query(ge=1, le=2**31 - 1)]
+
+
+@router.post("", response_model=DefinitionOut, status_code=201)
+async def deploy(
+    body: DefinitionIn, tenant: TenantId, request: Request, response: Response
+) -> DefinitionOut:
+    """201 for a new version; 200 when this exact spec is already deployed."""
+    definition = await app_state(request).service.deploy(tenant, body.spec, body.key)
+    response.status_code = 201 if definition.created else 200
+    return DefinitionOut.of(definition)
+
+
+@router.get("", response_model=DefinitionList, response_model_exclude_none=True)
+async def list_definitions(tenant: TenantId, request: Request) -> DefinitionList:
+    found = await app_state(request).service.definitions(tenant)
+    return DefinitionList(items=[DefinitionOut.of(d, with_spec=False) for d in found])
+
+
+@router.get("/{key}", response_model=DefinitionOut)
+async def latest(key: str, tenant: TenantId, request: Request) -> DefinitionOut:
+    return DefinitionOut.of(await app_state(request).service.definition(tenant, key))
+
+
+@router.get("/{key}/versions/{version}", response_model=DefinitionOut)
+async def version(
+    key: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], tenant: TenantId, request: Request
+) -> DefinitionOut:
+    return DefinitionOut.of(await app_state(request).service.definition(tenant, key, version))
+
+
+@router.get("/{key}/graph", response_class=PlainTextResponse)
+async def graph(
+    key: str, tenant: TenantId, request: Request, version: Version | None = None
+) -> PlainTextResponse:
+    """Mermaid ``stateDiagram-v2`` source of the (latest or given) version."""
+    definition = await app_state(request).service.definition(tenant, key, version)
+    return PlainTextResponse(to_mermaid(validate_spec(definition.spec)))

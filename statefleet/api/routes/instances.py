@@ -1,0 +1,115 @@
+"""Instances: start, list, get, send events, cancel, history and tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from statefleet.api.auth import TenantId
+from statefleet.api.models import (
+    EventAccepted,
+    EventIn,
+    HistoryEntry,
+    HistoryPage,
+    InstanceList,
+    InstanceOut,
+    StartIn,
+    TaskList,
+    TaskOut,
+)
+from statefleet.api.routes._ids import parse_id
+from statefleet.api.state import app_state
+
+router = APIRouter(prefix="/v1/instances", tags=["instances"])
+
+MAX_PAGE = 1000
+
+
+@router.post("", response_model=InstanceOut, status_code=201)
+async def start(
+    body: StartIn, tenant: TenantId, request: Request, response: Response
+) -> InstanceOut:
+    """201 for a new instance; 200 with the existing one when the idempotency key was used."""
+    service = app_state(request).service
+    result = await service.start(
+        tenant,
+        body.definition_key,
+        body.input,
+        version=body.version,
+        idempotency_key=body.idempotency_key,
+    )
+    response.status_code = 201 if result.created else 200
+    return InstanceOut.of(await service.get(tenant, result.instance_id))
+
+
+@router.get("", response_model=InstanceList)
+async def list_instances(
+    tenant: TenantId,
+    request: Request,
+    definition_key: Annotated[str | None, Query(alias="definitionKey", max_length=200)] = None,
+    status: Literal["running", "done", "failed", "cancelled"] | None = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> InstanceList:
+    """Newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
+    page = await app_state(request).service.list_instances(
+        tenant,
+        definition_key=definition_key,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        cursor=cursor,
+    )
+    return InstanceList(items=[InstanceOut.of(v) for v in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{instance_id}", response_model=InstanceOut)
+async def get(instance_id: str, tenant: TenantId, request: Request) -> InstanceOut:
+    ident = parse_id(instance_id, "unknown_instance", "instance")
+    return InstanceOut.of(await app_state(request).service.get(tenant, ident))
+
+
+@router.post("/{instance_id}/events", response_model=EventAccepted, status_code=202)
+async def send(
+    instance_id: str, body: EventIn, tenant: TenantId, request: Request
+) -> EventAccepted:
+    """Accepted (durably queued), not yet applied; the same ``id`` twice is applied once."""
+    ident = parse_id(instance_id, "unknown_instance", "instance")
+    event_id = await app_state(request).service.send(
+        tenant, ident, body.type, body.payload, event_id=body.id
+    )
+    return EventAccepted(event_id=event_id)
+
+
+@router.post("/{instance_id}/cancel", response_model=InstanceOut)
+async def cancel(instance_id: str, tenant: TenantId, request: Request) -> InstanceOut:
+    ident = parse_id(instance_id, "unknown_instance", "instance")
+    return InstanceOut.of(await app_state(request).service.cancel(tenant, ident))
+
+
+@router.get("/{instance_id}/history", response_model=HistoryPage)
+async def history(
+    instance_id: str,
+    tenant: TenantId,
+    request: Request,
+    after: Annotated[int, Query(ge=-1, le=2**62)] = -1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> HistoryPage:
+    """Audit rows with ``seq > after``; ``nextCursor`` is the ``after`` of the next page."""
+    ident = parse_id(instance_id, "unknown_instance", "instance")
+    rows = await app_state(request).service.history(tenant, ident, after_seq=after, limit=limit)
+    items = [HistoryEntry.model_validate(r) for r in rows]
+    next_cursor = str(items[-1].seq) if len(items) == limit else None
+    return HistoryPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{instance_id}/tasks", response_model=TaskList)
+async def tasks(instance_id: str, tenant: TenantId, request: Request) -> TaskList:
+    ident = parse_id(instance_id, "unknown_instance", "instance")
+    rows = await app_state(request).service.tasks(tenant, ident)
+    return TaskList(items=[TaskOut.of(r) for r in rows])

@@ -1,0 +1,57 @@
+"""Tasks: read one, and finish manual tasks from outside (complete, fail, retry)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+
+from statefleet.api.auth import TenantId
+from statefleet.api.models import CompleteTaskIn, FailTaskIn, TaskOut
+from statefleet.api.routes._ids import parse_id
+from statefleet.api.state import app_state
+from statefleet.engine.runtime import WorkflowService
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+async def _existing(service: WorkflowService, tenant: str, raw: str) -> uuid.UUID:
+    """The task's id, after checking it is the tenant's: 404 before any 409."""
+    ident = parse_id(raw, "unknown_task", "task")
+    await service.get_task(tenant, ident)
+    return ident
+
+
+@router.get("/{task_id}", response_model=TaskOut)
+async def get(task_id: str, tenant: TenantId, request: Request) -> TaskOut:
+    ident = parse_id(task_id, "unknown_task", "task")
+    return TaskOut.of(await app_state(request).service.get_task(tenant, ident))
+
+
+@router.post("/{task_id}/complete", response_model=TaskOut)
+async def complete(
+    task_id: str, body: CompleteTaskIn, tenant: TenantId, request: Request
+) -> TaskOut:
+    """A pending ``HUMAN`` task succeeds with ``output``; its completion event follows."""
+    service = app_state(request).service
+    ident = await _existing(service, tenant, task_id)
+    await service.complete_task(tenant, ident, body.output)
+    return TaskOut.of(await service.get_task(tenant, ident))
+
+
+@router.post("/{task_id}/fail", response_model=TaskOut)
+async def fail(task_id: str, body: FailTaskIn, tenant: TenantId, request: Request) -> TaskOut:
+    """A pending ``HUMAN`` task fails: its failure event, or the instance fails."""
+    service = app_state(request).service
+    ident = await _existing(service, tenant, task_id)
+    await service.fail_task(tenant, ident, body.error)
+    return TaskOut.of(await service.get_task(tenant, ident))
+
+
+@router.post("/{task_id}/retry", response_model=TaskOut)
+async def retry(task_id: str, tenant: TenantId, request: Request) -> TaskOut:
+    """A failed task is pending again; an instance it failed runs again."""
+    service = app_state(request).service
+    ident = await _existing(service, tenant, task_id)
+    await service.retry_task(tenant, ident)
+    return TaskOut.of(await service.get_task(tenant, ident))

@@ -1,0 +1,737 @@
+"""Python client for the statefleet HTTP API (``docs/api.md``), sync and async.
+
+Every API call is described once, as data: a :class:`_Call` names the method, the
+path, the query and the body, and how to parse the answer. :class:`Client` and
+:class:`AsyncClient` are two thin executors over those descriptions (one blocking on
+``httpx.Client``, one awaiting ``httpx.AsyncClient``), so the two cannot drift apart
+on a path, a field name or an error mapping. Only the calls that loop (pagination,
+``wait``, ``start_many``'s chunks) are written twice, because sleeping and iterating
+differ between the two worlds.
+
+Both take an injectable ``transport``: tests run the real app in-process with
+``httpx.ASGITransport`` (async) or fake the contract with ``httpx.MockTransport``.
+
+Results are pydantic models with snake_case attributes over the API's camelCase
+JSON; unknown fields are kept (``extra="allow"``), so a newer server does not break an
+older client. Errors raise :class:`StatefleetError` subclasses carrying the API's
+``code`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import itertools
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "BatchCounts",
+    "BatchProgress",
+    "Client",
+    "Conflict",
+    "Definition",
+    "HistoryEntry",
+    "Instance",
+    "InvalidRequest",
+    "NotFound",
+    "ServerError",
+    "StartedBatch",
+    "StatefleetError",
+    "Task",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT = 30.0
+#: Instance statuses after which nothing more happens; ``wait`` returns on them.
+FINISHED_STATUSES = frozenset({"done", "failed", "cancelled"})
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+# --- results ----------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields kept, values frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+
+class Definition(_Model):
+    """A deployed version of a workflow spec; ``spec`` is absent in listings."""
+
+    id: str
+    key: str
+    version: int
+    checksum: str
+    created_at: datetime
+    spec: dict[str, Any] | None = None
+
+
+class Instance(_Model):
+    """One run of a definition: its status and its latest snapshot."""
+
+    id: str
+    tenant_id: str
+    definition_key: str
+    definition_version: int
+    status: str
+    value: Any = None
+    context: Any = None
+    output: Any = None
+    error: Any = None
+    created_at: datetime
+    updated_at: datetime | None = None
+    batch_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the instance is done, failed or cancelled."""
+        return self.status in FINISHED_STATUSES
+
+
+class HistoryEntry(_Model):
+    """One applied event in an instance's audit log, in ``seq`` order."""
+
+    seq: int
+    event_id: str | None = None
+    type: str
+    payload: Any = None
+    state_before: Any = None
+    state_after: Any = None
+    effects: Any = None
+    handled: bool | None = None
+    error: Any = None
+    created_at: datetime
+
+
+class Task(_Model):
+    """A side effect the engine runs (or a ``HUMAN`` task someone completes)."""
+
+    id: str
+    instance_id: str
+    kind: str | None = None
+    type: str
+    name: str | None = None
+    input: Any = None
+    output: Any = None
+    status: str
+    run_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int | None = None
+    last_error: str | None = None
+    idempotency_key: str | None = None
+    completion_event: str | None = None
+    failure_event: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class StartedBatch(_Model):
+    """The answer to one ``POST /v1/batches``: its id and how many instances it started."""
+
+    batch_id: str
+    count: int
+
+
+class BatchCounts(_Model):
+    """Instances of a batch by status."""
+
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class BatchProgress(_Model):
+    """A batch's progress: ``total`` instances, ``counts`` by status."""
+
+    batch_id: str
+    total: int
+    counts: BatchCounts
+
+    @property
+    def finished(self) -> int:
+        """Instances that will not change any more (done, failed or cancelled)."""
+        return self.counts.done + self.counts.failed + self.counts.cancelled
+
+
+class _Page(_Model, Generic[T]):
+    items: builtins.list[T]
+    next_cursor: str | None = None
+
+
+# --- errors -----------------------------------------------------------------
+
+
+class StatefleetError(Exception):
+    """An error answer from the API.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the API's machine-readable code (``unknown_instance``, ...).
+        message: the API's sentence.
+        details: extra data; for ``invalid_spec``, a list of ``{path, message}``.
+    """
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class AuthError(StatefleetError):
+    """401 (no, bad or revoked key) or 403 (the wrong kind of key for the route)."""
+
+
+class NotFound(StatefleetError):
+    """404: unknown or another tenant's definition, version, instance, task or batch."""
+
+
+class Conflict(StatefleetError):
+    """409: the instance is finished, or the task is not in a state that allows it."""
+
+
+class InvalidRequest(StatefleetError):
+    """400/413/422: the request was refused as sent; ``details`` lists spec errors."""
+
+
+class ServerError(StatefleetError):
+    """5xx: the server failed; the request may be retried."""
+
+
+_BY_STATUS: dict[int, type[StatefleetError]] = {
+    400: InvalidRequest,
+    401: AuthError,
+    403: AuthError,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidRequest,
+    422: InvalidRequest,
+}
+
+
+def _error_for(response: httpx.Response) -> StatefleetError:
+    """Maps an error answer to its exception, tolerating bodies not in the API's shape.
+
+    A proxy or a crashed server may answer HTML or nothing; the status then decides
+    the class and the code is ``http_<status>``.
+    """
+    status = response.status_code
+    code, message, details = f"http_{status}", response.reason_phrase or "error", None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        code = str(error.get("code") or code)
+        message = str(error.get("message") or message)
+        details = error.get("details")
+    cls = ServerError if status >= 500 else _BY_STATUS.get(status, StatefleetError)
+    return cls(status, code, message, details)
+
+
+# --- calls as data ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One HTTP request and how to read its successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None
+    has_body: bool = False
+
+    def request_kwargs(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.params.items() if v is not None}
+        kwargs: dict[str, Any] = {"params": params}
+        if self.has_body:
+            kwargs["json"] = self.body
+        return kwargs
+
+
+def _model(cls: type[_Model]) -> Callable[[httpx.Response], Any]:
+    return lambda response: cls.model_validate(response.json())
+
+
+def _items(cls: type[_Model]) -> Callable[[httpx.Response], Any]:
+    return lambda response: [cls.model_validate(item) for item in response.json()["items"]]
+
+
+def _page(cls: type[_Model]) -> Callable[[httpx.Response], Any]:
+    return lambda response: _Page[cls].model_validate(response.json())  # type: ignore[valid-type]
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    """A request body without the optional fields left at None."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _seg(value: str | int) -> str:
+    """A path segment: ids and keys come from users, so ``/`` or ``?`` must not escape it."""
+    return quote(str(value), safe="")
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _deploy(spec: Mapping[str, Any], key: str | None = None) -> _Call[Definition]:
+    """Deploys ``spec`` as a new version of ``key`` (default: the spec's ``id``).
+
+    Deploying the same spec again returns the existing version. A spec that does not
+    validate raises :class:`InvalidRequest` with ``details`` naming each JSON path.
+    """
+    return _Call(
+        "POST", "/v1/definitions", _model(Definition), body=_body(spec=spec, key=key), has_body=True
+    )
+
+
+def _definition(key: str, version: int | None = None) -> _Call[Definition]:
+    """One definition with its spec: the latest version, or ``version``."""
+    path = f"/v1/definitions/{_seg(key)}" + (
+        f"/versions/{_seg(version)}" if version is not None else ""
+    )
+    return _Call("GET", path, _model(Definition))
+
+
+def _definitions() -> _Call[builtins.list[Definition]]:
+    """The latest version of every definition of the tenant (without specs)."""
+    return _Call("GET", "/v1/definitions", _items(Definition))
+
+
+def _graph(key: str, version: int | None = None) -> _Call[str]:
+    """A definition drawn as a Mermaid ``stateDiagram-v2`` (text)."""
+    return _Call(
+        "GET", f"/v1/definitions/{_seg(key)}/graph", lambda r: r.text, params={"version": version}
+    )
+
+
+def _start(
+    key: str,
+    input: Mapping[str, Any] | None = None,
+    *,
+    version: int | None = None,
+    idempotency_key: str | None = None,
+) -> _Call[Instance]:
+    """Starts an instance of definition ``key`` (latest version unless ``version``).
+
+    With ``idempotency_key``, starting again with the same key returns the instance the
+    first call created instead of starting another: safe to retry after a timeout.
+    """
+    body = _body(definitionKey=key, version=version, input=input, idempotencyKey=idempotency_key)
+    return _Call("POST", "/v1/instances", _model(Instance), body=body, has_body=True)
+
+
+def _start_batch(
+    key: str, inputs: builtins.list[Any], version: int | None = None
+) -> _Call[StartedBatch]:
+    body = _body(definitionKey=key, version=version, inputs=inputs)
+    return _Call("POST", "/v1/batches", _model(StartedBatch), body=body, has_body=True)
+
+
+def _batch(batch_id: str) -> _Call[BatchProgress]:
+    """A batch's progress: its total and its instances by status."""
+    return _Call("GET", f"/v1/batches/{_seg(batch_id)}", _model(BatchProgress))
+
+
+def _send(
+    instance_id: str,
+    type: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+) -> _Call[str]:
+    """Sends an event to an instance and returns its event id once accepted.
+
+    The event is applied asynchronously. With ``event_id``, sending the same id again
+    is accepted but applied only once: safe to retry.
+    """
+    body = _body(type=type, payload=payload, id=event_id)
+    return _Call(
+        "POST",
+        f"/v1/instances/{_seg(instance_id)}/events",
+        lambda r: str(r.json()["eventId"]),
+        body=body,
+        has_body=True,
+    )
+
+
+def _get(instance_id: str) -> _Call[Instance]:
+    """An instance: status, state value, context, output, error."""
+    return _Call("GET", f"/v1/instances/{_seg(instance_id)}", _model(Instance))
+
+
+def _cancel(instance_id: str) -> _Call[Instance]:
+    """Cancels a running instance and its open tasks; returns it, ``cancelled``."""
+    return _Call(
+        "POST",
+        f"/v1/instances/{_seg(instance_id)}/cancel",
+        _model(Instance),
+        body={},
+        has_body=True,
+    )
+
+
+def _tasks(instance_id: str) -> _Call[builtins.list[Task]]:
+    """Every task an instance created, open or not."""
+    return _Call("GET", f"/v1/instances/{_seg(instance_id)}/tasks", _items(Task))
+
+
+def _task(task_id: str) -> _Call[Task]:
+    """One task."""
+    return _Call("GET", f"/v1/tasks/{_seg(task_id)}", _model(Task))
+
+
+def _complete_task(task_id: str, output: Any = None) -> _Call[Task]:
+    """Completes a pending ``HUMAN`` task with ``output``; its completion event fires."""
+    return _Call(
+        "POST",
+        f"/v1/tasks/{_seg(task_id)}/complete",
+        _model(Task),
+        body={"output": output},
+        has_body=True,
+    )
+
+
+def _fail_task(task_id: str, error: str) -> _Call[Task]:
+    """Fails a pending ``HUMAN`` task; its failure event fires, or the instance fails."""
+    return _Call(
+        "POST",
+        f"/v1/tasks/{_seg(task_id)}/fail",
+        _model(Task),
+        body={"error": error},
+        has_body=True,
+    )
+
+
+def _retry_task(task_id: str) -> _Call[Task]:
+    """Makes a failed task pending again; an instance it failed is running again."""
+    return _Call("POST", f"/v1/tasks/{_seg(task_id)}/retry", _model(Task), body={}, has_body=True)
+
+
+def _instances_page(
+    cursor: str | None,
+    limit: int,
+    definition_key: str | None,
+    status: str | None,
+    created_after: datetime | str | None,
+    created_before: datetime | str | None,
+) -> _Call[_Page[Instance]]:
+    params = {
+        "definitionKey": definition_key,
+        "status": status,
+        "createdAfter": _iso(created_after),
+        "createdBefore": _iso(created_before),
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return _Call("GET", "/v1/instances", _page(Instance), params=params)
+
+
+def _history_page(instance_id: str, after: str | None, limit: int) -> _Call[_Page[HistoryEntry]]:
+    params = {"after": after, "limit": limit}
+    return _Call(
+        "GET", f"/v1/instances/{_seg(instance_id)}/history", _page(HistoryEntry), params=params
+    )
+
+
+def _chunks(inputs: Iterable[Any], size: int) -> Iterator[builtins.list[Any]]:
+    """Consecutive lists of at most ``size`` items; reads ``inputs`` lazily."""
+    if size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    iterator = iter(inputs)
+    while chunk := builtins.list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": "statefleet-client"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+# --- executors --------------------------------------------------------------
+
+
+def _sync(build: Callable[P, _Call[T]]) -> Callable[Concatenate[Client, P], T]:
+    """Turns a call description into a blocking :class:`Client` method."""
+
+    @functools.wraps(build)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(build(*args, **kwargs))
+
+    return method
+
+
+def _async(build: Callable[P, _Call[T]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[T]]:
+    """Turns a call description into an :class:`AsyncClient` coroutine method."""
+
+    @functools.wraps(build)
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(build(*args, **kwargs))
+
+    return method
+
+
+class Client:
+    """Blocking client; use as a context manager, or call :meth:`close`.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8080``.
+        api_key: the tenant's key (``sf_<keyId>_<secret>``).
+        timeout: seconds per HTTP request (not for :meth:`wait`, which has its own).
+        transport: an ``httpx.BaseTransport`` to use instead of the network (tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection pool."""
+        self._http.close()
+
+    def _run(self, call: _Call[T]) -> T:
+        response = self._http.request(call.method, call.path, **call.request_kwargs())
+        if response.is_error:
+            raise _error_for(response)
+        return call.parse(response)
+
+    deploy = _sync(_deploy)
+    definition = _sync(_definition)
+    definitions = _sync(_definitions)
+    graph = _sync(_graph)
+    start = _sync(_start)
+    batch = _sync(_batch)
+    send = _sync(_send)
+    get = _sync(_get)
+    cancel = _sync(_cancel)
+    tasks = _sync(_tasks)
+    task = _sync(_task)
+    complete_task = _sync(_complete_task)
+    fail_task = _sync(_fail_task)
+    retry_task = _sync(_retry_task)
+
+    def start_many(
+        self,
+        key: str,
+        inputs: Iterable[Mapping[str, Any]],
+        *,
+        version: int | None = None,
+        chunk_size: int = 5000,
+    ) -> builtins.list[StartedBatch]:
+        """Starts one instance per input, ``chunk_size`` inputs per ``POST /v1/batches``.
+
+        Chunks keep each request under the server's body limit; every chunk is its own
+        batch, so the result lists one :class:`StartedBatch` per chunk, in order. If a
+        chunk fails, the batches already started keep running (the error is raised).
+        """
+        return [
+            self._run(_start_batch(key, chunk, version)) for chunk in _chunks(inputs, chunk_size)
+        ]
+
+    def wait(self, instance_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> Instance:
+        """Polls until the instance is done, failed or cancelled, and returns it.
+
+        Raises:
+            TimeoutError: it is still running after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            instance = self.get(instance_id)
+            if instance.finished:
+                return instance
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"instance {instance_id} is still {instance.status}")
+            time.sleep(min(poll_interval, remaining))
+
+    def history(self, instance_id: str, *, page_size: int = 1000) -> Iterator[HistoryEntry]:
+        """Every entry of the instance's audit log, oldest first, fetching page by page."""
+        return self._pages(lambda after: _history_page(instance_id, after, page_size))
+
+    def list(
+        self,
+        definition_key: str | None = None,
+        status: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Instance]:
+        """The tenant's instances matching the filters, newest first, page by page.
+
+        Pages are fetched as the iterator advances, so stopping early costs nothing.
+        """
+        return self._pages(
+            lambda cursor: _instances_page(
+                cursor, page_size, definition_key, status, created_after, created_before
+            )
+        )
+
+    def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> Iterator[T]:
+        cursor: str | None = None
+        while True:
+            result = self._run(page(cursor))
+            yield from result.items
+            if not result.next_cursor:
+                return
+            cursor = result.next_cursor
+
+
+class AsyncClient:
+    """The :class:`Client` API with coroutines; use ``async with``, or ``await aclose()``.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8080``.
+        api_key: the tenant's key (``sf_<keyId>_<secret>``).
+        timeout: seconds per HTTP request (not for :meth:`wait`, which has its own).
+        transport: an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport(app)``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the connection pool."""
+        await self._http.aclose()
+
+    async def _run(self, call: _Call[T]) -> T:
+        response = await self._http.request(call.method, call.path, **call.request_kwargs())
+        if response.is_error:
+            raise _error_for(response)
+        return call.parse(response)
+
+    deploy = _async(_deploy)
+    definition = _async(_definition)
+    definitions = _async(_definitions)
+    graph = _async(_graph)
+    start = _async(_start)
+    batch = _async(_batch)
+    send = _async(_send)
+    get = _async(_get)
+    cancel = _async(_cancel)
+    tasks = _async(_tasks)
+    task = _async(_task)
+    complete_task = _async(_complete_task)
+    fail_task = _async(_fail_task)
+    retry_task = _async(_retry_task)
+
+    async def start_many(
+        self,
+        key: str,
+        inputs: Iterable[Mapping[str, Any]],
+        *,
+        version: int | None = None,
+        chunk_size: int = 5000,
+    ) -> builtins.list[StartedBatch]:
+        """See :meth:`Client.start_many`; chunks are sent one after the other."""
+        return [
+            await self._run(_start_batch(key, chunk, version))
+            for chunk in _chunks(inputs, chunk_size)
+        ]
+
+    async def wait(
+        self, instance_id: str, timeout: float = 60.0, poll_interval: float = 0.5
+    ) -> Instance:
+        """See :meth:`Client.wait`.
+
+        Raises:
+            TimeoutError: it is still running after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            instance = await self.get(instance_id)
+            if instance.finished:
+                return instance
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"instance {instance_id} is still {instance.status}")
+            await asyncio.sleep(min(poll_interval, remaining))
+
+    def history(self, instance_id: str, *, page_size: int = 1000) -> AsyncIterator[HistoryEntry]:
+        """See :meth:`Client.history`; iterate with ``async for``."""
+        return self._pages(lambda after: _history_page(instance_id, after, page_size))
+
+    def list(
+        self,
+        definition_key: str | None = None,
+        status: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Instance]:
+        """See :meth:`Client.list`; iterate with ``async for``."""
+        return self._pages(
+            lambda cursor: _instances_page(
+                cursor, page_size, definition_key, status, created_after, created_before
+            )
+        )
+
+    async def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> AsyncIterator[T]:
+        cursor: str | None = None
+        while True:
+            result = await self._run(page(cursor))
+            for item in result.items:
+                yield item
+            if not result.next_cursor:
+                return
+            cursor = result.next_cursor

@@ -1,0 +1,49 @@
+"""``statefleet api``: serve the HTTP API with uvicorn (uvloop) from the environment.
+
+The memory queue driver is process-local: an API process on it would queue events
+no worker in another process ever sees. So it is refused unless ``--allow-memory``
+says this one process is the whole demo.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+__all__ = ["api", "register"]
+
+MEMORY_WARNING = (
+    "the memory queue driver is process-local: do not use it when the API and workers "
+    "run in separate processes; they will not share queues. Set WORKFLOW_QUEUE_DRIVER "
+    "(or REDIS_URL), or pass --allow-memory for a single-process demo."
+)
+
+
+@click.command()
+@click.option("--host", envvar="STATEFLEET_API_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="STATEFLEET_API_PORT", default=8000, show_default=True, type=int)
+@click.option("--allow-memory", is_flag=True, help="Accept the process-local memory queue.")
+def api(host: str, port: int, allow_memory: bool) -> None:
+    """Serve the v1 HTTP API (DATABASE_URL, WORKFLOW_QUEUE_DRIVER, STATEFLEET_ADMIN_KEY)."""
+    import uvicorn
+
+    from statefleet.api import ApiSettings, create_app
+    from statefleet.drivers.config import QueueConfigError, select_driver
+
+    try:
+        driver = select_driver(os.environ)
+        settings = ApiSettings.from_env()
+    except (QueueConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.database_url is None:
+        raise click.ClickException("DATABASE_URL is not set")
+    if driver == "memory" and not allow_memory:
+        raise click.ClickException(MEMORY_WARNING)
+    if driver == "memory":
+        click.echo(f"warning: {MEMORY_WARNING}", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, loop="uvloop", ws="none")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(api)
