@@ -2,6 +2,9 @@
 
 Actors are thin: they wrap plain classes from ``statefleet.engine`` and apply
 ``ray.remote`` in one place, so everything they do is testable without Ray.
+``RayEngine`` lives in ``statefleet.actors.engine`` (importing it imports Ray).
 """
 
-__all__: list[str] = []
+from statefleet.actors.config import ActorSettings
+
+__all__ = ["ActorSettings"]

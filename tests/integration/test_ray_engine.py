@@ -1,0 +1,221 @@
+"""The actor layer through a real local Ray: shards, pools and the dispatcher.
+
+One local Ray for the whole session (starting one takes seconds); each test starts
+its own actors on its own database and kills them at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+
+from statefleet.actors.config import ActorSettings, RegistryFactory, noop_registry
+from statefleet.drivers.memory import MemoryQueue
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
+from statefleet.engine.runtime import InstanceRuntime, Publisher, StartRequest
+from statefleet.engine.runtime.definitions import deploy_definition
+from statefleet.engine.store.db import create_pool
+
+with warnings.catch_warnings():
+    # Ray's import pulls in modules that emit DeprecationWarnings of their own
+    # (not statefleet's); pytest runs with warnings as errors.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import ray
+    import ray.cloudpickle
+
+    from statefleet.actors.engine import RayEngine
+
+pytestmark = pytest.mark.slow
+
+HERE = pathlib.Path(__file__).parent
+HELLO = json.loads((HERE.parent / "fixtures" / "hello-workflow.json").read_text())
+TENANT = "acme"
+
+# Registry factories defined here are shipped to the pool actors by value: this
+# test module is not importable inside Ray's worker processes.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+FAST = ActorSettings(
+    shards=2,
+    pools=1,
+    max_resident=1_000,
+    sweep_interval_ms=200,
+    sweep_grace_ms=500,
+    task_default_lease_ms=30_000,
+    task_lease_margin_ms=200,
+    db_pool_size=3,
+)
+
+SLOW_TASK: dict[str, Any] = {
+    "id": "slow",
+    "initial": "working",
+    "states": {
+        "working": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "SLOW",
+                        "name": "slow",
+                        "input": {},
+                        "timeout": "PT3S",
+                        "completionEvent": "DONE",
+                    },
+                }
+            ],
+            "on": {"DONE": "done"},
+        },
+        "done": {"type": "final"},
+    },
+}
+
+
+def hello_registry() -> HandlerRegistry:
+    return noop_registry("EMAIL")
+
+
+def slow_registry() -> HandlerRegistry:
+    async def slow(task: TaskContext) -> Any:
+        if task.attempt == 1:
+            await asyncio.sleep(2.5)  # the pool is killed meanwhile
+        return {"attempt": task.attempt}
+
+    registry = HandlerRegistry()
+    registry.register("SLOW", slow)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # see the import above
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=200 * 1024**2,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@asynccontextmanager
+async def engine_on(
+    dsn: str, factory: RegistryFactory, settings: ActorSettings = FAST
+) -> AsyncIterator[tuple[RayEngine, asyncpg.Pool[Any], InstanceRuntime]]:
+    queue = MemoryQueue()
+    pool = await create_pool(dsn, max_size=4)
+    engine = await RayEngine.start(dsn, queue, factory, settings)
+    try:
+        yield engine, pool, InstanceRuntime(pool, Publisher(pool, queue))
+    finally:
+        await engine.stop()
+        await queue.close()
+        await pool.close()
+
+
+async def start_batch(
+    pool: asyncpg.Pool[Any], runtime: InstanceRuntime, spec: dict[str, Any], n: int
+) -> list[uuid.UUID]:
+    async with pool.acquire() as connection:
+        definition = await deploy_definition(connection, TENANT, spec)
+    ids: list[uuid.UUID] = []
+    for offset in range(0, n, 1_000):
+        chunk = [StartRequest()] * min(1_000, n - offset)
+        ids += [r.instance_id for r in await runtime.start_many(TENANT, definition.id, chunk)]
+    return ids
+
+
+async def wait_done(pool: asyncpg.Pool[Any], n: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = await pool.fetchval("SELECT count(*) FROM workflow_instances WHERE status = 'done'")
+        if done == n:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{done} of {n} instances done")
+        await asyncio.sleep(0.05)
+
+
+async def assert_exactly_once(pool: asyncpg.Pool[Any], n: int) -> None:
+    repeated = await pool.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM workflow_events"
+        " GROUP BY instance_id, event_id HAVING count(*) > 1) AS r"
+    )
+    assert repeated == 0
+    per_instance = await pool.fetch(
+        "SELECT count(*) AS n FROM workflow_events GROUP BY instance_id"
+    )
+    assert [r["n"] for r in per_instance] == [3] * n  # init, WORKFLOW_START, HELLO_SENT
+    attempts = await pool.fetch("SELECT attempts, status FROM tasks")
+    assert [(r["attempts"], r["status"]) for r in attempts] == [(1, "succeeded")] * n
+
+
+async def test_hello_end_to_end_through_ray(local_ray: None, database_dsn: str) -> None:
+    async with engine_on(database_dsn, hello_registry) as (engine, pool, runtime):
+        await start_batch(pool, runtime, HELLO, 200)
+        await wait_done(pool, 200)
+        await assert_exactly_once(pool, 200)
+        stats = await engine.stats()
+        assert sum(s["commits"] for s in stats) > 0
+        assert all(s["commits"] > 0 for s in stats)  # both shards own instances
+
+
+async def test_a_shard_killed_mid_batch_loses_and_repeats_nothing(
+    local_ray: None, database_dsn: str
+) -> None:
+    n = 400
+    async with engine_on(database_dsn, hello_registry) as (engine, pool, runtime):
+        victim = engine.shards[0]
+        before = (await victim.stats.remote())["pid"]
+        await start_batch(pool, runtime, HELLO, n)
+        await asyncio.sleep(0.05)
+        ray.kill(victim, no_restart=False)
+        await wait_done(pool, n)
+        await assert_exactly_once(pool, n)
+        assert (await victim.stats.remote())["pid"] != before  # it was restarted
+
+
+async def test_a_pool_killed_mid_task_is_reclaimed_after_its_lease(
+    local_ray: None, database_dsn: str
+) -> None:
+    async with engine_on(database_dsn, slow_registry) as (engine, pool, runtime):
+        await start_batch(pool, runtime, SLOW_TASK, 1)
+        deadline = time.monotonic() + 30
+        while await pool.fetchval("SELECT status FROM tasks") != "running":
+            assert time.monotonic() < deadline, "the task never started"
+            await asyncio.sleep(0.02)
+        killed_at = time.monotonic()
+        ray.kill(engine.pools[0], no_restart=False)
+        await wait_done(pool, 1)
+        task = await pool.fetchrow("SELECT attempts, status, output FROM tasks")
+        assert (task["attempts"], task["status"]) == (2, "succeeded")
+        assert task["output"] == {"attempt": 2}
+        # Reclaimed only once the first attempt's lease (3 s timeout + margin) ran out.
+        assert time.monotonic() - killed_at >= 2.5
+
+
+async def test_shard_residents_stay_within_max_resident(local_ray: None, database_dsn: str) -> None:
+    n = 2_000
+    settings = replace(FAST, max_resident=100)
+    async with engine_on(database_dsn, hello_registry, settings) as (engine, pool, runtime):
+        await start_batch(pool, runtime, HELLO, n)
+        await wait_done(pool, n)
+        stats = await engine.stats()
+        assert all(s["peak_resident"] <= 100 for s in stats), stats
+        assert max(s["peak_resident"] for s in stats) > 0
+        await assert_exactly_once(pool, n)
