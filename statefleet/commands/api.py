@@ -22,7 +22,7 @@ MEMORY_WARNING = (
 
 @click.command()
 @click.option("--host", envvar="STATEFLEET_API_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="STATEFLEET_API_PORT", default=8000, show_default=True, type=int)
+@click.option("--port", envvar="STATEFLEET_API_PORT", default=8080, show_default=True, type=int)
 @click.option("--allow-memory", is_flag=True, help="Accept the process-local memory queue.")
 def api(host: str, port: int, allow_memory: bool) -> None:
     """Serve the v1 HTTP API (DATABASE_URL, WORKFLOW_QUEUE_DRIVER, STATEFLEET_ADMIN_KEY)."""
