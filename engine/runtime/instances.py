@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from statefleet.engine.interpreter import Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.machines import MachineCache
+from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
 from statefleet.engine.runtime.plan import (
     AuditRow,
@@ -152,7 +154,9 @@ class InstanceRuntime:
         *,
         max_conflict_retries: int = 20,
         checkpoints: CheckpointCache | None = None,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer = observer
         self.pool = pool
         self.publisher = publisher
         self.machines = machines or MachineCache()
@@ -260,7 +264,11 @@ class InstanceRuntime:
         Returns one outcome per event. Raises only on infrastructure errors
         (the caller's queue then redelivers the whole batch, which is safe).
         """
-        return await self._apply(events, self.publish)
+        started = time.perf_counter()
+        outcomes = await self._apply(events, self.publish)
+        if self.observer is not None:
+            self.observer.events_applied(outcomes, time.perf_counter() - started)
+        return outcomes
 
     async def apply_collecting(
         self, events: Sequence[EventJobData]

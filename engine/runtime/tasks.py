@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from statefleet.engine.handlers import (
 )
 from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
 from statefleet.engine.runtime.instances import event_outbox_row
+from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
@@ -88,7 +90,9 @@ class TaskRunner:
         *,
         worker_id: str | None = None,
         settings: TaskRunnerSettings | None = None,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer = observer
         self.pool = pool
         self.registry = registry
         self.publisher = publisher
@@ -101,6 +105,15 @@ class TaskRunner:
         Never raises for a handler's failure (that is recorded on the task);
         raises only on infrastructure errors, so the job is redelivered.
         """
+        started = time.perf_counter()
+        seen_type: list[str] = []  # filled once the task is claimed (runs share this object)
+        outcome = await self._run(tenant_id, task_id, seen_type)
+        if self.observer is not None:
+            task_type = seen_type[0] if seen_type else "-"
+            self.observer.task_finished(task_type, outcome, time.perf_counter() - started)
+        return outcome
+
+    async def _run(self, tenant_id: str, task_id: str, seen_type: list[str]) -> str:
         try:
             task_uuid = uuid.UUID(task_id)
         except ValueError:
@@ -117,6 +130,7 @@ class TaskRunner:
             )
             if task is None:
                 return await self._not_claimed(connection, tenant_id, task_uuid)
+        seen_type.append(task["type"] if task["kind"] == "task" else "timer")
         if task["kind"] == "timer":
             await self._finish(task, output=None, deliver=task["type"], payload={})
             return "timer_fired"

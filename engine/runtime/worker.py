@@ -29,6 +29,7 @@ from statefleet.engine.ports.queue import (
 )
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
+from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import Publisher
 from statefleet.engine.runtime.sweeper import Sweeper
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
@@ -61,14 +62,20 @@ class Worker:
         settings: WorkerSettings | None = None,
         worker_id: str | None = None,
         machines: MachineCache | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.pool = pool
         self.queue = queue
         self.settings = settings or WorkerSettings()
         self.publisher = Publisher(pool, queue)
-        self.instances = InstanceRuntime(pool, self.publisher, machines)
+        self.instances = InstanceRuntime(pool, self.publisher, machines, observer=observer)
         self.tasks = TaskRunner(
-            pool, registry, self.publisher, worker_id=worker_id, settings=self.settings.tasks
+            pool,
+            registry,
+            self.publisher,
+            worker_id=worker_id,
+            settings=self.settings.tasks,
+            observer=observer,
         )
         self.sweeper = Sweeper(
             pool,

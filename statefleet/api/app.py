@@ -80,7 +80,12 @@ def create_app(
             if embed is None:
                 embed = isinstance(own_queue, MemoryQueue)
             if embed:
-                worker = Worker(the_pool, the_queue, registry or HandlerRegistry.with_builtins())
+                worker = Worker(
+                    the_pool,
+                    the_queue,
+                    registry or HandlerRegistry.with_builtins(),
+                    observer=metrics,
+                )
                 await worker.start()
             the_service = service or WorkflowService(
                 the_pool,

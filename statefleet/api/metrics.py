@@ -1,19 +1,22 @@
 """Prometheus metrics of one app: its own registry, no process-global collectors.
 
-Request counts and latencies are observed by a middleware. Engine-wide numbers
-(instances and tasks by status, outbox lag) are read from Postgres when scraped,
-because the API process does not run the steps and so cannot count them itself.
+Request counts and latencies are observed by a middleware. Events applied, task
+outcomes and step latencies come from the runtime's observer port when this
+process runs workers (the embedded worker, ``statefleet up``). Engine-wide numbers
+(instances and tasks by status, outbox lag) are read from Postgres when scraped.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from statefleet.engine.runtime.instances import ApplyOutcome
 from statefleet.engine.store.queries import parse_queries
 
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
@@ -60,11 +63,45 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.events = Counter(
+            "statefleet_events",
+            "Events handled by this process's workers, by outcome (applied, duplicate, ...)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.step_latency = Histogram(
+            "statefleet_step_batch_seconds",
+            "Time to apply and commit one batch of events (group commit)",
+            registry=self.registry,
+        )
+        self.task_outcomes = Counter(
+            "statefleet_task_runs",
+            "Task jobs handled by this process's workers, by task type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.task_latency = Histogram(
+            "statefleet_task_run_seconds",
+            "Time to claim, run and finish one task attempt, by task type",
+            ["type"],
+            registry=self.registry,
+        )
         self.queue_lag = Gauge(
             "statefleet_outbox_lag_seconds",
             "Age of the oldest due, unpublished outbox job (0 when none)",
             registry=self.registry,
         )
+
+    # The runtime's observer port (statefleet.engine.runtime.observe.Observer).
+
+    def events_applied(self, outcomes: Sequence[ApplyOutcome], seconds: float) -> None:
+        for outcome in outcomes:
+            self.events.labels(outcome.outcome).inc()
+        self.step_latency.observe(seconds)
+
+    def task_finished(self, task_type: str, outcome: str, seconds: float) -> None:
+        self.task_outcomes.labels(task_type, outcome).inc()
+        self.task_latency.labels(task_type).observe(seconds)
 
     async def render(self, pool: asyncpg.Pool[Any]) -> bytes:
         """The exposition text, after refreshing the gauges read from Postgres."""

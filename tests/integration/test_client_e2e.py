@@ -154,3 +154,27 @@ async def test_start_many_and_batch_progress(app_client: ClientFactory) -> None:
     assert [b.count for b in started] == [10, 10, 5]
     progress = await client.batch(started[0].batch_id)
     assert progress.total == 10
+
+
+async def test_an_app_with_its_own_worker_reports_engine_metrics(database_dsn: str) -> None:
+    settings = api_settings.ApiSettings(database_url=database_dsn, admin_key=ADMIN_KEY)
+    app: Any = api_app.create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://sf.test") as http,
+    ):
+        made = await http.post(
+            "/v1/admin/tenants",
+            json={"name": "metrics"},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        async with AsyncClient("http://sf.test", made.json()["apiKey"], transport=transport) as c:
+            await c.deploy(PING)
+            started = await c.start("ping")
+            await c.send(started.id, "PING")
+            await c.wait(started.id, timeout=30, poll_interval=0.05)
+        text = (await http.get("/metrics")).text
+
+    assert 'statefleet_events_total{outcome="applied"}' in text
+    assert "statefleet_step_batch_seconds_count" in text
