@@ -38,9 +38,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest
 
-## make demo: run the seed's hello workflow through the interpreter.
+## make demo: 1,000 hello-workflow instances on the embedded stack (Postgres, Ray, API).
 demo: $(STAMP)
-	$(BIN)/statefleet simulate tests/fixtures/hello-workflow.json --events tests/fixtures/hello-events.jsonl
+	$(BIN)/statefleet demo --instances 1000
 
 ## make bench: interpreter throughput.
 bench: $(STAMP)

@@ -20,7 +20,10 @@ import orjson
 
 from statefleet import __version__
 from statefleet.commands import api as api_commands
+from statefleet.commands import demo as demo_commands
 from statefleet.commands import tenants as tenant_commands
+from statefleet.commands import up as up_commands
+from statefleet.commands import worker as worker_commands
 from statefleet.commands.client_cmds import register as register_client_commands
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.interpreter import Machine, Step, load_machine, make_event
@@ -345,6 +348,9 @@ def migrate(database_url: str) -> None:
 register_client_commands(statefleet)
 tenant_commands.register(statefleet)
 api_commands.register(statefleet)
+up_commands.register(statefleet)
+worker_commands.register(statefleet)
+demo_commands.register(statefleet)
 
 
 # --- entry point ------------------------------------------------------------
