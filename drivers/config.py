@@ -77,6 +77,10 @@ def create_queue(env: Mapping[str, str] | None = None) -> Queue:
     name = select_driver(env)
     if name == "memory":
         return MemoryQueue()
+    if name == "bullmq":
+        from statefleet.drivers.bullmq import bullmq_queue_from_env
+
+        return bullmq_queue_from_env(env)
     raise DriverNotImplementedError(
         f"the {name!r} queue driver is not implemented yet (it lands with issue #6); "
         f"set {DRIVER_VARIABLE}=memory to run with process-local queues"

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis_server import redis_url_for_tests
 
 from statefleet.drivers import MemoryBackend, MemoryQueue
+from statefleet.drivers.bullmq import BullMQQueue
 from statefleet.engine.ports import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -57,6 +60,9 @@ class Backend:
     connect: Callable[[], Queue]
     drain: Callable[[str], Awaitable[None]]
     clients: list[Queue] = field(default_factory=list)
+    # Waits until a queue has a job in flight; a networked driver takes a round trip
+    # to pick up a job, which ``settle`` alone does not give it.
+    until_taken: Callable[[str], Awaitable[None]] | None = None
 
     def open(self) -> Queue:
         client = self.connect()
@@ -65,7 +71,7 @@ class Backend:
 
 
 @contextlib.asynccontextmanager
-async def memory_backend() -> AsyncIterator[Backend]:
+async def memory_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     shared = MemoryBackend()
 
     def connect() -> Queue:
@@ -79,14 +85,50 @@ async def memory_backend() -> AsyncIterator[Backend]:
     yield Backend("memory", connect, drain)
 
 
-BACKENDS: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Backend]]] = {
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``REDIS_URL``, or a throwaway ``redis-server`` for the session."""
+    with redis_url_for_tests() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def bullmq_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"sf-test-{uuid.uuid4().hex[:12]}"  # a fresh keyspace per test
+
+    def connect() -> Queue:
+        return BullMQQueue(url, prefix=prefix, min_backoff_ms=50)
+
+    observer = BullMQQueue(url, prefix=prefix)
+
+    async def drain(queue_name: str) -> None:
+        async with asyncio.timeout(HANG_GUARD_S):
+            while any((await observer.counts(queue_name)).values()):
+                await asyncio.sleep(0.02)
+
+    async def until_taken(queue_name: str) -> None:
+        async with asyncio.timeout(HANG_GUARD_S):
+            while not (await observer.counts(queue_name))["active"]:
+                await asyncio.sleep(0.01)
+
+    try:
+        yield Backend("bullmq", connect, drain, until_taken=until_taken)
+    finally:
+        await observer.close()
+
+
+BACKENDS: dict[
+    str, Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Backend]]
+] = {
     "memory": memory_backend,
+    "bullmq": bullmq_backend,
 }
 
 
 @pytest_asyncio.fixture(params=sorted(BACKENDS))
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    async with BACKENDS[request.param]() as opened:
+    async with BACKENDS[request.param](request) as opened:
         try:
             yield opened
         finally:
@@ -626,6 +668,8 @@ async def test_stop_hands_over_the_batch_being_gathered(backend: Backend, queue:
     )
     await queue.enqueue(ev("e1"))
     await settle()
+    if backend.until_taken is not None:
+        await backend.until_taken(ORCHESTRATOR_QUEUE)
     await consumer.stop()
     await backend.drain(ORCHESTRATOR_QUEUE)
     assert recorder.ids() == ["e1"]

@@ -64,11 +64,20 @@ def test_create_queue_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatc
     assert isinstance(create_queue(), MemoryQueue)
 
 
+def test_create_queue_builds_the_bullmq_driver_without_connecting() -> None:
+    from statefleet.drivers.bullmq import BullMQQueue
+
+    queue = create_queue({"REDIS_URL": "redis://r:6380/2", "WORKFLOW_BULLMQ_PREFIX": "acme"})
+    assert isinstance(queue, BullMQQueue)
+    assert (queue.redis_url, queue.prefix) == ("redis://r:6380/2", "acme")
+    default = create_queue({"WORKFLOW_QUEUE_DRIVER": "bullmq"})
+    assert isinstance(default, BullMQQueue)
+    assert (default.redis_url, default.prefix) == ("redis://localhost:6379", "bull")
+
+
 @pytest.mark.parametrize(
     ("env", "driver"),
     [
-        ({"WORKFLOW_QUEUE_DRIVER": "bullmq"}, "bullmq"),
-        ({"REDIS_URL": "redis://r"}, "bullmq"),
         ({"WORKFLOW_QUEUE_DRIVER": "cloudtasks"}, "cloudtasks"),
     ],
 )
