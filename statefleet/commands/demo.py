@@ -15,50 +15,31 @@ import pathlib
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from statefleet.mailsink import MailSink
 
 __all__ = ["demo", "register"]
 
 DEFINITION_KEY = "hello-workflow"
 
 
-class _Sink:
-    """Counts the messages an in-process SMTP server receives (aiosmtpd's handler API)."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self._lock:
-            self.received += 1
-        return "250 OK"
-
-
 @contextmanager
-def _smtp_sink() -> Iterator[tuple[_Sink, int] | None]:
+def _smtp_sink() -> Iterator[tuple[MailSink, int] | None]:
     """A real SMTP server on a free localhost port, or None without aiosmtpd."""
     try:
-        from aiosmtpd.controller import Controller
+        from statefleet.mailsink import running_mail_sink
     except ImportError:
         yield None
         return
-    from statefleet.embedded import free_port
-
-    sink = _Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
+    with running_mail_sink() as running:
+        yield running
 
 
 def _progress() -> Any:

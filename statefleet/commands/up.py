@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pathlib
 import signal
 
 import click
@@ -20,10 +22,27 @@ __all__ = ["register", "up"]
 
 
 async def _run_until_signal(host: str, port: int) -> None:
-    from statefleet.embedded import EmbeddedStack, state_dir
+    from statefleet.embedded import state_dir
 
     home = state_dir()
-    async with EmbeddedStack(home, host=host, port=port, say=_say) as stack:
+    env = dict(os.environ)
+    if env.get("STATEFLEET_SMTP_HOST"):
+        await _run_stack(home, host, port, env)
+        return
+    # No mail server configured: EMAIL steps go to a local sink that keeps them, so the
+    # hello workflow works in a newcomer's first minute.
+    from statefleet.mailsink import running_mail_sink
+
+    with running_mail_sink(home / "mail") as (_, smtp_port):
+        env.update(STATEFLEET_SMTP_HOST="127.0.0.1", STATEFLEET_SMTP_PORT=str(smtp_port))
+        _say(f"smtp: STATEFLEET_SMTP_HOST is unset; EMAIL tasks are kept in {home / 'mail'}")
+        await _run_stack(home, host, port, env)
+
+
+async def _run_stack(home: pathlib.Path, host: str, port: int, env: dict[str, str]) -> None:
+    from statefleet.embedded import EmbeddedStack
+
+    async with EmbeddedStack(home, host=host, port=port, env=env, say=_say) as stack:
         # Installed after start-up on purpose: ray.init replaces SIGTERM's handler with
         # its own sys.exit. A signal during start-up interrupts it, and the stack's
         # __aenter__ stops whatever had started.
