@@ -72,6 +72,8 @@ def create_queue(env: Mapping[str, str] | None = None) -> Queue:
     Raises:
         QueueConfigError: as :func:`select_driver`.
         DriverNotImplementedError: the selected driver is not available yet.
+        statefleet.drivers.cloudtasks.CloudTasksConfigError: Cloud Tasks is selected
+            and a required variable is missing (a ``ValueError``, like ``QueueConfigError``).
     """
     env = os.environ if env is None else env
     name = select_driver(env)
@@ -81,6 +83,10 @@ def create_queue(env: Mapping[str, str] | None = None) -> Queue:
         from statefleet.drivers.bullmq import bullmq_queue_from_env
 
         return bullmq_queue_from_env(env)
+    if name == "cloudtasks":
+        from statefleet.drivers.cloudtasks import cloudtasks_queue_from_env
+
+        return cloudtasks_queue_from_env(env)
     raise DriverNotImplementedError(
         f"the {name!r} queue driver is not implemented yet (it lands with issue #6); "
         f"set {DRIVER_VARIABLE}=memory to run with process-local queues"

@@ -18,7 +18,15 @@ from statefleet import __version__
 from statefleet.api.errors import JSONBody, install_error_handlers
 from statefleet.api.limits import BodyLimit
 from statefleet.api.metrics import ApiMetrics, MetricsMiddleware
-from statefleet.api.routes import admin, batches, definitions, health, instances, tasks
+from statefleet.api.routes import (
+    admin,
+    batches,
+    definitions,
+    health,
+    instances,
+    internal,
+    tasks,
+)
 from statefleet.api.settings import ApiSettings
 from statefleet.api.state import AppState
 from statefleet.drivers.memory import MemoryQueue
@@ -51,8 +59,8 @@ def create_app(
             Inject the worker's service to share its machine cache in one process.
         registry: handlers of an embedded worker (default: the built-ins).
         embedded_worker: run a worker inside the app. Default: exactly when the app
-            opened a memory queue itself, because no other process can consume a
-            process-local queue, so without one nothing would ever run.
+            opened a memory queue or a push driver (Cloud Tasks) itself, because no
+            other process can consume a process-local queue, and pushes arrive here.
 
     Raises:
         ValueError: at start-up, when no pool is injected and no database URL is set.
@@ -78,7 +86,8 @@ def create_app(
             assert the_queue is not None
             embed = embedded_worker
             if embed is None:
-                embed = isinstance(own_queue, MemoryQueue)
+                # A push driver delivers to this process's HTTP routes: it must run one.
+                embed = isinstance(own_queue, MemoryQueue) or hasattr(own_queue, "push_bridge")
             if embed:
                 worker = Worker(
                     the_pool,
@@ -87,6 +96,9 @@ def create_app(
                     observer=metrics,
                 )
                 await worker.start()
+                bridge = getattr(the_queue, "push_bridge", None)
+                if bridge is not None:
+                    bridge.dead_letter = worker.dead_letter
             the_service = service or WorkflowService(
                 the_pool,
                 worker.instances
@@ -111,7 +123,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (definitions, instances, batches, tasks, admin, health):
+    for module in (definitions, instances, batches, tasks, admin, health, internal):
         app.include_router(module.router)
     # Added last = outermost: metrics time everything, including 413s.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

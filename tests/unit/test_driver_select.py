@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from statefleet.drivers import (
-    DriverNotImplementedError,
     MemoryQueue,
     QueueConfigError,
     create_queue,
@@ -73,18 +72,6 @@ def test_create_queue_builds_the_bullmq_driver_without_connecting() -> None:
     default = create_queue({"WORKFLOW_QUEUE_DRIVER": "bullmq"})
     assert isinstance(default, BullMQQueue)
     assert (default.redis_url, default.prefix) == ("redis://localhost:6379", "bull")
-
-
-@pytest.mark.parametrize(
-    ("env", "driver"),
-    [
-        ({"WORKFLOW_QUEUE_DRIVER": "cloudtasks"}, "cloudtasks"),
-    ],
-)
-def test_drivers_not_shipped_yet_fail_clearly(env: dict[str, str], driver: str) -> None:
-    with pytest.raises(DriverNotImplementedError, match=rf"'{driver}'.*issue #6"):
-        create_queue(env)
-    assert issubclass(DriverNotImplementedError, NotImplementedError)
 
 
 def test_an_unknown_driver_fails_before_anything_is_built() -> None:

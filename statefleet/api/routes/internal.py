@@ -1,0 +1,83 @@
+"""``POST /internal/queues/{queue}``: where a push driver (Cloud Tasks) delivers jobs.
+
+Why the answers are what they are: Cloud Tasks retries every non-2xx, 4xx included.
+So a job that is done, already done, or can never succeed (a malformed body, recorded
+as a dead letter in Postgres first) gets a 2xx; a handler failure or a process with no
+consumer yet gets a 5xx so the broker retries; a request without the configured
+``X-Queue-Secret`` gets 401 and touches nothing. These routes take no tenant API key
+(only the queue secret), and the tenant routes take no queue secret (only bearer keys).
+Routing is by the URL path, never by ``X-CloudTasks-QueueName``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from statefleet.api.errors import error_response
+from statefleet.api.state import app_state
+from statefleet.drivers.push import NoConsumerError, PushBridge
+from statefleet.engine.ports import MalformedJobError, QueueJob, parse_job
+
+__all__ = ["QUEUE_SECRET_VARIABLE", "router"]
+
+log = logging.getLogger(__name__)
+
+QUEUE_SECRET_VARIABLE = "WORKFLOW_QUEUE_SECRET"
+
+router = APIRouter(tags=["internal"], include_in_schema=False)
+
+
+@router.post("/internal/queues/{queue}")
+async def push(queue: str, request: Request) -> Response:
+    """Hand one pushed job to this process's consumer of ``queue``."""
+    state = app_state(request)
+    secret = state.settings.env.get(QUEUE_SECRET_VARIABLE, "").strip()
+    if secret:
+        given = request.headers.get("x-queue-secret", "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return error_response(401, "unauthorized", "missing or wrong X-Queue-Secret")
+    bridge: PushBridge | None = getattr(state.queue, "push_bridge", None)
+    if bridge is None:
+        return error_response(503, "not_a_push_driver", "this process's queue driver is not push")
+    raw = await request.body()
+    name: object = None
+    data: object = None
+    try:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJobError(queue, f"body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise MalformedJobError(queue, "body must be a JSON object {name, data}")
+        name, data = body.get("name"), body.get("data")
+        job = parse_job(queue, name, data)
+    except MalformedJobError as exc:
+        return await _dead_letter(bridge, queue, name, data, raw, exc.reason)
+    try:
+        await bridge.deliver(job)
+    except NoConsumerError as exc:
+        return error_response(503, "no_consumer", str(exc), headers={"Retry-After": "1"})
+    except Exception as exc:  # the handler failed: let the broker retry
+        log.warning("pushed %s job failed; the broker will retry", queue, exc_info=True)
+        return error_response(500, "job_failed", f"{type(exc).__name__}: {exc}")
+    return Response(status_code=204)
+
+
+async def _dead_letter(
+    bridge: PushBridge, queue: str, name: object, data: object, raw: bytes, reason: str
+) -> Response:
+    sink = bridge.dead_letter
+    if sink is None:  # nobody here can record it: retry rather than lose it silently
+        return error_response(503, "no_dead_letter_sink", "cannot record a dead letter yet")
+    kept: dict[str, Any] = (
+        data if isinstance(data, dict) else {"body": raw.decode("utf-8", "replace")}
+    )
+    job = QueueJob(queue, name if isinstance(name, str) else "", kept)
+    await sink(None, job, reason)
+    log.warning("dead-lettered a malformed %s job: %s", queue, reason)
+    return Response(status_code=202)

@@ -1,0 +1,66 @@
+"""Node for the interop tests: the ``bullmq`` npm package pinned in ``tests/interop``.
+
+``node_modules`` is installed with ``npm ci`` on first use. A machine without Node
+skips the interop tests, except under ``CI=true``, where it fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+INTEROP = pathlib.Path(__file__).resolve().parent.parent / "interop"
+
+
+def node_unavailable(reason: str) -> None:
+    """Skip, or fail under ``CI=true``."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Node is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"Node unavailable: {reason}")
+
+
+def ensure_node_modules() -> str:
+    """The ``node`` binary, after making sure the pinned packages are installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        node_unavailable("node/npm are not on the PATH")
+        raise AssertionError("unreachable")
+    if not (INTEROP / "node_modules" / "bullmq" / "package.json").exists():
+        result = subprocess.run(
+            [npm, "ci", "--prefix", str(INTEROP), "--no-audit", "--no-fund", "--loglevel=error"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            node_unavailable(f"npm ci failed: {result.stderr[-2000:]}")
+    return node
+
+
+async def run_script(node: str, script: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run ``tests/interop/<script>`` with ``payload`` as JSON on stdin; its JSON answer."""
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(INTEROP / script),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=INTEROP,
+    )
+    try:
+        stdout, stderr = await process.communicate(json.dumps(payload).encode())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise AssertionError(f"{script} exited {process.returncode}: {stderr.decode()[-2000:]}")
+    answer: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return answer
