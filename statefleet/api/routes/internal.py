@@ -4,8 +4,10 @@ Why the answers are what they are: Cloud Tasks retries every non-2xx, 4xx includ
 So a job that is done, already done, or can never succeed (a malformed body, recorded
 as a dead letter in Postgres first) gets a 2xx; a handler failure or a process with no
 consumer yet gets a 5xx so the broker retries; a request without the configured
-``X-Queue-Secret`` gets 401 and touches nothing. These routes take no tenant API key
-(only the queue secret), and the tenant routes take no queue secret (only bearer keys).
+``X-Queue-Secret`` gets 401 and touches nothing, and so does one without a valid OIDC
+token when ``WORKFLOW_CLOUDTASKS_SERVICE_ACCOUNT`` is configured (see ``oidc``). These
+routes take no tenant API key (only the queue secret), and the tenant routes take no
+queue secret (only bearer keys).
 Routing is by the URL path, never by ``X-CloudTasks-QueueName``.
 """
 
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import APIRouter, Request, Response
 
 from statefleet.api.errors import error_response
+from statefleet.api.oidc import OidcError, OidcVerifier
 from statefleet.api.state import app_state
 from statefleet.drivers.push import NoConsumerError, PushBridge
 from statefleet.engine.ports import MalformedJobError, QueueJob, parse_job
@@ -41,6 +46,14 @@ async def push(queue: str, request: Request) -> Response:
         given = request.headers.get("x-queue-secret", "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
             return error_response(401, "unauthorized", "missing or wrong X-Queue-Secret")
+    verifier = _verifier(request, state.settings.env)
+    if verifier is not None:
+        try:
+            await verifier.verify(request.headers.get("authorization"))
+        except OidcError as exc:
+            return error_response(401, "unauthorized", str(exc))
+        except httpx.HTTPError as exc:  # cannot fetch the certificates: let the broker retry
+            return error_response(503, "oidc_unavailable", f"cannot verify the token: {exc}")
     bridge: PushBridge | None = getattr(state.queue, "push_bridge", None)
     if bridge is None:
         return error_response(503, "not_a_push_driver", "this process's queue driver is not push")
@@ -66,6 +79,15 @@ async def push(queue: str, request: Request) -> Response:
         log.warning("pushed %s job failed; the broker will retry", queue, exc_info=True)
         return error_response(500, "job_failed", f"{type(exc).__name__}: {exc}")
     return Response(status_code=204)
+
+
+def _verifier(request: Request, env: Mapping[str, str]) -> OidcVerifier | None:
+    """One verifier per app (its certificate cache), built on first use."""
+    app_state_ = request.app.state
+    if not hasattr(app_state_, "statefleet_oidc"):
+        app_state_.statefleet_oidc = OidcVerifier.from_env(env)
+    verifier: OidcVerifier | None = app_state_.statefleet_oidc
+    return verifier
 
 
 async def _dead_letter(
