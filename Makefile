@@ -42,9 +42,13 @@ pytest: $(STAMP) $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/statefleet demo --instances 1000
 
-## make bench: interpreter throughput.
+## make bench: the benchmark suite (Postgres: DATABASE_URL or a throwaway server).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks interpreter
+	$(BIN)/python -m benchmarks transitions
+	$(BIN)/python -m benchmarks hello
+	$(BIN)/python -m benchmarks peer-dbos
+	$(BIN)/python -m benchmarks latency --rate 250
 
 clean:
 	rm -rf $(VENV) build dist tests/differential/node_modules

@@ -1,22 +1,94 @@
-"""Entry point: ``python -m benchmarks interpreter [--seconds S] [--quick]``."""
+"""Entry point: ``python -m benchmarks <name> [options]``.
+
+``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency`` and ``peer-dbos``
+(Postgres: ``DATABASE_URL`` or a throwaway server), ``compare A.json B.json``.
+Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
-from benchmarks import interpreter
+
+def _out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None, help="results directory (benchmarks/results)"
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = parser.add_subparsers(dest="name", required=True)
+
     interp = sub.add_parser("interpreter", help="transitions per second of the pure interpreter")
     interp.add_argument("--seconds", type=float, default=3.0, help="time per scenario")
     interp.add_argument("--no-write", action="store_true", help="do not write a results file")
-    args = parser.parse_args(argv)
+
+    trans = sub.add_parser("transitions", help="durable event application vs batched asyncpg")
+    trans.add_argument("--instances", type=int, default=1_000)
+    trans.add_argument("--events", type=int, default=20_000)
+    trans.add_argument("--batch", type=int, default=256, help="events per apply() call")
+    trans.add_argument("--ref-batch", type=int, default=100, help="transitions per transaction")
+    trans.add_argument("--concurrency", type=int, default=1, help="appliers / connections")
+    _out(trans)
+
+    hello = sub.add_parser("hello", help="hello workflows end to end (memory driver)")
+    hello.add_argument("--instances", "-n", type=int, default=2_000)
+    hello.add_argument("--timeout", type=float, default=600.0)
+    _out(hello)
+
+    lat = sub.add_parser("latency", help="open-loop enqueue -> committed step percentiles")
+    lat.add_argument("--instances", type=int, default=1_000)
+    lat.add_argument("--rate", type=float, default=500.0, help="events per second")
+    lat.add_argument("--seconds", type=float, default=10.0)
+    _out(lat)
+
+    dbos = sub.add_parser("peer-dbos", help="the hello workflow on DBOS Transact")
+    dbos.add_argument("--instances", "-n", type=int, default=300)
+    dbos.add_argument("--timeout", type=float, default=600.0)
+    _out(dbos)
+
+    comp = sub.add_parser("compare", help="ratios B / A of the figures two result files share")
+    comp.add_argument("a", type=pathlib.Path)
+    comp.add_argument("b", type=pathlib.Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.name == "interpreter":
+        from benchmarks import interpreter
+
         interpreter.main(seconds=args.seconds, write_results=not args.no_write)
+    elif args.name == "transitions":
+        from benchmarks import transitions
+
+        transitions.main(
+            instances=args.instances,
+            events=args.events,
+            batch=args.batch,
+            ref_batch=args.ref_batch,
+            concurrency=args.concurrency,
+            out=args.out,
+        )
+    elif args.name == "hello":
+        from benchmarks import hello
+
+        hello.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "latency":
+        from benchmarks import latency
+
+        latency.main(instances=args.instances, rate=args.rate, seconds=args.seconds, out=args.out)
+    elif args.name == "peer-dbos":
+        from benchmarks import peer_dbos
+
+        peer_dbos.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "compare":
+        from benchmarks import compare
+
+        compare.main(args.a, args.b)
     return 0
 
 

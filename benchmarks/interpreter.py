@@ -118,7 +118,7 @@ def main(seconds: float = 3.0, write_results: bool = True) -> dict[str, Any]:
     print("one process, one core, no I/O")
     print(f"{'scenario':<42} {'steps/s':>10} {'us/step':>9} {'workflows/s':>12}")
     for row in rows:
-        units = f"{row['units_per_s']:>12,}" if "workflows" in row["scenario"] else f"{'':>12}"
+        units = f"{row['units_per_s']:>12,}" if "workflows" in str(row["scenario"]) else f"{'':>12}"
         print(f"{row['scenario']:<42} {row['steps_per_s']:>10,} {row['us_per_step']:>9} {units}")
     result = {"benchmark": "interpreter", "machine": info, "seconds": seconds, "rows": rows}
     if write_results:

@@ -21,8 +21,8 @@ def cpu_model() -> str:
 
 
 def describe() -> dict[str, Any]:
-    versions = {}
-    for package in ("statefleet", "cel-expr-python", "pydantic", "orjson"):
+    versions: dict[str, str | None] = {}
+    for package in ("statefleet", "cel-expr-python", "pydantic", "orjson", "asyncpg"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -1,0 +1,58 @@
+"""Pieces the database benchmarks share: the toggle workflow, instances, printing."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import uuid
+from typing import Any
+
+import asyncpg
+
+from benchmarks import machine_info, results_io
+from statefleet.drivers.memory import MemoryQueue
+from statefleet.engine.runtime import InstanceRuntime, Publisher, StartRequest
+from statefleet.engine.runtime.definitions import deploy_definition
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TENANT = "bench"
+#: Two states and one event flipping between them: an instance never finishes.
+TOGGLE = json.loads((pathlib.Path(__file__).parent / "specs" / "toggle.json").read_text())
+HELLO = json.loads((ROOT / "tests" / "fixtures" / "hello-workflow.json").read_text())
+
+
+async def toggle_instances(pool: asyncpg.Pool[Any], count: int) -> list[uuid.UUID]:
+    """Creates ``count`` running toggle instances without queueing any event."""
+    runtime = InstanceRuntime(pool, Publisher(pool, MemoryQueue()))
+    async with pool.acquire() as connection:
+        definition = await deploy_definition(connection, TENANT, TOGGLE)
+    ids: list[uuid.UUID] = []
+    for offset in range(0, count, 1_000):
+        chunk = [StartRequest()] * min(1_000, count - offset)
+        results = await runtime.start_many(TENANT, definition.id, chunk, start_event=None)
+        ids.extend(r.instance_id for r in results)
+    return ids
+
+
+def finish(
+    name: str,
+    info: dict[str, Any],
+    parameters: dict[str, Any],
+    figures: dict[str, float],
+    lines: list[str],
+    out: pathlib.Path | None,
+) -> dict[str, Any]:
+    """Prints the banner and table, writes the JSON result, returns it."""
+    print(machine_info.banner(info))
+    for line in lines:
+        print(line)
+    result: dict[str, Any] = {
+        "benchmark": name,
+        "machine": info,
+        "parameters": parameters,
+        "figures": figures,
+    }
+    path = results_io.write(name, result, out)
+    result["path"] = str(path)
+    print(f"wrote {results_io.shown(path)}")
+    return result

@@ -1,0 +1,107 @@
+"""Open-loop latency: events arrive at a fixed rate; enqueue to committed step.
+
+``instances`` toggle instances exist; a :class:`Worker` on a memory queue applies the
+events. FLIP events are enqueued at ``rate`` per second for ``seconds`` on a fixed
+schedule (open loop: a slow engine does not slow the arrivals). The send time of each
+is recorded (wall clock, just before the enqueue); the latency is the audit row's
+``created_at`` minus it. ``created_at`` is ``now()``, the start of the transaction that
+commits the step, so the figures slightly understate enqueue-to-commit (by the
+duration of that transaction, a few ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from typing import Any
+
+from benchmarks import common, machine_info, pg
+from statefleet.actors.config import hello_noop
+from statefleet.drivers.memory import MemoryQueue
+from statefleet.engine.ports.queue import event_job
+from statefleet.engine.runtime import Worker
+from statefleet.engine.store.db import create_pool
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+async def arrivals(dsn: str, instances: int, rate: float, seconds: float) -> dict[str, float]:
+    pool = await create_pool(dsn, max_size=8)
+    queue = MemoryQueue()
+    worker = Worker(pool, queue, hello_noop())
+    try:
+        ids = await common.toggle_instances(pool, instances)
+        await worker.start()
+        total = max(1, round(rate * seconds))
+        sent: dict[str, float] = {}
+        began = time.perf_counter()
+        for k in range(total):
+            delay = began + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event_id = f"lat-{uuid.uuid4().hex}"
+            job = event_job(
+                tenant_id=common.TENANT,
+                instance_id=str(ids[k % len(ids)]),
+                event_id=event_id,
+                event_type="FLIP",
+            )
+            sent[event_id] = time.time()
+            await queue.enqueue(job)
+        offered = time.perf_counter() - began
+        deadline = time.perf_counter() + max(30.0, seconds * 5)
+        while True:
+            applied = await pool.fetchval("SELECT count(*) FROM workflow_events WHERE seq > 0")
+            if applied >= total:
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"only {applied} of {total} events applied")
+            await asyncio.sleep(0.05)
+        rows = await pool.fetch(
+            "SELECT event_id, extract(epoch FROM created_at)::float8 AS at "
+            "FROM workflow_events WHERE seq > 0"
+        )
+    finally:
+        await worker.stop()
+        await queue.close()
+        await pool.close()
+    latencies = sorted((r["at"] - sent[r["event_id"]]) * 1000 for r in rows)
+    return {
+        "events": float(total),
+        "offered_per_s": round(total / offered, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(latencies[-1], 2),
+        "mean_ms": round(statistics.fmean(latencies), 2),
+    }
+
+
+async def measure(admin_dsn: str, instances: int, rate: float, seconds: float) -> dict[str, float]:
+    async with pg.fresh_database(admin_dsn) as dsn:
+        return await arrivals(dsn, instances, rate, seconds)
+
+
+def main(
+    *, instances: int = 1_000, rate: float = 500.0, seconds: float = 10.0, out: Any = None
+) -> dict[str, Any]:
+    info = machine_info.describe()
+    with pg.server() as admin_dsn:
+        figures = asyncio.run(measure(admin_dsn, instances, rate, seconds))
+    params = {"instances": instances, "rate": rate, "seconds": seconds}
+    lines = [
+        f"open loop: {rate:,.0f} events/s for {seconds} s to {instances:,} instances "
+        f"(offered {figures['offered_per_s']:,.0f}/s), enqueue -> committed step",
+        f"{'events':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+        f"{figures['events']:>8,.0f} {figures['p50_ms']:>8.2f} {figures['p95_ms']:>8.2f} "
+        f"{figures['p99_ms']:>8.2f} {figures['max_ms']:>8.2f}",
+    ]
+    return common.finish("latency", info, params, figures, lines, out)
