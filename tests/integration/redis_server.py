@@ -45,6 +45,27 @@ class RedisServer:
         self.process = _spawn(self.port, self.directory)
         _wait_ready(self.port, self.process)
 
+    def shutdown(self, *, save: bool) -> None:
+        """``SHUTDOWN SAVE`` (data kept in ``dump.rdb`` for the next start) or ``NOSAVE``."""
+        if self.process.poll() is not None:
+            return
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), 5) as s,
+        ):
+            s.sendall(b"SHUTDOWN SAVE\r\n" if save else b"SHUTDOWN NOSAVE\r\n")
+            s.recv(64)  # the server closes the connection as it exits
+        self.process.wait(timeout=30)
+
+    def restart(self, *, keep_data: bool = True) -> None:
+        """Stop the server and start it again on the same port and directory.
+
+        With ``keep_data`` it saves on the way down and reloads on the way up, as a
+        clean restart of a persistent Redis does; without, every key is gone.
+        """
+        self.shutdown(save=keep_data)
+        self.start()
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -1,0 +1,92 @@
+"""One engine under any of the three queue drivers, for the shared end-to-end suite.
+
+``open_engine(driver, dsn, registry, ...)`` yields a :class:`DriverEngine`: a pool, the
+driver, a started :class:`Worker` and the service. Under ``cloudtasks`` the worker is
+reached only through the app's ``/internal/queues/*`` routes served by uvicorn, fed by
+the emulator (``cloudtasks_support``); under ``bullmq`` it runs on a real Redis with a
+fresh key prefix per engine; under ``memory`` on a private backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+from cloudtasks_support import cloudtasks_engine
+from runtime_support import FAST, running_engine
+
+from statefleet.drivers.bullmq import BullMQQueue
+from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.ports import Queue
+from statefleet.engine.runtime import Worker, WorkerSettings, WorkflowService
+from statefleet.engine.store.db import create_pool
+
+DriverKind = Literal["memory", "bullmq", "cloudtasks"]
+DRIVERS: tuple[DriverKind, ...] = ("memory", "bullmq", "cloudtasks")
+
+
+@dataclass
+class DriverEngine:
+    driver: DriverKind
+    pool: asyncpg.Pool[Any]
+    queue: Queue
+    worker: Worker
+    service: WorkflowService
+
+
+@dataclass(frozen=True)
+class DriverTarget:
+    """Where a driver's broker lives: a Redis URL for ``bullmq``, an emulator for ``cloudtasks``."""
+
+    driver: DriverKind
+    redis_url: str | None = None
+    emulator_host: str | None = None
+
+
+def bullmq_prefix() -> str:
+    return f"sf-e2e-{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def bullmq_engine(
+    dsn: str,
+    registry: HandlerRegistry,
+    redis_url: str,
+    *,
+    prefix: str | None = None,
+    settings: WorkerSettings = FAST,
+) -> AsyncIterator[DriverEngine]:
+    """Pool, BullMQ driver (50 ms retry backoff), started worker; torn down in order."""
+    pool = await create_pool(dsn, max_size=8)
+    queue = BullMQQueue(redis_url, prefix=prefix or bullmq_prefix(), min_backoff_ms=50)
+    worker = Worker(pool, queue, registry, settings=settings)
+    service = WorkflowService(pool, worker.instances)
+    try:
+        await worker.start()
+        yield DriverEngine("bullmq", pool, queue, worker, service)
+    finally:
+        await worker.stop()
+        await queue.close()
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_engine(
+    target: DriverTarget, dsn: str, registry: HandlerRegistry
+) -> AsyncIterator[DriverEngine]:
+    """A started engine on ``target``'s driver."""
+    if target.driver == "memory":
+        async with running_engine(dsn, registry) as memory:
+            yield DriverEngine("memory", memory.pool, memory.queue, memory.worker, memory.service)
+    elif target.driver == "bullmq":
+        assert target.redis_url is not None
+        async with bullmq_engine(dsn, registry, target.redis_url) as engine:
+            yield engine
+    else:
+        assert target.emulator_host is not None
+        async with cloudtasks_engine(dsn, registry, target.emulator_host) as cloud:
+            yield DriverEngine("cloudtasks", cloud.pool, cloud.queue, cloud.worker, cloud.service)

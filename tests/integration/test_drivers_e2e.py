@@ -1,0 +1,280 @@
+"""The same end-to-end suite under every queue driver: memory, BullMQ, Cloud Tasks.
+
+One set of tests, parametrised by the ``target`` fixture: BullMQ runs on a real
+``redis-server`` and Cloud Tasks on the real emulator, which pushes HTTP to the app's
+``/internal/queues/*`` routes served by uvicorn (see ``driver_support``). Plus a
+BullMQ-only test: Redis restarted mid-run loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import pathlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cloudtasks_emulator import emulator_for_tests
+from driver_support import DRIVERS, DriverEngine, DriverTarget, bullmq_engine, open_engine
+from redis_server import (
+    RedisServer,
+    RedisUnavailable,
+    redis_unavailable,
+    redis_url_for_tests,
+    running_redis,
+)
+from runtime_support import smtp_server, wait_for
+
+from statefleet.drivers.bullmq import BullMQQueue
+from statefleet.drivers.cloudtasks import CloudTasksQueue
+from statefleet.drivers.memory import MemoryQueue
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
+from statefleet.engine.ports import QUEUE_NAMES, QueueJob, event_job
+from statefleet.engine.runtime import StartRequest
+
+HERE = pathlib.Path(__file__).parent
+HELLO = json.loads((HERE.parent / "fixtures" / "hello-workflow.json").read_text())
+TENANT = "acme"
+WAIT_S = 60.0  # a hang guard for a loaded machine, not a performance bound
+
+COUNTER: dict[str, Any] = {
+    "id": "counter",
+    "initial": "counting",
+    "context": {"n": 0},
+    "states": {
+        "counting": {
+            "on": {
+                "INC": {
+                    "actions": [
+                        {"type": "assign", "path": "n", "value": {"$expr": "context.n + 1"}}
+                    ]
+                }
+            }
+        }
+    },
+}
+
+TIMER: dict[str, Any] = {
+    "id": "timer",
+    "initial": "waiting",
+    "states": {"waiting": {"after": {"300": "late"}}, "late": {"type": "final"}},
+}
+
+FLAKY: dict[str, Any] = {
+    "id": "retry",
+    "initial": "working",
+    "states": {
+        "working": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "FLAKY",
+                        "name": "flaky",
+                        "input": {"x": 1},
+                        "completionEvent": "OK",
+                        "failureEvent": "GAVE_UP",
+                        "retry": {"maxAttempts": 3, "backoff": {"type": "fixed", "delay": 20}},
+                    },
+                }
+            ],
+            "on": {"OK": "succeeded", "GAVE_UP": "gave_up"},
+        },
+        "succeeded": {"type": "final"},
+        "gave_up": {"type": "final"},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_url_for_tests() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cloudtasks_emulator() -> Iterator[str]:
+    with emulator_for_tests() as host:
+        yield host
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (never ``REDIS_URL``): the test restarts it."""
+    try:
+        with running_redis() as server:
+            yield server
+    except RedisUnavailable as error:
+        redis_unavailable(str(error))
+
+
+@pytest.fixture(params=DRIVERS)
+def target(request: pytest.FixtureRequest) -> DriverTarget:
+    """The driver under test; its broker is started only when a test of it runs."""
+    if request.param == "bullmq":
+        return DriverTarget("bullmq", redis_url=request.getfixturevalue("redis_url"))
+    if request.param == "cloudtasks":
+        host = request.getfixturevalue("cloudtasks_emulator")
+        return DriverTarget("cloudtasks", emulator_host=host)
+    return DriverTarget("memory")
+
+
+def registry_with(**handlers: Any) -> HandlerRegistry:
+    registry = HandlerRegistry()
+    for name, handler in handlers.items():
+        registry.register(name, handler)
+    return registry
+
+
+async def drain(engine: DriverEngine) -> None:
+    """Wait until the driver holds no job of either queue: every delivery was handled."""
+    queue = engine.queue
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            if isinstance(queue, MemoryQueue):
+                pending = sum(queue.backend.pending(name) for name in QUEUE_NAMES)
+            elif isinstance(queue, BullMQQueue):
+                pending = sum([sum((await queue.counts(n)).values()) for n in QUEUE_NAMES])
+            else:
+                assert isinstance(queue, CloudTasksQueue)
+                client = queue.client()
+                pending = 0
+                for name in QUEUE_NAMES:
+                    listed = await client.list_tasks(parent=queue.queue_path(name))
+                    pending += len([task async for task in listed])
+            if pending == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_hello_workflow_finishes_with_its_audit_log(
+    target: DriverTarget, database_dsn: str
+) -> None:
+    with smtp_server() as (inbox, smtp):
+        registry = HandlerRegistry.with_builtins(smtp, entry_points_group=None)
+        async with open_engine(target, database_dsn, registry) as engine:
+            await engine.service.deploy(TENANT, HELLO)
+            started = await engine.service.start(TENANT, "hello-workflow", {"greeted": False})
+            view = await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
+            history = await engine.service.history(TENANT, started.instance_id)
+            (task,) = await engine.service.tasks(TENANT, started.instance_id)
+
+    assert (view.status, view.value, view.output) == ("done", "done", {"greeted": False})
+    assert [(h["seq"], h["type"], h["state_after"]) for h in history] == [
+        (0, "xstate.init", "start"),
+        (1, "WORKFLOW_START", "notify"),
+        (2, "HELLO_SENT", "done"),
+    ]
+    assert history[2]["payload"]["accepted"] == ["user@example.com"]
+    assert (task["type"], task["status"], task["attempts"]) == ("EMAIL", "succeeded", 1)
+    (message,) = inbox.messages
+    assert message["Message-ID"] == task["output"]["messageId"]
+
+
+async def test_an_after_timer_fires(target: DriverTarget, database_dsn: str) -> None:
+    async with open_engine(target, database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, TIMER)
+        began = time.monotonic()
+        started = await engine.service.start(TENANT, "timer")
+        view = await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
+        elapsed = time.monotonic() - began
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert (view.status, view.value) == ("done", "late")
+    assert history[-1]["type"] == "xstate.after.300.timer.waiting"
+    assert elapsed >= 0.3 - 0.005
+
+
+async def test_a_flaky_task_retries_then_sends_its_failure_event(
+    target: DriverTarget, database_dsn: str
+) -> None:
+    calls: list[tuple[int, float]] = []
+
+    async def flaky(task: TaskContext) -> Any:
+        calls.append((task.attempt, time.monotonic()))
+        raise RuntimeError(f"boom on attempt {task.attempt}")
+
+    async with open_engine(target, database_dsn, registry_with(FLAKY=flaky)) as engine:
+        await engine.service.deploy(TENANT, FLAKY)
+        started = await engine.service.start(TENANT, "retry")
+        view = await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert [attempt for attempt, _ in calls] == [1, 2, 3]
+    # Fixed 20 ms backoff with equal jitter: every pause is at least 10 ms.
+    assert all(b - a >= 0.009 for (_, a), (_, b) in itertools.pairwise(calls))
+    assert (task["status"], task["attempts"]) == ("failed", 3)
+    assert "boom on attempt 3" in task["last_error"]
+    assert (view.status, view.value) == ("done", "gave_up")
+    assert history[-1]["type"] == "GAVE_UP"
+    assert history[-1]["payload"]["attempts"] == 3
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(
+    target: DriverTarget, database_dsn: str
+) -> None:
+    async with open_engine(target, database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, COUNTER)
+        started = await engine.service.start(TENANT, "counter", start_event=None)
+        instance = started.instance_id
+
+        def inc(event_id: str) -> QueueJob:
+            return event_job(
+                tenant_id=TENANT, instance_id=str(instance), event_id=event_id, event_type="INC"
+            )
+
+        # Through the API twice with one event id, and on the driver itself, one by one
+        # (enqueue_many would collapse the duplicate before the driver sees it).
+        await engine.service.send(TENANT, instance, "INC", event_id="e1")
+        await engine.service.send(TENANT, instance, "INC", event_id="e1")
+        for event_id in ("e1", "e2", "e2"):
+            await engine.queue.enqueue(inc(event_id))
+        await wait_for(engine.service, TENANT, instance, lambda v: v.context["n"] >= 2, WAIT_S)
+        await engine.queue.enqueue(inc("e1"))  # again, after it was applied
+        await engine.queue.enqueue(inc("e3"))
+        await wait_for(engine.service, TENANT, instance, lambda v: v.context["n"] >= 3, WAIT_S)
+        await drain(engine)
+        view = await engine.service.get(TENANT, instance)
+        history = await engine.service.history(TENANT, instance)
+
+    assert view.context == {"n": 3}
+    # e1 and e2 race each other; e3 was sent after both were applied.
+    assert [h["event_id"] for h in history][0::3] == ["xstate.init", "e3"]
+    assert sorted(h["event_id"] for h in history[1:3]) == ["e1", "e2"]
+
+
+async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
+    own_redis: RedisServer, database_dsn: str
+) -> None:
+    """Instances started before and after a Redis restart all finish."""
+    sent: list[str] = []
+
+    async def email(task: TaskContext) -> Any:
+        sent.append(task.instance_id)
+        await asyncio.sleep(0.01)  # keep some work in flight when Redis goes away
+        return {"accepted": [task.input["to"]]}
+
+    server = own_redis
+    async with bullmq_engine(database_dsn, registry_with(EMAIL=email), server.url) as engine:
+        await engine.service.deploy(TENANT, HELLO)
+        before = await engine.service.start_many(TENANT, "hello-workflow", _requests(40))
+        await wait_for(engine.service, TENANT, before[0].instance_id, timeout=WAIT_S)
+        await asyncio.to_thread(server.restart, keep_data=True)
+        after = await engine.service.start_many(TENANT, "hello-workflow", _requests(40))
+        views = [
+            await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
+            for started in before + after
+        ]
+
+    assert {view.status for view in views} == {"done"}
+    assert len(views) == 80
+    assert set(sent) == {str(started.instance_id) for started in before + after}
+
+
+def _requests(n: int) -> list[StartRequest]:
+    return [StartRequest({}, f"start-{uuid.uuid4().hex}") for _ in range(n)]
