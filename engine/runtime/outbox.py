@@ -116,6 +116,31 @@ class Publisher:
                 [r.id for r in rows],
             )
 
+    async def redeliver_lost_events(
+        self, grace_ms: int, horizon_ms: int = 86_400_000, limit: int = 500
+    ) -> int:
+        """Re-sends event jobs published over ``grace_ms`` ago but never applied.
+
+        Returns how many. Each re-send restarts the row's grace period, so a job that
+        is only queued behind a long backlog is re-sent at most once per grace.
+        """
+        async with self.pool.acquire() as connection:
+            records = await connection.fetch(
+                SQL["published_unapplied_events"], grace_ms, horizon_ms, limit
+            )
+            if not records:
+                return 0
+            jobs = [
+                QueueJob(r["queue"], r["job_name"], r["data"], r["dedupe_key"]) for r in records
+            ]
+            await self.queue.enqueue_many(jobs)
+            await connection.execute(
+                SQL["touch_published"],
+                sorted({r["tenant_id"] for r in records}),
+                [r["id"] for r in records],
+            )
+            return len(records)
+
     async def republish_stale(self, grace_ms: int, limit: int = 500) -> int:
         """Publishes rows left unpublished for longer than ``grace_ms``; returns how many."""
         async with self.pool.acquire() as connection, connection.transaction():

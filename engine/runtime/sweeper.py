@@ -1,8 +1,9 @@
 """The safety net: republish what a lost message or a dead process left behind.
 
 Queues are at least once, but a process can die between a commit and the
-publish that follows it, a driver can drop a delayed job (the memory driver
-forgets everything on restart), and a worker can die holding a lease. The
+publish that follows it, a broker can lose a job it accepted (the memory driver
+forgets everything on restart; Redis can restart without its data), and a worker
+can die holding a lease. The
 sweeper finds such work in Postgres and enqueues it again; every job it sends
 is idempotent, so sending one that was not lost after all is harmless.
 """
@@ -31,6 +32,7 @@ SQL = load_queries("tasks.sql")
 class SweepReport:
     outbox: int
     tasks: int
+    events: int = 0
 
 
 class Sweeper:
@@ -41,17 +43,22 @@ class Sweeper:
         *,
         interval_ms: int = 5_000,
         grace_ms: int = 10_000,
+        event_grace_ms: int = 60_000,
         batch: int = 500,
     ) -> None:
         self.pool = pool
         self.publisher = publisher
         self.interval_ms = interval_ms
         self.grace_ms = grace_ms
+        # Longer than grace_ms: an event job published and still queued behind a backlog
+        # is not lost, and re-sending it early would only add load.
+        self.event_grace_ms = event_grace_ms
         self.batch = batch
 
     async def sweep_once(self) -> SweepReport:
-        """One pass: stale outbox rows, then due tasks/timers and expired leases."""
+        """One pass: stale outbox rows, lost event jobs, due tasks/timers, expired leases."""
         outbox = await self.publisher.republish_stale(self.grace_ms, self.batch)
+        events = await self.publisher.redeliver_lost_events(self.event_grace_ms, limit=self.batch)
         async with self.pool.acquire() as connection, connection.transaction():
             due = await connection.fetch(
                 SQL["due_tasks"], sorted(MANUAL_TYPES), self.grace_ms, self.batch
@@ -62,9 +69,14 @@ class Sweeper:
             ]
             if jobs:
                 await self.publisher.queue.enqueue_many(jobs)
-        if outbox or jobs:
-            log.info("sweeper re-sent %d outbox job(s) and %d task job(s)", outbox, len(jobs))
-        return SweepReport(outbox=outbox, tasks=len(jobs))
+        if outbox or events or jobs:
+            log.info(
+                "sweeper re-sent %d unpublished job(s), %d lost event(s), %d task job(s)",
+                outbox,
+                events,
+                len(jobs),
+            )
+        return SweepReport(outbox=outbox, tasks=len(jobs), events=events)
 
     async def run_forever(self) -> None:
         while True:

@@ -49,6 +49,7 @@ class WorkerSettings:
     task_concurrency: int = 32
     sweep_interval_ms: int = 5_000
     sweep_grace_ms: int = 10_000
+    sweep_event_grace_ms: int = 60_000
     tasks: TaskRunnerSettings = field(default_factory=TaskRunnerSettings)
 
 
@@ -82,6 +83,7 @@ class Worker:
             self.publisher,
             interval_ms=self.settings.sweep_interval_ms,
             grace_ms=self.settings.sweep_grace_ms,
+            event_grace_ms=self.settings.sweep_event_grace_ms,
         )
         self._consumers: list[Consumer] = []
         self._sweep: asyncio.Task[None] | None = None

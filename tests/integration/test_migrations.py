@@ -49,6 +49,7 @@ NOT_TENANT_LED = {
     "tasks_idempotency_key",
     "tasks_lease_idx",
     "outbox_unpublished_idx",
+    "outbox_published_events_idx",
     "workflow_events_event_id_key",
     "workflow_events_pkey",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -15,7 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
-from runtime_support import running_engine, smtp_server, wait_for
+from runtime_support import FAST, running_engine, smtp_server, wait_for
 
 from statefleet.drivers.memory import MemoryBackend, MemoryQueue
 from statefleet.engine.handlers import Emit, HandlerRegistry, HandlerResult, TaskContext
@@ -520,3 +521,30 @@ async def test_a_handler_can_emit_events_into_its_instance_with_its_success(
 
     assert (view.value, view.context) == ("routed", {"to": "billing"})
     assert task["output"] == {"decided": True}
+
+
+async def test_an_event_the_broker_lost_after_publishing_is_sent_again(
+    database_dsn: str,
+) -> None:
+    # The first engine publishes the event to a queue nobody consumes, then vanishes
+    # with it: the outbox row is marked published, yet the event was never applied.
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as first:
+        await first.service.deploy(TENANT, COUNTER)
+        started = await first.service.start(TENANT, "counter", start_event=None)
+        event_id = await first.service.send(TENANT, started.instance_id, "INC")
+        async with first.pool.acquire() as connection:
+            published = await connection.fetchval(
+                "SELECT published_at IS NOT NULL FROM outbox WHERE dedupe_key = $1", event_id
+            )
+    assert published
+    settings = dataclasses.replace(FAST, sweep_event_grace_ms=300)
+    async with running_engine(
+        database_dsn, HandlerRegistry(), backend=MemoryBackend(), settings=settings
+    ) as second:
+        view = await wait_for(
+            second.service, TENANT, started.instance_id, lambda v: v.context == {"n": 1}
+        )
+        history = await second.service.history(TENANT, started.instance_id)
+
+    assert [h["event_id"] for h in history] == ["xstate.init", event_id]
+    assert view.status == "running"

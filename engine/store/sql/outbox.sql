@@ -25,3 +25,27 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: insert_dead_letter
 INSERT INTO dead_letters (tenant_id, queue, body, reason) VALUES ($1, $2, $3, $4);
+
+-- name: published_unapplied_events
+-- Event jobs published more than $1 ms ago (and less than $2 ms ago: older ones are past
+-- redelivery) whose event never reached the running instance's audit log: the broker
+-- lost them. Re-sent with their original dedupe key, so a job that was merely slow is
+-- applied once anyway.
+SELECT o.tenant_id, o.id, o.queue, o.job_name, o.data, o.dedupe_key
+FROM outbox o
+JOIN workflow_instances i ON i.tenant_id = o.tenant_id AND i.id = o.instance_id
+WHERE o.queue = 'workflow-orchestrator'
+  AND o.published_at IS NOT NULL
+  AND o.published_at < now() - $1 * interval '1 millisecond'
+  AND o.published_at > now() - $2 * interval '1 millisecond'
+  AND i.status = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM workflow_events e
+      WHERE e.tenant_id = o.tenant_id AND e.instance_id = o.instance_id
+        AND e.event_id = o.data -> 'event' ->> 'id')
+ORDER BY o.published_at
+LIMIT $3;
+
+-- name: touch_published
+UPDATE outbox SET published_at = now(), attempts = attempts + 1
+WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]);
