@@ -511,3 +511,21 @@ async def test_operator_cli_creates_tenants_and_manages_keys(database_dsn: str) 
     )
     assert refused.exit_code == 1
     assert "process-local" in refused.output
+
+
+async def test_dead_letters_are_visible_to_the_admin_only(api: Api) -> None:
+    async with api.engine.pool.acquire() as connection:
+        await connection.execute(
+            "INSERT INTO dead_letters (tenant_id, queue, body, reason) VALUES ($1, $2, $3, $4)",
+            None,
+            "workflow-orchestrator",
+            b'{"name": "event", "data": 7}',
+            "data must be an object",
+        )
+    async with api.client(ADMIN_KEY) as admin, api.client(key(api)) as tenant:
+        listed = await admin.get("/v1/admin/dead-letters")
+        refused = await tenant.get("/v1/admin/dead-letters")
+    (item,) = listed.json()["items"]
+    assert (item["queue"], item["reason"]) == ("workflow-orchestrator", "data must be an object")
+    assert item["body"] == '{"name": "event", "data": 7}'
+    assert refused.status_code == 403

@@ -49,3 +49,10 @@ LIMIT $3;
 -- name: touch_published
 UPDATE outbox SET published_at = now(), attempts = attempts + 1
 WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]);
+
+-- name: list_dead_letters
+-- Newest first, for operators (the admin API): what arrived and why it was refused.
+SELECT id, tenant_id, queue, body, reason, created_at
+FROM dead_letters
+ORDER BY created_at DESC, id
+LIMIT $1;

@@ -1,8 +1,10 @@
-"""Tenant management with the admin key: create tenants, create/list/revoke keys."""
+"""Admin-key routes: create tenants, create/list/revoke keys, read dead letters."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
 
 from statefleet.api.auth import Admin
 from statefleet.api.errors import ApiError
@@ -15,8 +17,10 @@ from statefleet.engine.runtime.tenants import (
     list_keys,
     revoke_key,
 )
+from statefleet.engine.store.queries import load_queries
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
+OUTBOX_SQL = load_queries("outbox.sql")
 
 
 def _unknown(tenant_id: str) -> ApiError:
@@ -62,3 +66,30 @@ async def revoke(tenant_id: str, key_id: str, request: Request) -> Response:
         if not await revoke_key(connection, tenant_id, key_id):
             raise ApiError(404, "not_found", f"no key {key_id!r} for tenant {tenant_id!r}")
     return Response(status_code=204)
+
+
+@router.get("/dead-letters")
+async def dead_letters(
+    request: Request, limit: int = Query(default=100, ge=1, le=1000)
+) -> dict[str, Any]:
+    """Queue jobs that could never succeed (malformed pushes), newest first.
+
+    They belong to no tenant reliably (a malformed body may not name one), so only
+    the admin key reads them. ``body`` is the raw body as UTF-8 text (undecodable
+    bytes replaced).
+    """
+    async with app_state(request).pool.acquire() as connection:
+        rows = await connection.fetch(OUTBOX_SQL["list_dead_letters"], limit)
+    return {
+        "items": [
+            {
+                "id": str(r["id"]),
+                "tenantId": r["tenant_id"],
+                "queue": r["queue"],
+                "reason": r["reason"],
+                "body": bytes(r["body"]).decode("utf-8", "replace"),
+                "createdAt": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+    }
