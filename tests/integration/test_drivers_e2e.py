@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ from redis_server import (
     redis_url_for_tests,
     running_redis,
 )
-from runtime_support import smtp_server, wait_for
+from runtime_support import running_engine, smtp_server, wait_for
 
 from statefleet.drivers.bullmq import BullMQQueue
 from statefleet.drivers.cloudtasks import CloudTasksQueue
@@ -278,3 +282,66 @@ async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
 
 def _requests(n: int) -> list[StartRequest]:
     return [StartRequest({}, f"start-{uuid.uuid4().hex}") for _ in range(n)]
+
+
+SLOW: dict[str, Any] = {
+    "id": "slow",
+    "initial": "working",
+    "states": {
+        "working": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "SLOW",
+                        "name": "slow",
+                        "input": {},
+                        "completionEvent": "DONE",
+                        "timeout": 600,
+                    },
+                }
+            ],
+            "on": {"DONE": "finished"},
+        },
+        "finished": {"type": "final"},
+    },
+}
+
+
+async def test_a_worker_killed_mid_task_is_recovered_through_the_driver(
+    target: DriverTarget, database_dsn: str
+) -> None:
+    """Crash recovery: a worker process dies holding a task's lease; once the lease
+    expires the sweeper re-sends the task through this driver and it finishes once."""
+    runs: list[int] = []
+
+    async def quick(task: TaskContext) -> Any:
+        runs.append(task.attempt)
+        return {"attempt": task.attempt}
+
+    registry = registry_with(SLOW=quick)
+    async with running_engine(database_dsn, registry, start=False) as idle:
+        await idle.service.deploy(TENANT, SLOW)
+        started = await idle.service.start(TENANT, "slow")
+        (task,) = await idle.service.tasks(TENANT, started.instance_id)
+
+    with subprocess.Popen(
+        [sys.executable, str(HERE / "dying_worker.py"), database_dsn, TENANT, str(task["id"])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(HERE)},
+    ) as dying:
+        assert dying.stdout is not None
+        claimed = dying.stdout.readline().strip()
+        dying.send_signal(signal.SIGKILL)
+    assert claimed == "claimed"
+
+    async with open_engine(target, database_dsn, registry) as engine:
+        view = await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
+        (task,) = await engine.service.tasks(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert runs == [2]
+    assert (task["status"], task["attempts"]) == ("succeeded", 2)
+    assert view.value == "finished"
+    assert [h["type"] for h in history].count("DONE") == 1
