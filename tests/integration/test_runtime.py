@@ -6,11 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -271,66 +267,6 @@ async def test_after_timers_survive_a_restart(database_dsn: str) -> None:
         {"type": "scheduleTimer", "event": "xstate.after.300.timer.waiting", "delay": 300}
     ]
     assert [h["type"] for h in history][-1] == "xstate.after.300.timer.waiting"
-
-
-async def test_a_worker_killed_mid_task_loses_its_lease_and_the_task_runs_again(
-    database_dsn: str,
-) -> None:
-    spec = {
-        "id": "slow",
-        "initial": "working",
-        "states": {
-            "working": {
-                "entry": [
-                    {
-                        "type": "createTask",
-                        "task": {
-                            "type": "SLOW",
-                            "name": "slow",
-                            "input": {},
-                            "completionEvent": "DONE",
-                            "timeout": 600,
-                        },
-                    }
-                ],
-                "on": {"DONE": "finished"},
-            },
-            "finished": {"type": "final"},
-        },
-    }
-    runs: list[int] = []
-
-    async def quick(task: TaskContext) -> Any:
-        runs.append(task.attempt)
-        return {"attempt": task.attempt}
-
-    registry = registry_with(SLOW=quick)
-    backend = MemoryBackend()
-    async with running_engine(database_dsn, registry, backend=backend, start=False) as idle:
-        await idle.service.deploy(TENANT, spec)
-        started = await idle.service.start(TENANT, "slow")
-        (task,) = await idle.service.tasks(TENANT, started.instance_id)
-
-    with subprocess.Popen(
-        [sys.executable, str(HERE / "dying_worker.py"), database_dsn, TENANT, str(task["id"])],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
-    ) as dying:
-        assert dying.stdout is not None
-        claimed = dying.stdout.readline().strip()
-        dying.send_signal(signal.SIGKILL)
-    assert claimed == "claimed"
-
-    async with running_engine(database_dsn, registry, backend=backend) as engine:
-        view = await wait_for(engine.service, TENANT, started.instance_id)
-        (task,) = await engine.service.tasks(TENANT, started.instance_id)
-        history = await engine.service.history(TENANT, started.instance_id)
-
-    assert runs == [2]
-    assert (task["status"], task["attempts"]) == ("succeeded", 2)
-    assert view.value == "finished"
-    assert [h["type"] for h in history].count("DONE") == 1
 
 
 APPROVAL: dict[str, Any] = {
