@@ -13,7 +13,6 @@ which republishes rows lost in between (a dead actor, a dead dispatcher).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -75,7 +74,6 @@ class Dispatcher:
         )
         self._next_pool = itertools.cycle(range(len(self.pools)))
         self._consumers: list[Consumer] = []
-        self._sweep: asyncio.Task[None] | None = None
 
     def shard_of(self, instance_id: str) -> int:
         return stable_hash(instance_id) % len(self.shards)
@@ -101,14 +99,10 @@ class Dispatcher:
                     concurrency=s.task_concurrency,
                 )
             )
-        self._sweep = asyncio.create_task(self.sweeper.run_forever(), name="statefleet-sweeper")
+        self.sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
-            self._sweep = None
+        await self.sweeper.stop()
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers = []

@@ -11,6 +11,7 @@ is idempotent, so sending one that was not lost after all is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ class Sweeper:
         # is not lost, and re-sending it early would only add load.
         self.event_grace_ms = event_grace_ms
         self.batch = batch
+        self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> SweepReport:
         """One pass: stale outbox rows, lost event jobs, due tasks/timers, expired leases."""
@@ -77,6 +79,18 @@ class Sweeper:
                 len(jobs),
             )
         return SweepReport(outbox=outbox, tasks=len(jobs), events=events)
+
+    def start(self) -> None:
+        """Runs ``run_forever`` in the background until ``stop``."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run_forever(), name="statefleet-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def run_forever(self) -> None:
         while True:

@@ -6,8 +6,6 @@ the memory driver); the actor layer hosts the same pieces in Ray actors.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +84,6 @@ class Worker:
             event_grace_ms=self.settings.sweep_event_grace_ms,
         )
         self._consumers: list[Consumer] = []
-        self._sweep: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -102,14 +99,10 @@ class Worker:
                 TASK_RUNNER_QUEUE, self.on_task, concurrency=s.task_concurrency
             ),
         ]
-        self._sweep = asyncio.create_task(self.sweeper.run_forever(), name="statefleet-sweeper")
+        self.sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
-            self._sweep = None
+        await self.sweeper.stop()
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers = []
