@@ -30,14 +30,18 @@ from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, even
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
-from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
+from statefleet.engine.runtime.outbox import (
+    OutboxRow,
+    OutboxSink,
+    insert_outbox,
+    task_attempt_row,
+)
 from statefleet.engine.runtime.plan import (
     AuditRow,
     InstancePlan,
     TaskRow,
     instance_status,
     plan_effects,
-    task_job_row,
 )
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
@@ -561,18 +565,14 @@ class InstanceRuntime:
         for task in tasks:
             if task.id not in timing or not task.runs_by_itself:
                 continue
-            queue, name, data, dedupe_key = task_job_row(task)
             run_at, db_now = timing[task.id]
             rows.append(
-                OutboxRow(
-                    tenant_id=task.tenant_id,
-                    id=uuid.uuid4(),
+                task_attempt_row(
+                    task.tenant_id,
+                    task.id,
+                    1,
                     instance_id=task.instance_id,
-                    queue=queue,
-                    job_name=name,
-                    data=data,
-                    dedupe_key=dedupe_key,
-                    available_at=run_at,
+                    run_at=run_at,
                     db_now=db_now,
                 )
             )

@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from statefleet.engine.ports.queue import Queue, QueueJob
+from statefleet.engine.ports.queue import (
+    TASK_JOB,
+    TASK_RUNNER_QUEUE,
+    Queue,
+    QueueJob,
+    task_dedupe_key,
+)
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -45,6 +51,29 @@ class OutboxRow:
             if delay > timedelta(0):
                 run_at = datetime.now(UTC) + delay
         return QueueJob(self.queue, self.job_name, self.data, self.dedupe_key, run_at)
+
+
+def task_attempt_row(
+    tenant_id: str,
+    task_id: uuid.UUID | str,
+    attempt: int,
+    *,
+    instance_id: uuid.UUID | None = None,
+    run_at: datetime | None = None,
+    db_now: datetime | None = None,
+) -> OutboxRow:
+    """The job that runs ``attempt`` (1-based) of a task, due at ``run_at`` (DB clock)."""
+    return OutboxRow(
+        tenant_id=tenant_id,
+        id=uuid.uuid4(),
+        instance_id=instance_id,
+        queue=TASK_RUNNER_QUEUE,
+        job_name=TASK_JOB,
+        data={"tenantId": tenant_id, "taskId": str(task_id)},
+        dedupe_key=task_dedupe_key(str(task_id), attempt),
+        available_at=run_at,
+        db_now=db_now,
+    )
 
 
 async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> list[OutboxRow]:

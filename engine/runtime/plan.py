@@ -22,7 +22,6 @@ from statefleet.engine.interpreter import (
     ScheduleTimer,
     Step,
 )
-from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -200,9 +199,3 @@ def _cancel(plan: InstancePlan, cancellation: Cancellation) -> None:
 
     plan.tasks = [task for task in plan.tasks if not matches(task)]
     plan.cancellations.append(cancellation)
-
-
-def task_job_row(task: TaskRow) -> tuple[str, str, dict[str, Any], str]:
-    """(queue, job name, data, dedupe key) of the first attempt's job."""
-    data = {"tenantId": task.tenant_id, "taskId": str(task.id)}
-    return TASK_RUNNER_QUEUE, TASK_JOB, data, task_dedupe_key(str(task.id), 1)

@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 
 from statefleet.engine.handlers import MANUAL_TYPES
-from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
 from statefleet.engine.runtime.definitions import (
     Definition,
     deploy_definition,
@@ -33,7 +32,7 @@ from statefleet.engine.runtime.instances import (
     StartResult,
     event_outbox_row,
 )
-from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox
+from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
 from statefleet.engine.runtime.tasks import completion_payload
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
@@ -512,15 +511,12 @@ class WorkflowService:
                         None,
                     )
             if task["kind"] == "task" and task["type"] not in MANUAL_TYPES:
-                job = OutboxRow(
-                    tenant_id=tenant_id,
-                    id=uuid.uuid4(),
+                job = task_attempt_row(
+                    tenant_id,
+                    task_id,
+                    task["attempts"] + 1,
                     instance_id=instance_id,
-                    queue=TASK_RUNNER_QUEUE,
-                    job_name=TASK_JOB,
-                    data={"tenantId": tenant_id, "taskId": str(task_id)},
-                    dedupe_key=task_dedupe_key(str(task_id), task["attempts"] + 1),
-                    available_at=task["run_at"],
+                    run_at=task["run_at"],
                     db_now=task["db_now"],
                 )
                 written = await insert_outbox(connection, [job])

@@ -31,10 +31,9 @@ from statefleet.engine.handlers import (
     TaskContext,
     UnknownTaskType,
 )
-from statefleet.engine.ports.queue import TASK_JOB, TASK_RUNNER_QUEUE, task_dedupe_key
 from statefleet.engine.runtime.instances import event_outbox_row
 from statefleet.engine.runtime.observe import Observer
-from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox
+from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -178,15 +177,11 @@ class TaskRunner:
         early = await connection.fetchrow(SQL["pending_not_due"], tenant_id, task_id)
         if early is None:
             return "not_claimable"
-        row = OutboxRow(
-            tenant_id=tenant_id,
-            id=uuid.uuid4(),
-            instance_id=None,
-            queue=TASK_RUNNER_QUEUE,
-            job_name=TASK_JOB,
-            data={"tenantId": tenant_id, "taskId": str(task_id)},
-            dedupe_key=task_dedupe_key(str(task_id), early["attempts"] + 1),
-            available_at=early["run_at"],
+        row = task_attempt_row(
+            tenant_id,
+            task_id,
+            early["attempts"] + 1,
+            run_at=early["run_at"],
             db_now=early["db_now"],
         )
         # Not an outbox row: publishing it enqueues it, and marking it is a no-op.
@@ -244,15 +239,12 @@ class TaskRunner:
                 )
                 if retry is None:
                     return
-                row = OutboxRow(
-                    tenant_id=tenant_id,
-                    id=uuid.uuid4(),
+                row = task_attempt_row(
+                    tenant_id,
+                    task_id,
+                    retry["attempts"] + 1,
                     instance_id=task["instance_id"],
-                    queue=TASK_RUNNER_QUEUE,
-                    job_name=TASK_JOB,
-                    data={"tenantId": tenant_id, "taskId": str(task_id)},
-                    dedupe_key=task_dedupe_key(str(task_id), retry["attempts"] + 1),
-                    available_at=retry["run_at"],
+                    run_at=retry["run_at"],
                     db_now=retry["db_now"],
                 )
                 outbox = await insert_outbox(connection, [row])

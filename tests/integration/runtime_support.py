@@ -32,6 +32,9 @@ FAST = WorkerSettings(
     event_batch_wait_ms=2,
     sweep_interval_ms=100,
     sweep_grace_ms=200,
+    # A job a broker lost (e.g. across a Redis restart) comes back well within the
+    # tests' wait limits, yet a batch queued for a few seconds is not re-sent.
+    sweep_event_grace_ms=5_000,
     tasks=TaskRunnerSettings(default_lease_ms=30_000, lease_margin_ms=200),
 )
 
