@@ -56,6 +56,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a stopping consumer waits for in-flight jobs before force-closing.
+_CLOSE_GRACE_S = 5.0
+
 DEFAULT_PREFIX: Final = "bull"
 """BullMQ's own default key prefix, so Node code with default options sees our jobs."""
 
@@ -406,9 +409,25 @@ class _BullConsumer:
     async def _stop(self) -> None:
         if self._gatherer is not None:
             self._gatherer.flush()
-        await self._worker.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._running
+        # The port's Worker.close() can wait forever (seen on a loaded machine: a close
+        # that never returned). Give in-flight jobs a grace period, then force-close:
+        # forced jobs fail back to Redis and are redelivered, so nothing is lost.
+        graceful = asyncio.ensure_future(self._worker.close())
+        try:
+            await asyncio.wait_for(asyncio.shield(graceful), timeout=_CLOSE_GRACE_S)
+        except TimeoutError:
+            log.warning("bullmq worker of %s did not close in time; forcing", self._queue_name)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._worker.close(force=True), timeout=_CLOSE_GRACE_S)
+            graceful.cancel()
+            with contextlib.suppress(BaseException):
+                await graceful
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), timeout=_CLOSE_GRACE_S)
+        except (TimeoutError, asyncio.CancelledError):
+            self._running.cancel()
+            with contextlib.suppress(BaseException):
+                await self._running
         if self._gatherer is not None:
             await self._gatherer.stop()
         self._client._consumers.discard(self)
