@@ -34,19 +34,29 @@ WHERE i.tenant_id = $1 AND i.id = $2;
 
 -- name: load_instances
 -- The checkpoints a batch of events starts from, with each instance's last audit
--- sequence number.
+-- sequence number. Batch reads are LATERAL ... LIMIT 1 lookups so that each key is
+-- one index probe whatever the statistics say: a hash join over a seq scan looks
+-- cheap on a young table and costs O(table) per batch once it has grown (found by the
+-- transitions benchmark). The last seq is read backwards along (instance_id, seq);
+-- events can only reference their own tenant's instance, so instance_id is exact.
 SELECT i.tenant_id, i.id, i.definition_id, i.status, i.snapshot, i.version,
-       (SELECT max(e.seq) FROM workflow_events e
-        WHERE e.tenant_id = i.tenant_id AND e.instance_id = i.id) AS last_seq
-FROM workflow_instances i
-JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
-  ON i.tenant_id = k.tenant_id AND i.id = k.id;
+       (SELECT e.seq FROM workflow_events e
+        WHERE e.instance_id = i.id ORDER BY e.seq DESC LIMIT 1) AS last_seq
+FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+CROSS JOIN LATERAL (
+    SELECT * FROM workflow_instances w WHERE w.tenant_id = k.tenant_id AND w.id = k.id LIMIT 1
+) AS i;
 
 -- name: applied_event_ids
-SELECT e.instance_id, e.event_id
-FROM workflow_events e
-JOIN unnest($1::text[], $2::uuid[], $3::text[]) AS k(tenant_id, instance_id, event_id)
-  ON e.tenant_id = k.tenant_id AND e.instance_id = k.instance_id AND e.event_id = k.event_id;
+-- One probe of (instance_id, event_id) per key (see load_instances for why LATERAL).
+SELECT k.instance_id, k.event_id
+FROM unnest($1::text[], $2::uuid[], $3::text[]) AS k(tenant_id, instance_id, event_id)
+CROSS JOIN LATERAL (
+    SELECT FROM workflow_events e
+    WHERE e.instance_id = k.instance_id AND e.event_id = k.event_id
+      AND e.tenant_id = k.tenant_id
+    LIMIT 1
+) AS hit;
 
 -- name: update_instances
 -- Optimistic concurrency: a row is written only if its version is still the one the
