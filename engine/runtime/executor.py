@@ -68,6 +68,15 @@ class TaskExecutor:
         self.worker_id = worker_id or f"executor-{uuid.uuid4()}"
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.running: dict[str, int] = {}
+        # One runner for every job, so that their claims and finishes group-commit;
+        # each job collects its own outbox rows through run(sink=...).
+        self._runner = TaskRunner(
+            pool,
+            registry,
+            CollectingPublisher(),
+            worker_id=self.worker_id,
+            settings=self.settings.tasks,
+        )
 
     def _slot(self, task_type: str) -> asyncio.Semaphore:
         slot = self._slots.get(task_type)
@@ -90,17 +99,10 @@ class TaskExecutor:
         async def one(index: int, job: TaskJobData) -> str:
             task_type = types.get((job.tenant_id, _canonical(job.task_id)), "unknown")
             publisher = CollectingPublisher()
-            runner = TaskRunner(
-                self.pool,
-                self.registry,
-                publisher,
-                worker_id=self.worker_id,
-                settings=self.settings.tasks,
-            )
             async with self._slot(task_type):
                 self.running[task_type] = self.running.get(task_type, 0) + 1
                 try:
-                    result = await runner.run(job.tenant_id, job.task_id)
+                    result = await self._runner.run(job.tenant_id, job.task_id, sink=publisher)
                 except Exception:
                     log.exception("task %s: infrastructure error", job.task_id)
                     failed.append(index)

@@ -530,7 +530,7 @@ class InstanceRuntime:
         if finished:
             await connection.execute(
                 SQL["cancel_open_tasks_of_instances"],
-                sorted({p.tenant_id for p in finished}),
+                [p.tenant_id for p in finished],
                 [p.instance_id for p in finished],
             )
         tasks = [t for p in plans if p.status == "running" for t in p.tasks]

@@ -23,6 +23,7 @@ from statefleet.engine.ports.queue import (
     QueueJob,
     task_dedupe_key,
 )
+from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -127,23 +128,34 @@ class CollectingPublisher:
 
 
 class Publisher:
-    """Sends committed outbox rows to the queue and marks them published."""
+    """Sends committed outbox rows to the queue and marks them published.
+
+    The marks of concurrent publishes are group-committed: one UPDATE for all of
+    them (a mark only spares the sweeper a harmless re-send, so it may wait for
+    company).
+    """
 
     def __init__(self, pool: asyncpg.Pool[Any], queue: Queue) -> None:
         self.pool = pool
         self.queue = queue
+        self._marks: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(
+            self._mark_published, max_batch=64
+        )
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         """Best effort: on failure the rows stay unpublished and the sweeper retries them."""
         if not rows:
             return
         await self.queue.enqueue_many([row.job() for row in rows])
+        await self._marks.submit(rows)
+
+    async def _mark_published(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
+        rows = [row for batch in batches for row in batch]
         async with self.pool.acquire() as connection:
             await connection.execute(
-                SQL["mark_published"],
-                sorted({r.tenant_id for r in rows}),
-                [r.id for r in rows],
+                SQL["mark_published"], [r.tenant_id for r in rows], [r.id for r in rows]
             )
+        return [None] * len(batches)
 
     async def redeliver_lost_events(
         self, grace_ms: int, horizon_ms: int = 86_400_000, limit: int = 500
@@ -192,6 +204,6 @@ class Publisher:
             ]
             await self.queue.enqueue_many([row.job() for row in rows])
             await connection.execute(
-                SQL["mark_published"], sorted({r.tenant_id for r in rows}), [r.id for r in rows]
+                SQL["mark_published"], [r.tenant_id for r in rows], [r.id for r in rows]
             )
             return len(rows)

@@ -6,6 +6,11 @@ sweeper re-enqueues it), so a task runs at least once per attempt and its
 outcome is recorded once: every finishing statement checks that the lease is
 still ours, and the completion event is written in the same transaction.
 
+Claims and successful finishes of concurrent attempts are group-committed
+(:mod:`statefleet.engine.runtime.groupcommit`): one statement claims every attempt
+waiting to be claimed, one transaction finishes every attempt waiting to be
+finished. Failures, rarer and each with its own retry arithmetic, go one by one.
+
 Timers are tasks too: claiming a due timer delivers its event.
 """
 
@@ -16,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,7 @@ from statefleet.engine.handlers import (
     TaskContext,
     UnknownTaskType,
 )
+from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.runtime.instances import event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
@@ -46,6 +52,19 @@ MANUAL = sorted(MANUAL_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
+class _Success:
+    """A finished attempt waiting for its group commit."""
+
+    task: asyncpg.Record
+    #: The handler's output as JSON, made by the caller: a value that cannot be serialised then
+    #: fails its own attempt, not the whole batch it would have joined.
+    output_json: str | None
+    deliver: str | None
+    payload: dict[str, Any]
+    emit: tuple[Emit, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRunnerSettings:
     #: Lease of an attempt without its own ``timeout``; a dead worker's task waits this long.
     default_lease_ms: int = 300_000
@@ -53,6 +72,8 @@ class TaskRunnerSettings:
     lease_margin_ms: int = 5_000
     #: Upper bound of one retry delay, whatever the backoff says.
     max_backoff_ms: int = 3_600_000
+    #: Most claims (and, separately, finishes) written by one statement.
+    group_commit_max: int = 256
 
 
 def backoff_ms(
@@ -97,41 +118,39 @@ class TaskRunner:
         self.publisher = publisher
         self.worker_id = worker_id or f"worker-{uuid.uuid4()}"
         self.settings = settings or TaskRunnerSettings()
+        most = self.settings.group_commit_max
+        self._claims = GroupCommit(self._claim_many, max_batch=most, max_in_flight=2)
+        self._successes = GroupCommit(self._succeed_many, max_batch=most, max_in_flight=2)
 
-    async def run(self, tenant_id: str, task_id: str) -> str:
+    async def run(self, tenant_id: str, task_id: str, *, sink: OutboxSink | None = None) -> str:
         """Runs one attempt of the task if it can be claimed; returns what happened.
 
         Never raises for a handler's failure (that is recorded on the task);
-        raises only on infrastructure errors, so the job is redelivered.
+        raises only on infrastructure errors, so the job is redelivered. The
+        attempt's committed outbox rows go to ``sink`` (default: the runner's
+        publisher), so callers sharing one runner can each collect their own.
         """
         started = time.perf_counter()
         seen_type: list[str] = []  # filled once the task is claimed (runs share this object)
-        outcome = await self._run(tenant_id, task_id, seen_type)
+        outcome = await self._run(tenant_id, task_id, seen_type, sink or self.publisher)
         if self.observer is not None:
             task_type = seen_type[0] if seen_type else "-"
             self.observer.task_finished(task_type, outcome, time.perf_counter() - started)
         return outcome
 
-    async def _run(self, tenant_id: str, task_id: str, seen_type: list[str]) -> str:
+    async def _run(
+        self, tenant_id: str, task_id: str, seen_type: list[str], sink: OutboxSink
+    ) -> str:
         try:
             task_uuid = uuid.UUID(task_id)
         except ValueError:
             return "unknown"
-        async with self.pool.acquire() as connection:
-            task = await connection.fetchrow(
-                SQL["claim_task"],
-                tenant_id,
-                task_uuid,
-                self.worker_id,
-                self.settings.default_lease_ms,
-                MANUAL,
-                self.settings.lease_margin_ms,
-            )
-            if task is None:
-                return await self._not_claimed(connection, tenant_id, task_uuid)
+        task = await self._claims.submit((tenant_id, task_uuid))
+        if task is None:
+            return await self._not_claimed(tenant_id, task_uuid, sink)
         seen_type.append(task["type"] if task["kind"] == "task" else "timer")
         if task["kind"] == "timer":
-            await self._finish(task, output=None, deliver=task["type"], payload={})
+            await self._finish(task, None, task["type"], {}, (), sink)
             return "timer_fired"
         context = TaskContext(
             tenant_id=tenant_id,
@@ -152,29 +171,45 @@ class TaskRunner:
             async with asyncio.timeout(timeout):
                 output = await handler(context)
         except (PermanentTaskError, UnknownTaskType) as exc:
-            await self._failed(task, f"{type(exc).__name__}: {exc}", final=True)
+            await self._failed(task, f"{type(exc).__name__}: {exc}", final=True, sink=sink)
             return "failed"
         except TimeoutError:
             message = f"timed out after {task['timeout_ms']} ms"
             final = task["attempts"] >= task["max_attempts"]
-            await self._failed(task, message, final=final)
+            await self._failed(task, message, final=final, sink=sink)
             return "failed" if final else "retrying"
         except Exception as exc:
             final = task["attempts"] >= task["max_attempts"]
-            await self._failed(task, f"{type(exc).__name__}: {exc}", final=final)
+            await self._failed(task, f"{type(exc).__name__}: {exc}", final=final, sink=sink)
             return "failed" if final else "retrying"
         emit: tuple[Emit, ...] = ()
         if isinstance(output, HandlerResult):
             output, emit = output.output, output.emit
         event = task["completion_event"]
-        await self._finish(
-            task, output=output, deliver=event, payload=completion_payload(output), emit=emit
-        )
+        await self._finish(task, output, event, completion_payload(output), emit, sink)
         return "succeeded"
 
-    async def _not_claimed(self, connection: Connection, tenant_id: str, task_id: uuid.UUID) -> str:
+    async def _claim_many(
+        self, keys: Sequence[tuple[str, uuid.UUID]]
+    ) -> list[asyncpg.Record | None]:
+        async with self.pool.acquire() as connection:
+            records = await connection.fetch(
+                SQL["claim_tasks"],
+                [tenant for tenant, _ in keys],
+                [task_id for _, task_id in keys],
+                self.worker_id,
+                self.settings.default_lease_ms,
+                MANUAL,
+                self.settings.lease_margin_ms,
+            )
+        claimed = {(r["tenant_id"], r["id"]): r for r in records}
+        # One claim, one runner: a task asked for twice goes to the first asker only.
+        return [claimed.pop(key, None) for key in keys]
+
+    async def _not_claimed(self, tenant_id: str, task_id: uuid.UUID, sink: OutboxSink) -> str:
         """A job for a task that is not claimable: early (re-enqueue) or already settled."""
-        early = await connection.fetchrow(SQL["pending_not_due"], tenant_id, task_id)
+        async with self.pool.acquire() as connection:
+            early = await connection.fetchrow(SQL["pending_not_due"], tenant_id, task_id)
         if early is None:
             return "not_claimable"
         row = task_attempt_row(
@@ -185,48 +220,51 @@ class TaskRunner:
             db_now=early["db_now"],
         )
         # Not an outbox row: publishing it enqueues it, and marking it is a no-op.
-        await self.publisher.publish([row])
+        await sink.publish([row])
         return "not_due"
 
     async def _finish(
         self,
         task: asyncpg.Record,
-        *,
         output: Any,
         deliver: str | None,
         payload: dict[str, Any],
-        emit: tuple[Emit, ...] = (),
+        emit: tuple[Emit, ...],
+        sink: OutboxSink,
     ) -> None:
-        tenant_id, task_id = task["tenant_id"], task["id"]
-        outbox: list[OutboxRow] = []
-        async with self.pool.acquire() as connection, connection.transaction():
-            done = await connection.fetchrow(
-                SQL["succeed_task"], tenant_id, task_id, self.worker_id, output
-            )
-            if done is None:
-                log.warning("task %s lost its lease before finishing; result dropped", task_id)
-                return
-            rows = [
-                event_outbox_row(
-                    tenant_id,
-                    done["instance_id"],
-                    f"task-{task_id}-emit-{index}",
-                    emitted.type,
-                    dict(emitted.payload),
-                )
-                for index, emitted in enumerate(emit)
-            ]
-            if deliver:
-                prefix = "timer" if task["kind"] == "timer" else "task"
-                rows.append(
-                    event_outbox_row(
-                        tenant_id, done["instance_id"], f"{prefix}-{task_id}-done", deliver, payload
-                    )
-                )
-            outbox = await insert_outbox(connection, rows)
-        await self.publisher.publish(outbox)
+        output_json = json_text(output)
+        json_text([dict(e.payload) for e in emit])  # the same for emitted payloads
+        success = _Success(task, output_json, deliver, payload, emit)
+        rows = await self._successes.submit(success)
+        if rows is None:
+            log.warning("task %s lost its lease before finishing; result dropped", task["id"])
+            return
+        await sink.publish(rows)
 
-    async def _failed(self, task: asyncpg.Record, message: str, *, final: bool) -> None:
+    async def _succeed_many(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
+        """One transaction: every attempt still leased to us succeeds, with its events."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            finished = await connection.fetch(
+                SQL["succeed_tasks"],
+                [s.task["tenant_id"] for s in successes],
+                [s.task["id"] for s in successes],
+                self.worker_id,
+                [s.output_json for s in successes],
+            )
+            instance_of = {r["id"]: r["instance_id"] for r in finished}
+            planned: list[list[OutboxRow] | None] = []
+            for success in successes:
+                instance_id = instance_of.pop(success.task["id"], None)
+                planned.append(None if instance_id is None else _events_of(success, instance_id))
+            written = await insert_outbox(
+                connection, [row for rows in planned if rows for row in rows]
+            )
+        kept = {row.id for row in written}
+        return [None if rows is None else [r for r in rows if r.id in kept] for rows in planned]
+
+    async def _failed(
+        self, task: asyncpg.Record, message: str, *, final: bool, sink: OutboxSink
+    ) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
         outbox: list[OutboxRow] = []
         async with self.pool.acquire() as connection, connection.transaction():
@@ -271,7 +309,7 @@ class TaskRunner:
                     outbox = await insert_outbox(connection, [row])
                 else:
                     await self._fail_instance(connection, task, message)
-        await self.publisher.publish(outbox)
+        await sink.publish(outbox)
 
     async def _fail_instance(
         self, connection: Connection, task: asyncpg.Record, message: str
@@ -305,3 +343,27 @@ class TaskRunner:
         await connection.execute(
             SQL["cancel_open_tasks_of_instances"], [task["tenant_id"]], [task["instance_id"]]
         )
+
+
+def _events_of(success: _Success, instance_id: uuid.UUID) -> list[OutboxRow]:
+    """The events a successful attempt sends its instance: emitted ones, then completion."""
+    task = success.task
+    tenant_id, task_id = task["tenant_id"], task["id"]
+    rows = [
+        event_outbox_row(
+            tenant_id,
+            instance_id,
+            f"task-{task_id}-emit-{index}",
+            emitted.type,
+            dict(emitted.payload),
+        )
+        for index, emitted in enumerate(success.emit)
+    ]
+    if success.deliver:
+        prefix = "timer" if task["kind"] == "timer" else "task"
+        rows.append(
+            event_outbox_row(
+                tenant_id, instance_id, f"{prefix}-{task_id}-done", success.deliver, success.payload
+            )
+        )
+    return rows

@@ -60,7 +60,9 @@ CROSS JOIN LATERAL (
 
 -- name: update_instances
 -- Optimistic concurrency: a row is written only if its version is still the one the
--- step was computed from; the ids returned are the instances whose step won.
+-- step was computed from; the ids returned are the instances whose step won. Rows are
+-- found per key and updated by ctid (see cancel_open_tasks_of_instances in tasks.sql);
+-- a row another writer changed meanwhile is skipped, which is a lost version check.
 UPDATE workflow_instances AS i
 SET snapshot = u.snapshot::jsonb,
     status = u.status,
@@ -69,10 +71,15 @@ SET snapshot = u.snapshot::jsonb,
     version = i.version + 1,
     updated_at = now(),
     finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END
-FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-            $7::text[])
-     AS u(tenant_id, id, version, snapshot, status, output, error)
-WHERE i.tenant_id = u.tenant_id AND i.id = u.id AND i.version = u.version
+FROM (SELECT x.ctid AS row_id, k.*
+      FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                  $7::text[])
+           AS k(tenant_id, id, version, snapshot, status, output, error)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM workflow_instances w
+          WHERE w.tenant_id = k.tenant_id AND w.id = k.id LIMIT 1
+      ) AS x) AS u
+WHERE i.ctid = u.row_id AND i.version = u.version
 RETURNING i.id;
 
 -- name: insert_events

@@ -11,8 +11,16 @@ ON CONFLICT (tenant_id, queue, dedupe_key) DO NOTHING
 RETURNING id;
 
 -- name: mark_published
-UPDATE outbox SET published_at = now()
-WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND published_at IS NULL;
+-- $1/$2: parallel (tenant, id) arrays. Found per key, updated by ctid (see
+-- cancel_open_tasks_of_instances in tasks.sql); a row changed meanwhile stays
+-- unpublished, and the worst that does is one harmless re-send.
+UPDATE outbox AS o SET published_at = now()
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM outbox WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE o.ctid = hit.row_id AND o.published_at IS NULL;
 
 -- name: unpublished
 -- Rows whose publisher died between commit and publish (or whose publish failed).

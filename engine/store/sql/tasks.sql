@@ -34,28 +34,51 @@ WHERE t.tenant_id = c.tenant_id AND t.instance_id = c.instance_id AND t.kind = c
 RETURNING t.id;
 
 -- name: cancel_open_tasks_of_instances
--- A finished instance runs no more tasks.
-UPDATE tasks
+-- A finished instance runs no more tasks. $1/$2: parallel (tenant, instance) arrays.
+-- Batch writes find their rows per key, by index, and update them by ctid: a join the
+-- planner chooses can turn into a scan of the whole table while its statistics lag
+-- behind its growth (the hello benchmark found claims, finishes and these
+-- cancellations scanning thousands of rows per batch). A row another transaction
+-- changed meanwhile no longer matches its ctid and is skipped, which every caller of
+-- these statements tolerates (here: a task claimed at that instant finishes, and its
+-- completion event finds the instance stopped).
+UPDATE tasks AS t
 SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
     finished_at = now()
-WHERE tenant_id = ANY($1::text[]) AND instance_id = ANY($2::uuid[])
-  AND status IN ('pending', 'running');
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks
+          WHERE tenant_id = k.tenant_id AND instance_id = k.instance_id
+            AND status IN ('pending', 'running')
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id AND t.status IN ('pending', 'running');
 
--- name: claim_task
--- One attempt: a pending task that is due, or a running one whose lease expired
--- (its worker died). The lease is the task's timeout plus a margin ($6), or the
--- default lease ($4) for tasks without one. Manual task types are never claimed; nor is a task of an
--- instance that is no longer running.
+-- name: claim_tasks
+-- One attempt of each task named: a pending task that is due, or a running one whose
+-- lease expired (its worker died). The lease is the task's timeout plus a margin ($6),
+-- or the default lease ($4) for tasks without one. Manual task types are never
+-- claimed; nor is a task of an instance that is no longer running. Claims are
+-- group-committed (engine/runtime/groupcommit.py); a key named twice is claimed once.
+-- Rows are found per key and updated by ctid (see cancel_open_tasks_of_instances); a
+-- task another worker claimed at the same instant is skipped, as it should be.
 UPDATE tasks AS t
 SET status = 'running', attempts = t.attempts + 1, lease_owner = $3,
     lease_expires_at = now() + coalesce(t.timeout_ms + $6, $4) * interval '1 millisecond',
     updated_at = now()
-FROM workflow_instances i
-WHERE t.tenant_id = $1 AND t.id = $2
-  AND i.tenant_id = t.tenant_id AND i.id = t.instance_id AND i.status = 'running'
+FROM (SELECT DISTINCT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id
   AND t.type <> ALL($5::text[])
   AND ((t.status = 'pending' AND t.run_at <= now())
        OR (t.status = 'running' AND t.lease_expires_at < now()))
+  -- A scalar subquery, not EXISTS: a semi-join may probe by (tenant, status) and filter
+  -- thousands of running instances; this reads the one instance by its key.
+  AND (SELECT i.status FROM workflow_instances i
+       WHERE i.tenant_id = t.tenant_id AND i.id = t.instance_id) = 'running'
 RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.attempts,
           t.max_attempts, t.backoff, t.timeout_ms, t.policy, t.idempotency_key,
           t.completion_event, t.failure_event;
@@ -67,12 +90,19 @@ SELECT t.attempts, t.run_at, now() AS db_now
 FROM tasks t
 WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'pending' AND t.run_at > now();
 
--- name: succeed_task
-UPDATE tasks
-SET status = 'succeeded', output = $4, lease_owner = NULL, lease_expires_at = NULL,
-    last_error = NULL, updated_at = now(), finished_at = now()
-WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
-RETURNING instance_id, completion_event;
+-- name: succeed_tasks
+-- Finished attempts (group-committed): only those whose lease is still this worker's
+-- are recorded; the ids returned are those. Found per key, updated by ctid.
+UPDATE tasks AS t
+SET status = 'succeeded', output = hit.output::jsonb, lease_owner = NULL,
+    lease_expires_at = NULL, last_error = NULL, updated_at = now(), finished_at = now()
+FROM (SELECT x.ctid AS row_id, k.output
+      FROM unnest($1::text[], $2::uuid[], $4::text[]) AS k(tenant_id, id, output)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $3
+RETURNING t.id, t.instance_id;
 
 -- name: retry_task
 UPDATE tasks
