@@ -18,6 +18,10 @@ def _out(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _rate(text: str) -> float | None:
+    return None if text == "auto" else float(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = parser.add_subparsers(dest="name", required=True)
@@ -41,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lat = sub.add_parser("latency", help="open-loop enqueue -> committed step percentiles")
     lat.add_argument("--instances", type=int, default=1_000)
-    lat.add_argument("--rate", type=float, default=500.0, help="events per second")
+    lat.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        help="events per second, or 'auto' (default): half of the measured maximum",
+    )
     lat.add_argument("--seconds", type=float, default=10.0)
     _out(lat)
 
@@ -49,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     dbos.add_argument("--instances", "-n", type=int, default=300)
     dbos.add_argument("--timeout", type=float, default=600.0)
     _out(dbos)
+
+    suite = sub.add_parser("suite", help="every benchmark, then the targets of issue #8")
+    suite.add_argument("--hello", type=int, default=5_000, help="hello instances")
+    suite.add_argument("--dbos", type=int, default=300, help="DBOS workflows")
+    suite.add_argument("--batch", type=int, default=100_000, help="batch instances")
+    suite.add_argument("--jobs", type=int, default=20_000, help="BullMQ jobs")
+    suite.add_argument("--seconds", type=float, default=10.0, help="latency run")
+    suite.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="skip a benchmark (interpreter, transitions, hello, peer-dbos, latency, "
+        "bullmq, batch); repeatable",
+    )
+    _out(suite)
 
     comp = sub.add_parser("compare", help="ratios B / A of the figures two result files share")
     comp.add_argument("a", type=pathlib.Path)
@@ -85,6 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import peer_dbos
 
         peer_dbos.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "suite":
+        from benchmarks import suite
+
+        suite.run(
+            suite.SuiteSettings(
+                hello_instances=args.hello,
+                dbos_instances=args.dbos,
+                batch_instances=args.batch,
+                bullmq_jobs=args.jobs,
+                latency_seconds=args.seconds,
+                skip=frozenset(args.skip),
+            ),
+            out=args.out,
+        )
     elif args.name == "compare":
         from benchmarks import compare
 
