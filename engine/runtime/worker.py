@@ -44,7 +44,7 @@ class WorkerSettings:
     event_batch_size: int = 256
     event_batch_wait_ms: int = 5
     event_concurrency: int = 2
-    task_concurrency: int = 32
+    task_concurrency: int = 128
     sweep_interval_ms: int = 5_000
     sweep_grace_ms: int = 10_000
     sweep_event_grace_ms: int = 60_000
