@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tests/differential/node_modules/.installed-stamp
 TYPECHECK := build/typecheck
 
-.PHONY: install test lint typecheck pytest demo bench clean
+.PHONY: install test lint typecheck pytest demo bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks hello
 	$(BIN)/python -m benchmarks peer-dbos
 	$(BIN)/python -m benchmarks latency --rate 250
+
+## make loadtest: Locust against a fresh `statefleet up` (20 users, 60 s); fails on any failed request.
+loadtest: $(STAMP)
+	$(BIN)/python -m benchmarks.loadtest
 
 clean:
 	rm -rf $(VENV) build dist tests/differential/node_modules
