@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     trans.add_argument("--batch", type=int, default=256, help="events per apply() call")
     trans.add_argument("--ref-batch", type=int, default=100, help="transitions per transaction")
     trans.add_argument("--concurrency", type=int, default=1, help="appliers / connections")
+    trans.add_argument("--rounds", type=int, default=3, help="alternating rounds (best kept)")
     _out(trans)
 
     hello = sub.add_parser("hello", help="hello workflows end to end (memory driver)")
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             batch=args.batch,
             ref_batch=args.ref_batch,
             concurrency=args.concurrency,
+            rounds=args.rounds,
             out=args.out,
         )
     elif args.name == "hello":

@@ -11,11 +11,12 @@ runtime drops it, and the retry reads Postgres.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Checkpoint", "CheckpointCache", "InstanceKey"]
+__all__ = ["Checkpoint", "CheckpointCache", "InstanceKey", "RecentCheckpoints"]
 
 #: An instance's identity: (tenant id, instance id).
 InstanceKey = tuple[str, uuid.UUID]
@@ -64,3 +65,34 @@ class CheckpointCache(Protocol):
     def put(self, checkpoint: Checkpoint) -> None: ...
 
     def drop(self, key: InstanceKey) -> None: ...
+
+
+class RecentCheckpoints:
+    """A :class:`CheckpointCache` of the most recently stepped instances (LRU, bounded).
+
+    For a process without actors (the :class:`~statefleet.engine.runtime.worker.Worker`):
+    an instance's next event usually follows its last one closely (a task's completion,
+    a reply), so keeping the last ``max_entries`` checkpoints spares most steps the
+    read. The bound keeps memory flat whatever the number of instances.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[InstanceKey, Checkpoint] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: InstanceKey) -> Checkpoint | None:
+        return self._entries.get(key)
+
+    def put(self, checkpoint: Checkpoint) -> None:
+        self._entries[checkpoint.key] = checkpoint
+        self._entries.move_to_end(checkpoint.key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: InstanceKey) -> None:
+        self._entries.pop(key, None)

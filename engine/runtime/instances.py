@@ -250,6 +250,20 @@ class InstanceRuntime:
                             if p.status == "running"
                         ],
                     )
+        if self.checkpoints is not None:  # the start event will find them here
+            for plan in plans:
+                if plan.instance_id in created and plan.status == "running":
+                    self.checkpoints.put(
+                        Checkpoint(
+                            tenant_id=tenant_id,
+                            instance_id=plan.instance_id,
+                            definition_id=definition_id,
+                            status=plan.status,
+                            snapshot=plan.snapshot,
+                            version=0,
+                            last_seq=0,
+                        )
+                    )
         await self.publish(outbox)
         results = []
         for plan, key in zip(plans, keys, strict=True):

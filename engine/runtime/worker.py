@@ -25,6 +25,7 @@ from statefleet.engine.ports.queue import (
     parse_event_job,
     parse_task_job,
 )
+from statefleet.engine.runtime.checkpoints import RecentCheckpoints
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
@@ -48,6 +49,8 @@ class WorkerSettings:
     sweep_interval_ms: int = 5_000
     sweep_grace_ms: int = 10_000
     sweep_event_grace_ms: int = 60_000
+    #: Checkpoints of recently stepped instances kept in memory (0: read every step).
+    checkpoint_cache: int = 10_000
     tasks: TaskRunnerSettings = field(default_factory=TaskRunnerSettings)
 
 
@@ -67,7 +70,14 @@ class Worker:
         self.queue = queue
         self.settings = settings or WorkerSettings()
         self.publisher = Publisher(pool, queue)
-        self.instances = InstanceRuntime(pool, self.publisher, machines, observer=observer)
+        cache = (
+            RecentCheckpoints(self.settings.checkpoint_cache)
+            if self.settings.checkpoint_cache > 0
+            else None
+        )
+        self.instances = InstanceRuntime(
+            pool, self.publisher, machines, observer=observer, checkpoints=cache
+        )
         self.tasks = TaskRunner(
             pool,
             registry,
