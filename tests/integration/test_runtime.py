@@ -27,6 +27,7 @@ from statefleet.engine.runtime import (
     UnknownDefinitionKey,
     WorkflowService,
 )
+from statefleet.engine.runtime.checkpoints import RecentCheckpoints
 from statefleet.engine.store.db import create_pool
 
 HERE = pathlib.Path(__file__).parent
@@ -146,11 +147,21 @@ async def test_the_same_event_delivered_twice_is_applied_once(database_dsn: str)
     assert [h["event_id"] for h in history] == ["xstate.init", "inc-1"]
 
 
-async def test_two_engines_on_one_instance_never_both_apply_a_step(database_dsn: str) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["reading", "cached-checkpoints"])
+async def test_two_engines_on_one_instance_never_both_apply_a_step(
+    database_dsn: str, cached: bool
+) -> None:
+    """With caches, each engine's copy is overtaken by the other's steps all the time:
+    every stale copy must lose its version check and be re-read, never written."""
     pools = [await create_pool(database_dsn, max_size=4) for _ in range(2)]
     queue = MemoryQueue(MemoryBackend())
     try:
-        runtimes = [InstanceRuntime(pool, Publisher(pool, queue)) for pool in pools]
+        runtimes = [
+            InstanceRuntime(
+                pool, Publisher(pool, queue), checkpoints=RecentCheckpoints() if cached else None
+            )
+            for pool in pools
+        ]
         service = WorkflowService(pools[0], runtimes[0])
         await service.deploy(TENANT, COUNTER)
         started = await service.start(TENANT, "counter", start_event=None)
