@@ -42,13 +42,9 @@ pytest: $(STAMP) $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/statefleet demo --instances 1000
 
-## make bench: the benchmark suite (Postgres: DATABASE_URL or a throwaway server).
+## make bench: every benchmark, then issue #8's targets side by side (about 15 minutes).
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks interpreter
-	$(BIN)/python -m benchmarks transitions
-	$(BIN)/python -m benchmarks hello
-	$(BIN)/python -m benchmarks peer-dbos
-	$(BIN)/python -m benchmarks latency --rate 250
+	$(BIN)/python -m benchmarks suite
 
 ## make loadtest: Locust against a fresh `statefleet up` (20 users, 60 s); fails on any failed request.
 loadtest: $(STAMP)

@@ -1,7 +1,9 @@
 """Entry point: ``python -m benchmarks <name> [options]``.
 
-``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency`` and ``peer-dbos``
-(Postgres: ``DATABASE_URL`` or a throwaway server), ``compare A.json B.json``.
+``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency``, ``peer-dbos`` and
+``batch`` (Postgres: ``DATABASE_URL`` or a throwaway server), ``bullmq`` (Redis:
+``REDIS_URL`` or a throwaway server), ``suite`` (all of them and the targets table),
+``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
 
@@ -60,6 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     dbos.add_argument("--timeout", type=float, default=600.0)
     _out(dbos)
 
+    bull = sub.add_parser("bullmq", help="our BullMQ driver vs the bullmq package, same run")
+    bull.add_argument("--jobs", type=int, default=20_000)
+    bull.add_argument("--chunk", type=int, default=1_000, help="jobs per addBulk/enqueue_many")
+    bull.add_argument(
+        "--concurrency",
+        type=int,
+        action="append",
+        help="slots of the reference bullmq Worker (repeatable; default 32 and 512)",
+    )
+    bull.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
+    bull.add_argument("--timeout", type=float, default=600.0)
+    _out(bull)
+
+    batch = sub.add_parser("batch", help="a 100,000-instance batch; bytes per resident instance")
+    batch.add_argument("--instances", "-n", type=int, default=100_000)
+    batch.add_argument("--chunk", type=int, default=1_000, help="instances per start_many")
+    batch.add_argument("--resident", type=int, default=20_000, help="instances made resident")
+    batch.add_argument("--max-resident", type=int, default=10_000, help="the bounded shard's")
+    batch.add_argument("--timeout", type=float, default=3_600.0)
+    _out(batch)
+
     suite = sub.add_parser("suite", help="every benchmark, then the targets of issue #8")
     suite.add_argument("--hello", type=int, default=5_000, help="hello instances")
     suite.add_argument("--dbos", type=int, default=300, help="DBOS workflows")
@@ -112,6 +135,28 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import peer_dbos
 
         peer_dbos.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "bullmq":
+        from benchmarks import bullmq_ratio
+
+        bullmq_ratio.main(
+            jobs=args.jobs,
+            chunk=args.chunk,
+            concurrency=args.concurrency or bullmq_ratio.REFERENCE_CONCURRENCY,
+            rounds=args.rounds,
+            timeout=args.timeout,
+            out=args.out,
+        )
+    elif args.name == "batch":
+        from benchmarks import batch
+
+        batch.main(
+            instances=args.instances,
+            chunk=args.chunk,
+            resident=args.resident,
+            max_resident=args.max_resident,
+            timeout=args.timeout,
+            out=args.out,
+        )
     elif args.name == "suite":
         from benchmarks import suite
 
