@@ -12,8 +12,9 @@ What the Python port does not do for us, and this module therefore does:
   through unchanged and maps offending ones deterministically to ``sfh-<sha256>``,
   so every id we write is one Node accepts and the same key always maps to the same id.
 * BullMQ has no batch consumer outside its commercial edition: ``consume_batches``
-  runs a worker with ``max_batch_size * concurrency`` slots whose processors park
-  their jobs in a buffer that a gatherer hands over in batches.
+  runs ``max_batch_size * concurrency`` worker slots whose processors park their jobs
+  in a buffer that a gatherer hands over in batches. Slots are spread over workers
+  of at most 64 each (see ``_SLOTS_PER_WORKER``).
 * A cancelled ``Consumer.stop`` cancels the in-flight handlers and fails their jobs
   back to Redis (a retry after the backoff), so a job is never left locked until the
   stalled-job check notices it 30 s later.
@@ -58,6 +59,12 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping consumer waits for in-flight jobs before force-closing.
 _CLOSE_GRACE_S = 5.0
+#: Most slots one BullMQ worker gets; a consumer with more runs several workers.
+#: The port's Worker.run waits on every slot's task each time any job finishes, so its
+#: cost per job grows with its concurrency: at 512 slots the `bullmq` benchmark measured
+#: the package itself at 60% of its rate at 32 slots. Workers of 64 slots each (two
+#: Redis connections apiece) keep that loop short while the slots add up.
+_SLOTS_PER_WORKER = 64
 
 DEFAULT_PREFIX: Final = "bull"
 """BullMQ's own default key prefix, so Node code with default options sees our jobs."""
@@ -351,7 +358,7 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 
 class _BullConsumer:
-    """One BullMQ worker delivering one queue to one handler."""
+    """BullMQ workers (one per 64 slots) delivering one queue to one handler."""
 
     def __init__(
         self,
@@ -367,24 +374,32 @@ class _BullConsumer:
         self._gatherer = gatherer
         self._handlers: set[asyncio.Task[None]] = set()
         self._stopping: asyncio.Task[None] | None = None
-        self._worker = BullWorker(
-            queue_name,
-            self._process,
-            {
-                "connection": client.redis_url,
-                "prefix": client.prefix,
-                "concurrency": concurrency,
-                "autorun": False,
-                "stalledInterval": client._stalled_interval_ms,
-                # BullMQ's 15 s pause after a connection error delays both the
-                # recovery from a Redis restart and a close racing a blocking read.
-                "runRetryDelay": 1_000,
-            },
-        )
-        self._worker.on("error", self._on_error)
+        count = -(-concurrency // _SLOTS_PER_WORKER)  # ceil
+        self._workers = [
+            BullWorker(
+                queue_name,
+                self._process,
+                {
+                    "connection": client.redis_url,
+                    "prefix": client.prefix,
+                    "concurrency": concurrency // count + (1 if k < concurrency % count else 0),
+                    "autorun": False,
+                    "stalledInterval": client._stalled_interval_ms,
+                    # BullMQ's 15 s pause after a connection error delays both the
+                    # recovery from a Redis restart and a close racing a blocking read.
+                    "runRetryDelay": 1_000,
+                },
+            )
+            for k in range(count)
+        ]
+        for worker in self._workers:
+            worker.on("error", self._on_error)
         if gatherer is not None:
             gatherer.start()
-        self._running = asyncio.create_task(self._worker.run(), name=f"bullmq-{queue_name}")
+        self._running = [
+            asyncio.create_task(worker.run(), name=f"bullmq-{queue_name}-{k}")
+            for k, worker in enumerate(self._workers)
+        ]
 
     @property
     def queue_name(self) -> str:
@@ -412,25 +427,33 @@ class _BullConsumer:
         # The port's Worker.close() can wait forever (seen on a loaded machine: a close
         # that never returned). Give in-flight jobs a grace period, then force-close:
         # forced jobs fail back to Redis and are redelivered, so nothing is lost.
-        graceful = asyncio.ensure_future(self._worker.close())
+        await asyncio.gather(
+            *(
+                self._close(worker, running)
+                for worker, running in zip(self._workers, self._running, strict=True)
+            )
+        )
+        if self._gatherer is not None:
+            await self._gatherer.stop()
+        self._client._consumers.discard(self)
+
+    async def _close(self, worker: BullWorker, running: asyncio.Task[None]) -> None:
+        graceful = asyncio.ensure_future(worker.close())
         try:
             await asyncio.wait_for(asyncio.shield(graceful), timeout=_CLOSE_GRACE_S)
         except TimeoutError:
             log.warning("bullmq worker of %s did not close in time; forcing", self._queue_name)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._worker.close(force=True), timeout=_CLOSE_GRACE_S)
+                await asyncio.wait_for(worker.close(force=True), timeout=_CLOSE_GRACE_S)
             graceful.cancel()
             with contextlib.suppress(BaseException):
                 await graceful
         try:
-            await asyncio.wait_for(asyncio.shield(self._running), timeout=_CLOSE_GRACE_S)
+            await asyncio.wait_for(asyncio.shield(running), timeout=_CLOSE_GRACE_S)
         except (TimeoutError, asyncio.CancelledError):
-            self._running.cancel()
+            running.cancel()
             with contextlib.suppress(BaseException):
-                await self._running
-        if self._gatherer is not None:
-            await self._gatherer.stop()
-        self._client._consumers.discard(self)
+                await running
 
     async def _process(self, job: BullJob, token: str) -> None:
         data = job.data if isinstance(job.data, dict) else {"_": job.data}
