@@ -49,9 +49,6 @@ class GroupCommit(Generic[T, R]):
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._drains: set[asyncio.Task[None]] = set()
-        #: Batch sizes written so far (for benchmarks and tests): count and items.
-        self.batches = 0
-        self.items = 0
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -70,8 +67,6 @@ class GroupCommit(Generic[T, R]):
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
-            self.batches += 1
-            self.items += len(batch)
             try:
                 results = await self._flush([item for item, _ in batch])
                 if len(results) != len(batch):

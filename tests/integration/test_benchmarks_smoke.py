@@ -71,7 +71,6 @@ def test_transitions_hello_latency_and_compare(env: dict[str, str], tmp_path: pa
 
 
 def test_peer_dbos(env: dict[str, str], tmp_path: pathlib.Path) -> None:
-    pytest.importorskip("dbos")
     bench(env, "peer-dbos", "-n", "10", "--out", str(tmp_path))
     assert {"seconds", "completions_per_s"} <= only_result(tmp_path, "peer-dbos").keys()
 

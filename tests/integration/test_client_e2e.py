@@ -17,10 +17,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from statefleet.api import app as api_app
+from statefleet.api import settings as api_settings
 from statefleet.client import AsyncClient, Conflict, InvalidRequest, NotFound
-
-api_app = pytest.importorskip("statefleet.api.app")
-api_settings = pytest.importorskip("statefleet.api.settings")
 
 HELLO = orjson.loads((Path(__file__).parents[1] / "fixtures" / "hello-workflow.json").read_bytes())
 ADMIN_KEY = "sf-admin-test"
