@@ -20,6 +20,7 @@ import orjson
 
 from statefleet import __version__
 from statefleet.commands import api as api_commands
+from statefleet.commands import config_cmd as config_commands
 from statefleet.commands import demo as demo_commands
 from statefleet.commands import tenants as tenant_commands
 from statefleet.commands import up as up_commands
@@ -351,6 +352,7 @@ api_commands.register(statefleet)
 up_commands.register(statefleet)
 worker_commands.register(statefleet)
 demo_commands.register(statefleet)
+config_commands.register(statefleet)
 
 
 # --- entry point ------------------------------------------------------------
