@@ -3,9 +3,12 @@
 Kubernetes objects are checked against the strict JSON schemas of Kubernetes 1.31
 (``kubernetes-validate``), KubeRay objects against the KubeRay v1.7.0 CRD schemas in
 ``shared/schemas/kuberay`` after the API server's own steps (drop nulls, apply
-defaults), plus the operator's name-length and replica rules. The rest are
-assertions on the rendered output: the driver wiring, secrets only by reference,
-the memory driver refused, long names cut to size, quoted CPU and rayStartParams.
+defaults), plus the operator's name-length, replica and group-resource rules. The
+rest are assertions on the rendered output: the driver wiring, secrets only by
+reference, the memory driver refused, long names cut to size, quoted CPU and
+rayStartParams, the Ray resources the groups declare (``statefleet_shard`` /
+``statefleet_pool``) and the engine worker's mode, its HTTP probes, Service and
+replicas, the Cloud Tasks push target (the worker), and Ray's ports kept private.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -46,6 +50,11 @@ CLOUDTASKS_VARIABLES = {
 }
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MEMORY_MESSAGE = "the memory queue driver is refused in Kubernetes"
+#: The custom Ray resources the shard and pool actors reserve (actors/factory.py).
+SHARD_RESOURCE, POOL_RESOURCE = "statefleet_shard", "statefleet_pool"
+#: KubeRay's validation.go: rayStartParams keys refused next to a group's ``resources``.
+RAY_START_RESOURCE_PARAMS = {"num-cpus", "num-gpus", "memory", "resources"}
+WORKER_PORT = 8081
 
 
 # --- rendering ----------------------------------------------------------------
@@ -100,6 +109,14 @@ def containers(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container.get("env", [])}
+
+
+def main_container(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """The first container of the Deployment of ``component`` (api, worker)."""
+    container: dict[str, Any] = one(docs, "Deployment", component)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return container
 
 
 def engine_containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -160,6 +177,14 @@ def kuberay_errors(doc: dict[str, Any], schema_dir: Path) -> list[str]:
         low, high = group.get("minReplicas", 0), group.get("maxReplicas", 2147483647)
         if not low <= group.get("replicas", low) <= high:
             errors.append(f"{group['groupName']}: replicas outside [minReplicas, maxReplicas]")
+    groups = [("head", prepared["spec"]["headGroupSpec"])]
+    groups += [(g["groupName"], g) for g in prepared["spec"].get("workerGroupSpecs", [])]
+    for name, group in groups:
+        params = group.get("rayStartParams") or {}
+        if group.get("resources") and RAY_START_RESOURCE_PARAMS & params.keys():
+            errors.append(f"{name}: resources in both rayStartParams and the resources field")
+        if "labels" in params:
+            errors.append(f"{name}: rayStartParams['labels'] is refused; use the labels field")
     return errors
 
 
@@ -315,6 +340,7 @@ def test_cpu_and_ray_start_params_are_strings(helm: str, values: str | None) -> 
     groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
     for group in groups:
         assert all(isinstance(v, str) for v in group["rayStartParams"].values()), group
+        assert all(isinstance(v, str) for v in group.get("resources", {}).values()), group
         for container in group["template"]["spec"]["containers"]:
             for section in ("requests", "limits"):
                 cpu = container["resources"].get(section, {}).get("cpu")
@@ -322,18 +348,19 @@ def test_cpu_and_ray_start_params_are_strings(helm: str, values: str | None) -> 
     assert cluster["spec"]["rayVersion"] == ray_version_of_pyproject()
 
 
-def test_api_and_worker_reach_the_cluster_the_same_way(helm: str) -> None:
-    docs = render(helm)
-    api = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
-    worker = one(docs, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_only_the_engine_worker_joins_ray(helm: str, values: str | None) -> None:
+    """The worker is a Ray Client driver; the API only enqueues and never joins Ray."""
+    docs = render(helm, values)
+    api = main_container(docs, "api")
+    worker = main_container(docs, "worker")
     head = one(docs, "Service", "ray-head")["metadata"]["name"]
-    address = env_of(api)["RAY_ADDRESS"]["value"]
-    assert address == env_of(worker)["RAY_ADDRESS"]["value"]
-    assert address == f"ray://{head}.workflows.svc:10001"
+    assert env_of(worker)["RAY_ADDRESS"]["value"] == f"ray://{head}.workflows.svc:10001"
+    assert "RAY_ADDRESS" not in env_of(api)
     assert api["args"][0] == "api"
     assert worker["args"] == ["worker"]
     assert {"livenessProbe", "readinessProbe"} <= api.keys()
-    assert {"livenessProbe", "startupProbe"} <= worker.keys()
+    assert {"livenessProbe", "readinessProbe", "startupProbe"} <= worker.keys()
     cluster = one(docs, "RayCluster")
     for pod in pod_specs(cluster):
         assert "RAY_ADDRESS" not in env_of(pod["containers"][0])
@@ -370,6 +397,390 @@ def test_autoscaling_and_worker_groups(helm: str) -> None:
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     assert set(groups) == {"workergroup", "highmem"}  # smallGroup stays disabled
     assert (groups["workergroup"]["minReplicas"], groups["workergroup"]["maxReplicas"]) == (1, 8)
+
+
+# --- Ray resources: where the shard and pool actors may run -------------------
+
+
+def ray_groups(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+
+
+def declared(group: dict[str, Any], name: str) -> int:
+    """Units of Ray resource ``name`` a node of ``group`` declares (0 when it declares none)."""
+    value = group.get("resources", {}).get(name, "0")
+    assert re.fullmatch(r"\d+", value), f"{name}: {value!r}"
+    return int(value)
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_worker_groups_declare_shards_and_pools_and_the_head_none(
+    helm: str, values: str | None
+) -> None:
+    cluster = one(render(helm, values), "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]
+    assert declared(head, SHARD_RESOURCE) == declared(head, POOL_RESOURCE) == 0
+    assert head["resources"]["CPU"] == "0"  # no tasks on the head either
+    groups = ray_groups(cluster)
+    assert groups
+    for name, group in groups.items():
+        assert declared(group, SHARD_RESOURCE) >= 1, name
+        assert declared(group, POOL_RESOURCE) >= 1, name
+        # One place only: KubeRay refuses resource settings in both.
+        assert not RAY_START_RESOURCE_PARAMS & group["rayStartParams"].keys(), name
+
+
+def test_resource_counts_come_from_each_group(helm: str) -> None:
+    groups = ray_groups(one(render(helm), "RayCluster"))
+    assert groups["workergroup"]["resources"] == {SHARD_RESOURCE: "4", POOL_RESOURCE: "1"}
+    groups = ray_groups(one(render(helm, "bullmq-values.yaml"), "RayCluster"))
+    assert groups["workergroup"]["resources"] == {
+        "CPU": "2",
+        SHARD_RESOURCE: "2",
+        POOL_RESOURCE: "1",
+    }
+    # A group without counts of its own takes the worker group's, beside its own resources.
+    assert groups["highmem"]["resources"] == {
+        "highmem": "1",
+        SHARD_RESOURCE: "2",
+        POOL_RESOURCE: "1",
+    }
+    # 0 declares none; the head can be given some.
+    docs = render(
+        helm,
+        "bullmq-values.yaml",
+        "--set",
+        "additionalWorkerGroups.highmem.statefleetShards=0",
+        "--set",
+        "additionalWorkerGroups.highmem.statefleetPools=0",
+        "--set",
+        "head.statefleetPools=1",
+    )
+    cluster = one(docs, "RayCluster")
+    assert ray_groups(cluster)["highmem"]["resources"] == {"highmem": "1"}
+    assert cluster["spec"]["headGroupSpec"]["resources"] == {"CPU": "0", POOL_RESOURCE: "1"}
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_the_groups_hold_every_shard_and_pool(helm: str, values: str | None) -> None:
+    docs = render(helm, values)
+    cluster = one(docs, "RayCluster")
+    env = env_of(main_container(docs, "worker"))
+    autoscaling = cluster["spec"]["enableInTreeAutoscaling"]
+    nodes = {
+        name: group["maxReplicas"] if autoscaling else group["replicas"]
+        for name, group in ray_groups(cluster).items()
+    }
+    for resource, variable in (
+        (SHARD_RESOURCE, "STATEFLEET_SHARDS"),
+        (POOL_RESOURCE, "STATEFLEET_POOLS"),
+    ):
+        room = sum(nodes[name] * declared(g, resource) for name, g in ray_groups(cluster).items())
+        assert room >= int(env[variable]["value"]), resource
+
+
+def test_too_few_declared_resources_are_refused(helm: str) -> None:
+    result = run_helm(helm, "template", "demo", str(CHART), "--set", "config.shards=9")
+    assert result.returncode != 0
+    assert "hold 8 shard actors (statefleetShards x replicas), fewer than config.shards=9" in (
+        result.stderr
+    )
+    bullmq = ("-f", str(CHART / "ci" / "bullmq-values.yaml"))
+    result = run_helm(helm, "template", "demo", str(CHART), *bullmq, "--set", "config.pools=12")
+    assert result.returncode != 0
+    assert "hold 11 pool actors (statefleetPools x maxReplicas" in result.stderr
+    # Without reservations the actors go anywhere: nothing to check.
+    docs = render(
+        helm, None, "--set", "config.shards=9", "--set", "engineWorker.rayResourceMode=off"
+    )
+    assert env_of(main_container(docs, "worker"))["STATEFLEET_RAY_RESOURCES"]["value"] == "off"
+
+
+def test_resource_settings_in_ray_start_params_are_refused(helm: str) -> None:
+    result = run_helm(
+        helm, "template", "demo", str(CHART), "--set-string", "worker.rayStartParams.num-cpus=2"
+    )
+    assert result.returncode != 0
+    assert "worker.rayStartParams.num-cpus: KubeRay refuses resource settings" in result.stderr
+    assert "worker.rayResources" in result.stderr
+    result = run_helm(
+        helm,
+        "template",
+        "demo",
+        str(CHART),
+        "--set-string",
+        "worker.rayResources.statefleet_shard=3",
+    )
+    assert result.returncode != 0
+    assert "statefleet_shard" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "mode"),
+    [
+        ((), "require"),
+        (("--set", "head.enableInTreeAutoscaling=true"), "wait"),
+        (("-f", str(CHART / "ci" / "bullmq-values.yaml")), "wait"),
+        (("-f", str(CHART / "ci" / "cloudtasks-values.yaml")), "require"),
+        (("--set", "engineWorker.rayResourceMode=off"), "off"),
+        (
+            (
+                "--set",
+                "head.enableInTreeAutoscaling=true",
+                "--set",
+                "engineWorker.rayResourceMode=require",
+            ),
+            "require",
+        ),
+    ],
+)
+def test_ray_resource_mode_follows_the_autoscaler(
+    helm: str, extra: tuple[str, ...], mode: str
+) -> None:
+    docs = render(helm, None, *extra)
+    env = env_of(main_container(docs, "worker"))
+    assert env["STATEFLEET_RAY_RESOURCES"]["value"] == mode
+    # Only the engine worker creates actors.
+    worker = f"Deployment/{one(docs, 'Deployment', 'worker')['metadata']['name']}/worker"
+    setters = [where for where, c in containers(docs) if "STATEFLEET_RAY_RESOURCES" in env_of(c)]
+    assert setters == [worker]
+
+
+def test_unknown_ray_resource_mode_is_refused(helm: str) -> None:
+    result = run_helm(
+        helm, "template", "demo", str(CHART), "--set", "engineWorker.rayResourceMode=maybe"
+    )
+    assert result.returncode != 0
+    assert "rayResourceMode" in result.stderr
+
+
+# --- the engine worker: HTTP server, Service, replicas -------------------------
+
+
+def port_number(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_worker_probes_are_http_on_its_own_port(helm: str, values: str | None) -> None:
+    worker = main_container(render(helm, values), "worker")
+    assert {"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"} in worker["ports"]
+    env = env_of(worker)
+    assert env["STATEFLEET_WORKER_HOST"]["value"] == "0.0.0.0"
+    assert env["STATEFLEET_WORKER_PORT"]["value"] == str(WORKER_PORT)
+    expected = {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for probe, path in expected.items():
+        spec = worker[probe]
+        assert not {"exec", "tcpSocket", "grpc"} & spec.keys(), probe
+        assert spec["httpGet"]["path"] == path, probe
+        assert port_number(worker, spec["httpGet"]["port"]) == WORKER_PORT, probe
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_worker_service_reaches_the_worker_pods(helm: str, values: str | None) -> None:
+    docs = render(helm, values)
+    deployment = one(docs, "Deployment", "worker")
+    service = one(docs, "Service", "worker")
+    assert service["spec"]["type"] == "ClusterIP"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    (port,) = service["spec"]["ports"]
+    assert port["name"] == "http"
+    worker = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert port_number(worker, port["targetPort"]) == WORKER_PORT
+    # The API's Service does not select the worker, nor the worker's the API.
+    api = one(docs, "Service", "api")["spec"]["selector"]
+    assert not api.items() <= labels.items()
+
+
+def test_several_engine_workers_roll_one_at_a_time(helm: str) -> None:
+    docs = render(helm)
+    deployment = one(docs, "Deployment", "worker")
+    assert deployment["spec"]["replicas"] == 2
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pdb = one(docs, "PodDisruptionBudget", "worker")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert one(render(helm, "bullmq-values.yaml"), "Deployment", "worker")["spec"]["replicas"] == 3
+    many = render(helm, None, "--set", "engineWorker.replicas=6")
+    assert one(many, "Deployment", "worker")["spec"]["replicas"] == 6
+
+
+# --- Cloud Tasks pushes to the engine worker ------------------------------------
+
+
+def routed_service(docs: list[dict[str, Any]], url: str) -> tuple[str, Any]:
+    """The Service (name, port) an Ingress routes ``url`` to: the longest matching path."""
+    parts = urlsplit(url)
+    best: tuple[int, tuple[str, Any]] | None = None
+    for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        spec = ingress["spec"]
+        if parts.scheme == "https":
+            tls_hosts = {h for entry in spec.get("tls", []) for h in entry.get("hosts", [])}
+            if parts.hostname not in tls_hosts:
+                continue
+        for rule in spec["rules"]:
+            if rule.get("host") != parts.hostname:
+                continue
+            for path in rule["http"]["paths"]:
+                prefix = path["path"].rstrip("/")
+                if path["pathType"] == "Exact":
+                    matches = parts.path == path["path"]
+                else:
+                    matches = parts.path == prefix or parts.path.startswith(prefix + "/")
+                if matches and (best is None or len(prefix) > best[0]):
+                    backend = path["backend"]["service"]
+                    best = (len(prefix), (backend["name"], backend["port"]))
+    assert best is not None, f"no Ingress routes {url}"
+    return best[1]
+
+
+def test_cloudtasks_pushes_reach_the_engine_worker(helm: str) -> None:
+    docs = render(helm, "cloudtasks-values.yaml")
+    target = "https://push.workflows.example.com"
+    for where, container in engine_containers(docs).items():
+        assert env_of(container)["WORKFLOW_CLOUDTASKS_TARGET_BASE_URL"]["value"] == target, where
+    worker = one(docs, "Service", "worker")["metadata"]["name"]
+    assert routed_service(docs, f"{target}/internal/queues/workflow-orchestrator") == (
+        worker,
+        {"name": "http"},
+    )
+    # The worker's ingress exposes the push route only, not its health or metrics.
+    ingress = one(docs, "Ingress", "worker")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/internal/queues"]
+    # The API keeps its own host; its ingress does not route the pushes.
+    api = one(docs, "Service", "api")["metadata"]["name"]
+    assert routed_service(docs, "https://workflows.example.com/v1/instances")[0] == api
+
+
+def test_cloudtasks_on_the_apis_host_routes_the_pushes_to_the_worker(helm: str) -> None:
+    docs = render(
+        helm,
+        "cloudtasks-values.yaml",
+        "--set",
+        "engineWorker.ingress.hosts[0].host=workflows.example.com",
+        "--set",
+        "engineWorker.ingress.hosts[0].paths[0].path=/internal/queues",
+        "--set",
+        "engineWorker.ingress.hosts[0].paths[0].pathType=Prefix",
+        "--set",
+        "engineWorker.ingress.tls[0].secretName=workflows-tls",
+        "--set",
+        "engineWorker.ingress.tls[0].hosts[0]=workflows.example.com",
+        "--set",
+        "api.ingress.className=nginx",
+        "--set",
+        "engineWorker.ingress.className=nginx",
+    )
+    target = env_of(main_container(docs, "api"))["WORKFLOW_CLOUDTASKS_TARGET_BASE_URL"]["value"]
+    assert target == "https://workflows.example.com"
+    worker = one(docs, "Service", "worker")["metadata"]["name"]
+    api = one(docs, "Service", "api")["metadata"]["name"]
+    assert routed_service(docs, f"{target}/internal/queues/task-runner")[0] == worker
+    assert routed_service(docs, f"{target}/v1/instances")[0] == api
+
+
+def test_cloudtasks_target_is_explicit_or_the_workers_ingress(helm: str) -> None:
+    base = ("-f", str(CHART / "ci" / "cloudtasks-values.yaml"))
+    explicit = "https://push.internal.example.net/base"
+    docs = render(
+        helm, "cloudtasks-values.yaml", "--set", f"config.cloudTasks.targetBaseUrl={explicit}"
+    )
+    env = env_of(main_container(docs, "worker"))
+    assert env["WORKFLOW_CLOUDTASKS_TARGET_BASE_URL"]["value"] == explicit
+    # Neither a URL nor the worker's ingress: refused.
+    result = run_helm(
+        helm, "template", "demo", str(CHART), *base, "--set", "engineWorker.ingress.enabled=false"
+    )
+    assert result.returncode != 0
+    assert "config.cloudTasks.targetBaseUrl is required" in result.stderr
+    assert "engine worker" in result.stderr
+    # The API's host without a worker route there: the pushes would reach the API.
+    api_host = "config.cloudTasks.targetBaseUrl=https://workflows.example.com"
+    no_ingress = "engineWorker.ingress.enabled=false"
+    result = run_helm(
+        helm, "template", "demo", str(CHART), *base, "--set", no_ingress, "--set", api_host
+    )
+    assert result.returncode != 0
+    assert "is the API's ingress host, but Cloud Tasks must push to the engine worker" in (
+        result.stderr
+    )
+
+
+# --- Ray's ports stay private ----------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUES_CASES)
+def test_ray_ports_are_never_exposed(helm: str, values: str | None) -> None:
+    docs = render(helm, values)
+    cluster = one(docs, "RayCluster")
+    assert cluster["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert not cluster["spec"]["headGroupSpec"].get("enableIngress")
+    head = one(docs, "Service", "ray-head")
+    assert head["spec"]["type"] == "ClusterIP"
+    for doc in docs:
+        if doc["kind"] == "Service":
+            ports = {p["port"] for p in doc["spec"]["ports"]}
+            if ports & {10001, 6379, 8265}:
+                assert doc is head, doc["metadata"]["name"]
+        if doc["kind"] == "Ingress":
+            backends = {
+                p["backend"]["service"]["name"]
+                for rule in doc["spec"]["rules"]
+                for p in rule["http"]["paths"]
+            }
+            assert head["metadata"]["name"] not in backends
+
+
+def test_network_policy_is_off_by_default(helm: str) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "NetworkPolicy"]
+
+
+def test_network_policy_admits_only_the_cluster_and_the_engine_worker(helm: str) -> None:
+    docs = render(helm, "bullmq-values.yaml")
+    cluster = one(docs, "RayCluster")["metadata"]["name"]
+    worker_pods = one(docs, "Deployment", "worker")["spec"]["template"]["metadata"]["labels"]
+    api_pods = one(docs, "Deployment", "api")["spec"]["template"]["metadata"]["labels"]
+    ray = one(docs, "NetworkPolicy", "ray")["spec"]
+    assert ray["podSelector"] == {"matchLabels": {"ray.io/cluster": cluster}}
+    assert ray["policyTypes"] == ["Ingress"]
+    assert ray["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": cluster}}}]}
+    ]
+    head = one(docs, "NetworkPolicy", "ray-head")["spec"]
+    assert head["podSelector"]["matchLabels"] == {
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": "head",
+    }
+    client, *extra = head["ingress"]
+    (peer,) = client["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= worker_pods.items()
+    assert not peer["podSelector"]["matchLabels"].items() <= api_pods.items()
+    assert client["ports"] == [{"port": 10001, "protocol": "TCP"}]
+    assert extra == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+            "ports": [{"port": 8080, "protocol": "TCP"}],
+        }
+    ]
+    # The policies select the pods KubeRay labels, as the head Service does.
+    selector = one(docs, "Service", "ray-head")["spec"]["selector"]
+    assert selector == head["podSelector"]["matchLabels"]
 
 
 # --- the image ----------------------------------------------------------------
