@@ -1,10 +1,9 @@
-"""Ray hosts for the engine: instance shards, the sharded dispatcher and executor pools.
+"""Ray hosts for the engine: instance shards and executor pools as Ray actors.
 
-Actors are thin: they wrap plain classes from ``statefleet.engine`` and apply
-``ray.remote`` in one place, so everything they do is testable without Ray.
-``RayEngine`` lives in ``statefleet.actors.engine`` (importing it imports Ray).
+Actors are thin: they wrap the plain classes of ``statefleet.engine.runtime.hosts``
+and ``ray.remote`` is applied in one place (``factory``), so everything they do is
+testable without Ray. ``RayBackend`` lives in ``statefleet.actors.backend``
+(importing it imports Ray); the engine loop above it is ``statefleet.engine``'s.
 """
 
-from statefleet.actors.config import ActorSettings
-
-__all__ = ["ActorSettings"]
+__all__: list[str] = []

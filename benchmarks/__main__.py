@@ -2,7 +2,8 @@
 
 ``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency``, ``peer-dbos`` and
 ``batch`` (Postgres: ``DATABASE_URL`` or a throwaway server), ``bullmq`` (Redis:
-``REDIS_URL`` or a throwaway server), ``suite`` (all of them and the targets table),
+``REDIS_URL`` or a throwaway server), ``cluster`` (the production shape: Ray nodes,
+workers and the API as processes), ``suite`` (all of them and the targets table),
 ``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--timeout", type=float, default=3_600.0)
     _out(batch)
 
+    cluster = sub.add_parser(
+        "cluster", help="the production shape: 2 Ray nodes, 2 workers, API, BullMQ, SMTP"
+    )
+    cluster.add_argument("--instances", "-n", type=int, default=20_000)
+    cluster.add_argument("--timeout", type=float, default=900.0)
+    _out(cluster)
+
     suite = sub.add_parser("suite", help="every benchmark, then the targets of issue #8")
     suite.add_argument("--hello", type=int, default=5_000, help="hello instances")
     suite.add_argument("--dbos", type=int, default=300, help="DBOS workflows")
@@ -157,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             out=args.out,
         )
+    elif args.name == "cluster":
+        from benchmarks import cluster
+
+        cluster.main(instances=args.instances, timeout=args.timeout, out=args.out)
     elif args.name == "suite":
         from benchmarks import suite
 

@@ -3,7 +3,7 @@
 Target: the batch completes, and the engine's memory stays bounded: at most 5 KB per
 resident instance, and never more resident instances than ``max_resident``.
 
-1. Batch: ``instances`` hello instances through a :class:`Worker` on the memory
+1. Batch: ``instances`` hello instances through the engine loop on the memory
    driver (e-mail step a no-op, ``hello_noop``), started with ``start_many`` in chunks
    of ``chunk`` (inside the measurement) and timed until the last one is done. The
    process's RSS is read before and after, sampled during the run, and its lifetime
@@ -41,10 +41,9 @@ from typing import Any
 import asyncpg
 
 from benchmarks import common, machine_info, pg
-from statefleet.actors.config import hello_noop
 from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData
-from statefleet.engine.runtime import StartRequest, Worker
+from statefleet.engine.runtime import StartRequest
 from statefleet.engine.runtime.definitions import deploy_definition
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
@@ -82,7 +81,7 @@ def peak_rss_bytes() -> int:
 async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dict[str, float]:
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue()
-    worker = Worker(pool, queue, hello_noop())
+    worker = common.local_engine(pool, queue)
     sampled = {"rss": 0, "backlog": 0}
 
     async def sample() -> None:
@@ -102,7 +101,7 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
         began = time.perf_counter()
         for offset in range(0, instances, chunk):
             requests = [StartRequest()] * min(chunk, instances - offset)
-            await worker.instances.start_many(common.TENANT, definition.id, requests)
+            await worker.runtime.start_many(common.TENANT, definition.id, requests)
         started = time.perf_counter() - began
         deadline = began + timeout
         while True:
@@ -124,7 +123,7 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
     finally:
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
-        await worker.stop()
+        await worker.close()
         await queue.close()
         await pool.close()
     return {
@@ -314,7 +313,7 @@ def main(
     }
     verdict = "meets" if figures["meets_target"] else "BELOW"
     lines = [
-        f"batch: {instances:,} hello instances, one process, Worker + memory driver + NOOP "
+        f"batch: {instances:,} hello instances, one process, engine + memory driver + NOOP "
         f"email, start_many chunks of {chunk:,}",
         f"{'done':>9} {'seconds':>8} {'start s':>8} {'compl/s':>8} "
         f"{'RSS before':>11} {'RSS after':>10} {'peak RSS':>9} {'backlog':>8}",

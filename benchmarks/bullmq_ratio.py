@@ -14,7 +14,7 @@ the engine publishes them (``event_job``: same data, dedupe key ``start-<uuid>``
   (by default 32 and 512 slots);
 * ours: ``BullMQQueue.enqueue_many`` of ``QueueJob``s with their dedupe keys and
   ``consume_batches`` (what the engine's orchestrator uses) with a no-op batch
-  handler and the Worker's default batching (``WorkerSettings``: 256 x 2 = 512 slots).
+  handler and the engine's default batching (``EngineSettings``: batch size x batches in flight).
 
 The headline ``ratio`` is ours over the *fastest* reference setting: the package's
 own rate is its best one (its worker loop waits on every slot's task at each step,
@@ -48,11 +48,11 @@ from bullmq import Worker as BullWorker
 from benchmarks import common, machine_info
 from statefleet.drivers.bullmq import BullMQQueue
 from statefleet.engine.ports.queue import QueueJob, event_job
-from statefleet.engine.runtime.worker import WorkerSettings
+from statefleet.engine.runtime.settings import EngineSettings
 
 TARGET = 0.70
 PREFIX = "sfbench"
-_SETTINGS = WorkerSettings()
+_SETTINGS = EngineSettings()
 #: Slots of the engine's orchestrator consumer: batch size x batches in flight.
 DEFAULT_CONCURRENCY = _SETTINGS.event_batch_size * _SETTINGS.event_concurrency
 #: The reference Worker's slot counts measured by default: a usual one and ours.

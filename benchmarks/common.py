@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import pathlib
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
 from benchmarks import machine_info, results_io
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.runtime import InstanceRuntime, Publisher, StartRequest
+from statefleet.engine.handlers import HandlerFactory
+from statefleet.engine.ports import Queue, QueueJob
+from statefleet.engine.runtime import (
+    Engine,
+    EngineSettings,
+    InstanceRuntime,
+    LocalBackend,
+    Publisher,
+    StartRequest,
+)
 from statefleet.engine.runtime.definitions import deploy_definition
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -19,6 +29,35 @@ TENANT = "bench"
 #: Two states and one event flipping between them: an instance never finishes.
 TOGGLE = json.loads((pathlib.Path(__file__).parent / "specs" / "toggle.json").read_text())
 HELLO = json.loads((ROOT / "tests" / "fixtures" / "hello-workflow.json").read_text())
+
+
+class CountingQueue(MemoryQueue):
+    """A memory queue that counts the jobs handed to the broker (per queue)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enqueued: dict[str, int] = {}
+
+    async def enqueue(self, job: QueueJob, *, delay_ms: int = 0) -> None:
+        self.enqueued[job.queue] = self.enqueued.get(job.queue, 0) + 1
+        await super().enqueue(job, delay_ms=delay_ms)
+
+    async def enqueue_many(self, jobs: Iterable[QueueJob]) -> None:
+        jobs = list(jobs)
+        for job in jobs:
+            self.enqueued[job.queue] = self.enqueued.get(job.queue, 0) + 1
+        await super().enqueue_many(jobs)
+
+
+def local_engine(
+    pool: asyncpg.Pool[Any],
+    queue: Queue,
+    handlers: HandlerFactory = "statefleet.registries:hello_noop",
+    settings: EngineSettings | None = None,
+) -> Engine:
+    """The engine loop over the in-process backend (start it, then ``close`` it)."""
+    settings = settings or EngineSettings()
+    return Engine(pool, queue, LocalBackend(pool, handlers, settings), settings)
 
 
 async def toggle_instances(pool: asyncpg.Pool[Any], count: int) -> list[uuid.UUID]:

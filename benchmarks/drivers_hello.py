@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.drivers_hello -n 1000 [--driver memory --driver bullmq ...]``
 starts N hello-workflow instances on a fresh database and times until all are done:
-one process holding the API-side service and a :class:`Worker`, the EMAIL handler a
+one process holding the API-side service and the engine loop, the EMAIL handler a
 no-op. BullMQ runs on ``REDIS_URL`` or a throwaway ``redis-server``; Cloud Tasks on
 ``WORKFLOW_CLOUDTASKS_EMULATOR_HOST`` or a throwaway emulator, pushing HTTP to the app
 under uvicorn in the same process. Postgres is ``DATABASE_URL`` (a role with CREATEDB)
@@ -27,7 +27,7 @@ import asyncpg
 
 from benchmarks import machine_info
 from statefleet.engine.handlers import HandlerRegistry, TaskContext
-from statefleet.engine.runtime import StartRequest, WorkerSettings, WorkflowService
+from statefleet.engine.runtime import EngineSettings, StartRequest, WorkflowService
 from statefleet.engine.store import migrate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ HELLO = json.loads((ROOT / "tests" / "fixtures" / "hello-workflow.json").read_te
 DRIVERS = ("memory", "bullmq", "cloudtasks")
 TENANT = "bench"
 # Production-like batching, with a sweep that stays out of the way of a short run.
-SETTINGS = WorkerSettings(sweep_interval_ms=5_000, sweep_grace_ms=30_000)
+SETTINGS = EngineSettings(sweep_interval_ms=5_000, sweep_grace_ms=30_000)
 
 if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))

@@ -1,6 +1,6 @@
 """Hello-workflow completions per second, end to end, memory driver, one process.
 
-A :class:`Worker` (orchestrator, task runner, sweeper) on a memory queue, with the
+The engine loop (in-process backend: shards, a pool, the sweeper) on a memory queue, with the
 e-mail step a ``NOOP`` handler; ``instances`` hello instances started in chunks of
 1,000 (the inserts are inside the measurement); timed until the last one is done.
 """
@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from benchmarks import common, machine_info, pg
-from statefleet.actors.config import hello_noop
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.runtime import StartRequest, Worker
+from statefleet.engine.runtime import StartRequest
 from statefleet.engine.runtime.definitions import deploy_definition
 from statefleet.engine.store.db import create_pool
 
@@ -22,7 +21,7 @@ from statefleet.engine.store.db import create_pool
 async def completions(dsn: str, instances: int, timeout: float) -> dict[str, float]:
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue()
-    worker = Worker(pool, queue, hello_noop())
+    worker = common.local_engine(pool, queue)
     try:
         async with pool.acquire() as connection:
             definition = await deploy_definition(connection, common.TENANT, common.HELLO)
@@ -30,7 +29,7 @@ async def completions(dsn: str, instances: int, timeout: float) -> dict[str, flo
         began = time.perf_counter()
         for offset in range(0, instances, 1_000):
             chunk = [StartRequest()] * min(1_000, instances - offset)
-            await worker.instances.start_many(common.TENANT, definition.id, chunk)
+            await worker.runtime.start_many(common.TENANT, definition.id, chunk)
         deadline = began + timeout
         while True:
             done = await pool.fetchval(
@@ -43,7 +42,7 @@ async def completions(dsn: str, instances: int, timeout: float) -> dict[str, flo
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - began
     finally:
-        await worker.stop()
+        await worker.close()
         await queue.close()
         await pool.close()
     return {"seconds": round(elapsed, 3), "completions_per_s": round(instances / elapsed, 1)}
@@ -59,7 +58,7 @@ def main(*, instances: int = 2_000, timeout: float = 600.0, out: Any = None) -> 
     with pg.server() as admin_dsn:
         figures = asyncio.run(measure(admin_dsn, instances, timeout))
     lines = [
-        "hello workflow, memory driver, one process, Worker + NOOP email",
+        "hello workflow, memory driver, one process, engine (in-process backend) + NOOP email",
         f"{'instances':>10} {'seconds':>9} {'completions/s':>14}",
         f"{instances:>10,} {figures['seconds']:>9.2f} {figures['completions_per_s']:>14,.0f}",
     ]

@@ -4,7 +4,7 @@ The target is stated at half of the maximum rate, so :func:`saturation` measures
 first (``rate="auto"``): every event enqueued at once, the rate at which the same
 worker commits them. Then:
 
-``instances`` toggle instances exist; a :class:`Worker` on a memory queue applies the
+``instances`` toggle instances exist; the engine loop on a memory queue applies the
 events. FLIP events are enqueued at ``rate`` per second for ``seconds`` on a fixed
 schedule (open loop: a slow engine does not slow the arrivals). The send time of each
 is recorded (wall clock, just before the enqueue); the latency is the audit row's
@@ -22,10 +22,8 @@ import uuid
 from typing import Any
 
 from benchmarks import common, machine_info, pg
-from statefleet.actors.config import hello_noop
 from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.ports.queue import event_job
-from statefleet.engine.runtime import Worker
 from statefleet.engine.store.db import create_pool
 
 
@@ -40,7 +38,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 async def arrivals(dsn: str, instances: int, rate: float, seconds: float) -> dict[str, float]:
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue()
-    worker = Worker(pool, queue, hello_noop())
+    worker = common.local_engine(pool, queue)
     try:
         ids = await common.toggle_instances(pool, instances)
         await worker.start()
@@ -74,7 +72,7 @@ async def arrivals(dsn: str, instances: int, rate: float, seconds: float) -> dic
             "FROM workflow_events WHERE seq > 0"
         )
     finally:
-        await worker.stop()
+        await worker.close()
         await queue.close()
         await pool.close()
     latencies = sorted((r["at"] - sent[r["event_id"]]) * 1000 for r in rows)
@@ -93,7 +91,7 @@ async def saturation(dsn: str, instances: int, events: int) -> float:
     """Events per second the worker commits with every event already queued (closed loop)."""
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue()
-    worker = Worker(pool, queue, hello_noop())
+    worker = common.local_engine(pool, queue)
     try:
         ids = await common.toggle_instances(pool, instances)
         jobs = [
@@ -115,7 +113,7 @@ async def saturation(dsn: str, instances: int, events: int) -> float:
             await asyncio.sleep(0.01)
         return events / (time.perf_counter() - began)
     finally:
-        await worker.stop()
+        await worker.close()
         await queue.close()
         await pool.close()
 

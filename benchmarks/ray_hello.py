@@ -1,68 +1,48 @@
-"""Hello-workflow completions per second through the actor layer on a local Ray.
+"""Hello-workflow completions per second: the engine on Ray actors vs in this process.
 
-``python -m benchmarks.ray_hello -n 1000 -n 10000`` runs each batch size on a fresh
-database: ``DATABASE_URL`` (a role with CREATEDB) or a throwaway server (the test
-suite's ``postgres_server`` helper). Times from the first start to the last instance
-done; the start itself (inserting the instances) is inside the measurement.
+``python -m benchmarks.ray_hello -n 1000 -n 10000`` runs each batch size twice on fresh
+databases, the same engine loop over each backend: Ray actors on a local Ray (started
+once, bound to 127.0.0.1) and the in-process backend, memory queue, e-mail a no-op.
+Times from the first start to the last instance done; the start itself (inserting the
+instances) is inside the measurement. Prints the ratio Ray / in-process. Postgres is
+``DATABASE_URL`` (a role with CREATEDB) or a throwaway server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
-import pathlib
-import sys
 import time
-import uuid
-from collections.abc import Iterator
+import warnings
 
-import asyncpg
-
-from statefleet.actors.config import ActorSettings
-from statefleet.actors.engine import RayEngine
-from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.runtime import InstanceRuntime, Publisher, StartRequest
+from benchmarks import common, machine_info, pg
+from statefleet.engine.ports.backend import Backend
+from statefleet.engine.runtime import Engine, EngineSettings, LocalBackend, StartRequest
 from statefleet.engine.runtime.definitions import deploy_definition
-from statefleet.engine.store import migrate
 from statefleet.engine.store.db import create_pool
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-HELLO = json.loads((ROOT / "tests" / "fixtures" / "hello-workflow.json").read_text())
+HANDLERS = "statefleet.registries:hello_noop"
 
 
-@contextlib.contextmanager
-def server() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from postgres_server import running_postgres  # type: ignore[import-not-found]
+async def run(dsn: str, n: int, settings: EngineSettings, backend_name: str) -> float:
+    queue = common.CountingQueue()
+    pool = await create_pool(dsn, max_size=4)
+    backend: Backend
+    if backend_name == "ray":
+        from statefleet.actors.backend import RayBackend
 
-    with running_postgres() as pg:
-        yield pg.dsn
-
-
-async def run(admin_dsn: str, n: int, settings: ActorSettings) -> float:
-    name = f"statefleet_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+        backend = RayBackend.start(dsn, HANDLERS, settings, resources="off")
+    else:
+        backend = LocalBackend(pool, HANDLERS, settings)
+    engine = Engine(pool, queue, backend, settings)
     try:
-        await migrate(dsn)
-        queue = MemoryQueue()
-        pool = await create_pool(dsn, max_size=4)
-        engine = await RayEngine.start(dsn, queue, "statefleet.actors.config:hello_noop", settings)
-        runtime = InstanceRuntime(pool, Publisher(pool, queue))
+        await engine.start()
         async with pool.acquire() as connection:
-            definition = await deploy_definition(connection, "bench", HELLO)
+            definition = await deploy_definition(connection, common.TENANT, common.HELLO)
         began = time.perf_counter()
         for offset in range(0, n, 1_000):
             chunk = [StartRequest()] * min(1_000, n - offset)
-            await runtime.start_many("bench", definition.id, chunk)
+            await engine.runtime.start_many(common.TENANT, definition.id, chunk)
         while True:
             done = await pool.fetchval(
                 "SELECT count(*) FROM workflow_instances WHERE status = 'done'"
@@ -72,32 +52,48 @@ async def run(admin_dsn: str, n: int, settings: ActorSettings) -> float:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - began
         stats = await engine.stats()
+        direct = engine.delivered_direct
+        jobs = sum(queue.enqueued.values())
+    finally:
         await engine.stop()
+        destroy = getattr(backend, "destroy", None)
+        await (destroy() if destroy is not None else backend.close())
         await queue.close()
         await pool.close()
-        peak = max(s["peak_resident"] for s in stats)
-        print(
-            f"{n:>7} instances: {elapsed:6.2f} s, {n / elapsed:7.0f} completions/s, "
-            f"shards={settings.shards} peak resident/shard={peak}"
-        )
-        return n / elapsed
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    peak = max(s["peak_resident"] for s in stats)
+    print(
+        f"{backend_name:>6} {n:>7} instances: {elapsed:6.2f} s, {n / elapsed:7.0f} completions/s,"
+        f" shards={settings.shards} peak resident/shard={peak}; broker jobs per instance"
+        f" {jobs / n:.2f}, events delivered direct {direct / n:.2f}"
+    )
+    return n / elapsed
+
+
+async def measure(admin_dsn: str, n: int, settings: EngineSettings, backend: str) -> float:
+    async with pg.fresh_database(admin_dsn) as dsn:
+        return await run(dsn, n, settings, backend)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ray_hello")
     parser.add_argument("-n", type=int, action="append", help="instances (repeatable)")
     args = parser.parse_args()
-    import ray
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ray
 
+    print(machine_info.banner(machine_info.describe()))
+    settings = EngineSettings()
+    from statefleet.actors.backend import loopback_only
+
+    loopback_only()
     ray.init(include_dashboard=False, log_to_driver=False)
-    settings = ActorSettings.from_env()
     try:
-        with server() as dsn:
+        with pg.server() as dsn:
             for n in args.n or [1_000, 10_000]:
-                asyncio.run(run(dsn, n, settings))
+                ray_rate = asyncio.run(measure(dsn, n, settings, "ray"))
+                local_rate = asyncio.run(measure(dsn, n, settings, "local"))
+                print(f"       ray / in-process: {ray_rate / local_rate:.0%} (target >= 70%)")
     finally:
         ray.shutdown()
 

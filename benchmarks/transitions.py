@@ -3,7 +3,7 @@
 Engine: ``events`` FLIP events to ``instances`` existing toggle instances, applied by
 ``InstanceRuntime.apply`` in batches of ``batch`` (each batch one committed transaction:
 checkpoint update with version check, audit rows), with the checkpoint cache a
-:class:`~statefleet.engine.runtime.Worker` has (so, like the reference, a step mostly
+:class:`~statefleet.engine.runtime.shard.InstanceShard` has (so, like the reference, a step mostly
 writes without reading first; dedupe is still checked in Postgres). ``concurrency``
 appliers work on disjoint instance sets, so no version check is lost.
 

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
-from typing import Final
 
 from statefleet.engine.ports import BatchHandler, QueueJob
 
-__all__ = ["DeadLetterSink", "NoConsumerError", "PushBridge", "PushConsumer"]
-
-DeadLetterSink = Callable[[str | None, QueueJob, str], Awaitable[None]]
-"""``(tenant_id, job, reason)``: keeps a job that can never succeed (``Worker.dead_letter``)."""
-
-_NO_TENANT: Final = None
+__all__ = ["NoConsumerError", "PushBridge", "PushConsumer"]
 
 
 class NoConsumerError(RuntimeError):
@@ -74,16 +67,11 @@ class PushConsumer:
 
 
 class PushBridge:
-    """Which consumer takes the jobs pushed for each queue in this process.
-
-    ``dead_letter`` is where the HTTP side records bodies that can never succeed; the
-    process that embeds the worker sets it to ``Worker.dead_letter``.
-    """
+    """Which consumer takes the jobs pushed for each queue in this process."""
 
     def __init__(self) -> None:
         self._consumers: dict[str, list[PushConsumer]] = {}
         self._turn = itertools.count()
-        self.dead_letter: DeadLetterSink | None = None
 
     def register(self, queue_name: str, handler: BatchHandler, limit: int) -> PushConsumer:
         consumer = PushConsumer(self, queue_name, handler, limit)

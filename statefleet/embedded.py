@@ -12,7 +12,7 @@ run as root, so as root they run as an unprivileged system account (``statefleet
 created on demand with ``useradd --system``), switched to with :mod:`subprocess`'s
 ``user``/``group`` arguments rather than ``su`` (no PAM, no login shell).
 
-The memory queue driver is process-local, so the API and the dispatcher must hold the
+The memory queue driver is process-local, so the API and the engine loop must hold the
 *same* :class:`~statefleet.drivers.memory.MemoryQueue`: the stack builds one queue and
 hands it to both, and never lets ``create_app`` open its own.
 """
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
-import functools
 import glob
 import importlib.util
 import json
@@ -48,7 +47,6 @@ __all__ = [
     "EmbeddedStack",
     "PostgresProcess",
     "PostgresUnavailable",
-    "builtin_registry",
     "free_port",
     "server_account",
     "state_dir",
@@ -438,36 +436,22 @@ def throwaway_postgres(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-# --- handlers in the pool actors ---------------------------------------------
-
-
-def builtin_registry(smtp: Any = None) -> Any:
-    """The built-in handlers, built inside each pool actor (a picklable factory).
-
-    ``functools.partial(builtin_registry, SmtpSettings(...))`` carries the SMTP
-    settings to actors explicitly instead of through the environment.
-    """
-    from statefleet.engine.handlers import HandlerRegistry
-
-    return HandlerRegistry.with_builtins(smtp)
-
-
 # --- the stack ---------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class EmbeddedStack:
-    """Postgres (unless ``DATABASE_URL``), migrations, Ray shards and pools, the
-    dispatcher and sweeper, and the HTTP API, in this process; ``async with`` it.
+    """Postgres (unless ``DATABASE_URL``), migrations, the engine (Ray shards and pools
+    by default) and the HTTP API, in this process; ``async with`` it.
 
     Attributes:
         home: the state dir (``postgres/``, ``postgres.log``, ``credentials.json``).
         host, port: where the API listens.
-        env: the environment the database and the queue driver are chosen from.
+        env: the environment the settings are read from (``statefleet.config``).
         durable: keep fsync on (``up``); off for a demo in a temporary directory.
-        registry_factory: handlers of the pool actors; default: the built-ins, with
-            SMTP settings from the environment.
-        actor_settings: the actor layer's knobs; default: ``ActorSettings.from_env()``.
+        handlers: the executor pools' handlers; default: the built-ins with the SMTP and
+            AI settings of ``env``.
+        engine_settings: the engine's knobs; default: those of ``env``.
     """
 
     home: pathlib.Path
@@ -475,11 +459,12 @@ class EmbeddedStack:
     port: int = 8080
     env: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(os.environ))
     durable: bool = True
-    registry_factory: Callable[[], Any] | str | None = None
-    actor_settings: Any = None
+    handlers: Callable[[], Any] | str | None = None
+    engine_settings: Any = None
     say: Callable[[str], None] = print
     dsn: str = ""
     api_key: str = ""
+    engine: Any = None
     _postgres: PostgresProcess | None = None
     _cleanup: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
 
@@ -500,15 +485,17 @@ class EmbeddedStack:
         await self.aclose()
 
     async def _start(self) -> None:
+        from statefleet.config import Settings
         from statefleet.drivers.config import create_queue
         from statefleet.engine.store import migrate
         from statefleet.engine.store.db import create_pool
 
+        settings = Settings.load(self.env)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Fail fast on an unknown or unavailable driver, before anything starts.
-        queue = create_queue(self.env)
+        queue = create_queue(settings.env)
         self._cleanup.append(queue.close)
-        self.dsn = self.env.get("DATABASE_URL", "").strip()
+        self.dsn = settings.database_url or ""
         if not self.dsn:
             # Synchronous and on this thread on purpose: see PostgresProcess.start.
             self._postgres = PostgresProcess(
@@ -521,62 +508,34 @@ class EmbeddedStack:
         if applied:
             self.say(f"migrated: {', '.join(applied)}")
         self.api_key = await self._credentials()
-        engine = await self._start_engine(queue)
-        self._cleanup.append(engine.stop)
         pool = await create_pool(self.dsn)
         self._cleanup.append(pool.close)
-        await self._serve(pool, queue)
+        await self._start_engine(settings, pool, queue)
+        await self._serve(settings, pool, queue)
 
-    async def _start_engine(self, queue: Any) -> Any:
-        from statefleet.actors.config import ActorSettings
-        from statefleet.engine.handlers import SmtpSettings
+    async def _start_engine(self, settings: Any, pool: Any, queue: Any) -> None:
+        from statefleet.backends import start_backend
+        from statefleet.engine.runtime.engine import Engine
 
-        with _quiet_ray_import():
-            from statefleet.actors.engine import RayEngine
-
-        factory = self.registry_factory or functools.partial(
-            builtin_registry, SmtpSettings.from_env(self.env)
-        )
-        settings = self.actor_settings or ActorSettings.from_env(self.env)
-        engine = await RayEngine.start(self.dsn, queue, factory, settings)
-        self.say(f"ray: {len(engine.shards)} shard(s), {len(engine.pools)} pool(s)")
-        return engine
-
-    async def _serve(self, pool: Any, queue: Any) -> None:
-        import uvicorn
-
-        from statefleet.api import ApiSettings, create_app
-
-        settings = dataclasses.replace(
-            ApiSettings.from_env(self.env), database_url=self.dsn, env=dict(self.env)
-        )
-        # The same queue as the dispatcher's, and no worker in the app: the actors are it.
-        app = create_app(settings, pool=pool, queue=queue, embedded_worker=False)
-        config = uvicorn.Config(
-            app, host=self.host, port=self.port, log_level="warning", lifespan="on", ws="none"
+        knobs = self.engine_settings or settings.engine()
+        backend = start_backend(settings, self.dsn, pool, handlers=self.handlers, engine=knobs)
+        self._cleanup.append(backend.close)
+        self.engine = Engine(pool, queue, backend, knobs)
+        await self.engine.start()
+        self._cleanup.append(self.engine.stop)
+        self.say(
+            f"engine: {backend.shard_count} shard(s), {backend.pool_count} pool(s) "
+            f"({settings.backend} backend)"
         )
 
-        class Server(uvicorn.Server):
-            """uvicorn without its signal handlers: the stack's owner decides when to stop."""
+    async def _serve(self, settings: Any, pool: Any, queue: Any) -> None:
+        from statefleet.api import create_app
+        from statefleet.serving import serve
 
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        server = Server(config)
-        task = asyncio.create_task(server.serve(), name="statefleet-api")
-
-        async def stop_server() -> None:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._cleanup.append(stop_server)
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError(f"the API could not listen on {self.host}:{self.port}")
-            await asyncio.sleep(0.02)
+        api = dataclasses.replace(settings.api(), database_url=self.dsn)
+        # The same queue as the engine's, and no engine in the app: this stack runs it.
+        app = create_app(api, pool=pool, queue=queue, run_engine=False)
+        self._cleanup.append(await serve(app, self.host, self.port))
 
     async def _credentials(self) -> str:
         """The ``default`` tenant's key: read from credentials.json, created on first start."""
@@ -624,13 +583,3 @@ def _write_private(path: pathlib.Path, data: Mapping[str, Any]) -> None:
         stream.write("\n")
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def _quiet_ray_import() -> Iterator[None]:
-    import warnings
-
-    with warnings.catch_warnings():
-        # Ray's import emits DeprecationWarnings of its own modules, not statefleet's.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield

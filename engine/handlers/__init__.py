@@ -15,7 +15,12 @@ from statefleet.engine.handlers.builtin import (
     SmtpSettings,
     noop_handler,
 )
-from statefleet.engine.handlers.registry import HandlerRegistry, UnknownTaskType
+from statefleet.engine.handlers.registry import (
+    HandlerFactory,
+    HandlerRegistry,
+    UnknownTaskType,
+    load_handler_factory,
+)
 
 __all__ = [
     "MANUAL_TYPES",
@@ -24,6 +29,7 @@ __all__ = [
     "EmailHandler",
     "Emit",
     "Handler",
+    "HandlerFactory",
     "HandlerRegistry",
     "HandlerResult",
     "HttpHandler",
@@ -31,5 +37,6 @@ __all__ = [
     "SmtpSettings",
     "TaskContext",
     "UnknownTaskType",
+    "load_handler_factory",
     "noop_handler",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -36,7 +36,7 @@ class SmtpSettings:
     host: str = "localhost"
     port: int = 25
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     sender: str = "statefleet@localhost"
     starttls: bool = False
     use_tls: bool = False

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib import import_module
 from importlib.metadata import entry_points
 
 from statefleet.engine.handlers.ai import AiHandler, AiSettings
@@ -15,7 +16,13 @@ from statefleet.engine.handlers.builtin import (
     noop_handler,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry", "UnknownTaskType"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HandlerFactory",
+    "HandlerRegistry",
+    "UnknownTaskType",
+    "load_handler_factory",
+]
 
 ENTRY_POINT_GROUP = "statefleet.handlers"
 
@@ -76,3 +83,22 @@ class HandlerRegistry:
         if entry_points_group:
             registry.load_entry_points(entry_points_group)
         return registry
+
+
+#: Builds a handler registry where the handlers run (each executor pool, possibly a Ray
+#: actor on another node): a picklable callable (a module-level function, a
+#: ``functools.partial`` of one carrying its settings) or its import path
+#: ``"package.module:function"``. Registries hold clients, so they are built where they
+#: run, never pickled; whatever they need must be in the factory, not in the environment.
+HandlerFactory = Callable[[], HandlerRegistry] | str
+
+
+def load_handler_factory(factory: HandlerFactory) -> Callable[[], HandlerRegistry]:
+    """The callable behind ``factory`` (importing ``"module:function"`` paths)."""
+    if not isinstance(factory, str):
+        return factory
+    module_name, _, attribute = factory.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"a handler factory path is 'module:function', got {factory!r}")
+    built: Callable[[], HandlerRegistry] = getattr(import_module(module_name), attribute)
+    return built

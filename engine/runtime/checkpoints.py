@@ -70,7 +70,7 @@ class CheckpointCache(Protocol):
 class RecentCheckpoints:
     """A :class:`CheckpointCache` of the most recently stepped instances (LRU, bounded).
 
-    For a process without actors (the :class:`~statefleet.engine.runtime.worker.Worker`):
+    For a runtime used without a shard (the transitions benchmark, race tests):
     an instance's next event usually follows its last one closely (a task's completion,
     a reply), so keeping the last ``max_entries`` checkpoints spares most steps the
     read. The bound keeps memory flat whatever the number of instances.

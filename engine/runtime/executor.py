@@ -5,8 +5,8 @@ An :class:`TaskExecutor` runs a batch of task jobs concurrently through
 per type: ``limits`` or ``default_limit``), so a slow type (an AI call) cannot take
 every slot from a fast one. The type is read before the claim, so a job waiting for
 a slot holds no lease. The outbox rows the attempts commit (completion events,
-retries) are returned, not published: ``actors/pools.py`` hosts this in a Ray actor,
-which cannot reach a process-local queue, and the dispatcher publishes them.
+retries) are returned, not published: a Ray actor hosting this cannot reach a
+process-local queue, and the engine loop sends them on (``engine.py``).
 
 Plain asyncio, Ray-free; one event loop.
 """
@@ -24,6 +24,7 @@ import asyncpg
 
 from statefleet.engine.handlers import HandlerRegistry
 from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
 from statefleet.engine.store.queries import load_queries
@@ -61,6 +62,7 @@ class TaskExecutor:
         settings: ExecutorSettings | None = None,
         *,
         worker_id: str | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.pool = pool
         self.registry = registry
@@ -76,6 +78,7 @@ class TaskExecutor:
             CollectingPublisher(),
             worker_id=self.worker_id,
             settings=self.settings.tasks,
+            observer=observer,
         )
 
     def _slot(self, task_type: str) -> asyncio.Semaphore:

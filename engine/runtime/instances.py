@@ -303,7 +303,10 @@ class InstanceRuntime:
         async def collect(committed: Sequence[OutboxRow]) -> None:
             rows.extend(committed)
 
+        started = time.perf_counter()
         outcomes = await self._apply(events, collect)
+        if self.observer is not None:
+            self.observer.events_applied(outcomes, time.perf_counter() - started)
         return outcomes, rows
 
     async def _apply(self, events: Sequence[EventJobData], sink: _Sink) -> list[ApplyOutcome]:

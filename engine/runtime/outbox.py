@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
 from statefleet.engine.ports.queue import (
     TASK_JOB,
@@ -27,7 +28,14 @@ from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
-__all__ = ["CollectingPublisher", "OutboxRow", "OutboxSink", "Publisher", "insert_outbox"]
+__all__ = [
+    "CollectingPublisher",
+    "OutboxRow",
+    "OutboxSink",
+    "Publisher",
+    "insert_dead_letter",
+    "insert_outbox",
+]
 
 SQL = load_queries("outbox.sql")
 
@@ -96,6 +104,14 @@ async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> li
     return [r for r in rows if r.id in ids]
 
 
+async def insert_dead_letter(
+    connection: Connection, tenant_id: str | None, job: QueueJob, reason: str
+) -> None:
+    """Keeps a job that can never succeed (malformed) where people can read it."""
+    body = orjson.dumps({"name": job.name, "data": job.data})
+    await connection.execute(SQL["insert_dead_letter"], tenant_id, job.queue, body, reason)
+
+
 class OutboxSink(Protocol):
     """Takes committed outbox rows: a :class:`Publisher`, or a :class:`CollectingPublisher`.
 
@@ -111,8 +127,8 @@ class CollectingPublisher:
     """Keeps rows instead of publishing them, for a caller that hands them on.
 
     A Ray actor runs in its own process and cannot reach a process-local queue:
-    it returns what it collected here to the dispatcher, which owns the queue
-    client and publishes the rows with a real :class:`Publisher`.
+    it returns what it collected here to the engine loop, which owns the queue
+    client and sends the rows on (``Engine.route``).
     """
 
     def __init__(self) -> None:
@@ -148,6 +164,11 @@ class Publisher:
             return
         await self.queue.enqueue_many([row.job() for row in rows])
         await self._marks.submit(rows)
+
+    async def mark_published(self, rows: Sequence[OutboxRow]) -> None:
+        """Records rows as sent without enqueueing them (the engine delivered them itself)."""
+        if rows:
+            await self._marks.submit(rows)
 
     async def _mark_published(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
         rows = [row for batch in batches for row in batch]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,8 @@ class Sweeper:
         self.event_grace_ms = event_grace_ms
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
+        #: Monotonic time the last pass ended (failed or not): the engine's liveness signal.
+        self.last_pass = time.monotonic()
 
     async def sweep_once(self) -> SweepReport:
         """One pass: stale outbox rows, lost event jobs, due tasks/timers, expired leases."""
@@ -100,4 +103,5 @@ class Sweeper:
                 raise
             except Exception:
                 log.exception("sweep failed; trying again in %d ms", self.interval_ms)
+            self.last_pass = time.monotonic()
             await asyncio.sleep(self.interval_ms / 1000)

@@ -2,7 +2,8 @@
 
 The lifespan opens what was not injected (the pool from ``DATABASE_URL``, the queue
 driver the environment selects) and closes only what it opened, so tests can
-inject the pool, queue and worker they run and keep ownership of them.
+inject the pool, queue and engine they run and keep ownership of them.
+``create_worker_app`` is the small server of ``statefleet worker``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ from statefleet.api.routes import (
 from statefleet.api.settings import ApiSettings
 from statefleet.api.state import AppState
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.handlers import HandlerFactory
 from statefleet.engine.ports import Queue
-from statefleet.engine.runtime import InstanceRuntime, Publisher, Worker, WorkflowService
+from statefleet.engine.runtime import InstanceRuntime, Publisher, WorkflowService
+from statefleet.engine.runtime.engine import Engine
+from statefleet.engine.runtime.local import LocalBackend
+from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.store.db import create_pool
+from statefleet.registries import builtin_registry
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_worker_app"]
 
 
 def create_app(
@@ -44,8 +49,9 @@ def create_app(
     pool: asyncpg.Pool[Any] | None = None,
     queue: Queue | None = None,
     service: WorkflowService | None = None,
-    registry: HandlerRegistry | None = None,
-    embedded_worker: bool | None = None,
+    handlers: HandlerFactory | None = None,
+    engine_settings: EngineSettings | None = None,
+    run_engine: bool | None = None,
 ) -> FastAPI:
     """The API app.
 
@@ -56,11 +62,12 @@ def create_app(
         queue: a queue driver to publish to (not closed); default: the driver
             ``settings.env`` selects.
         service: the service to call; default: one over ``pool`` and ``queue``.
-            Inject the worker's service to share its machine cache in one process.
-        registry: handlers of an embedded worker (default: the built-ins).
-        embedded_worker: run a worker inside the app. Default: exactly when the app
-            opened a memory queue or a push driver (Cloud Tasks) itself, because no
-            other process can consume a process-local queue, and pushes arrive here.
+        handlers, engine_settings: of the engine run inside the app (default: the
+            built-in handlers with default settings, and ``EngineSettings()``).
+        run_engine: run the engine (in-process backend) inside the app. Default:
+            exactly when the app opened a memory queue itself, because no other
+            process can consume a process-local queue. Under a push driver (Cloud
+            Tasks) the broker pushes to ``statefleet worker``, not to the API.
 
     Raises:
         ValueError: at start-up, when no pool is injected and no database URL is set.
@@ -70,7 +77,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_pool = own_queue = None
-        worker: Worker | None = None
+        engine: Engine | None = None
         try:
             if pool is None:
                 if not settings.database_url:
@@ -84,32 +91,29 @@ def create_app(
             the_queue = queue or own_queue
             assert the_pool is not None
             assert the_queue is not None
-            embed = embedded_worker
+            embed = run_engine
             if embed is None:
-                # A push driver delivers to this process's HTTP routes: it must run one.
-                embed = isinstance(own_queue, MemoryQueue) or hasattr(own_queue, "push_bridge")
+                embed = isinstance(own_queue, MemoryQueue)
             if embed:
-                worker = Worker(
-                    the_pool,
-                    the_queue,
-                    registry or HandlerRegistry.with_builtins(),
-                    observer=metrics,
+                knobs = engine_settings or EngineSettings()
+                backend = LocalBackend(
+                    the_pool, handlers or builtin_registry, knobs, observer=metrics
                 )
-                await worker.start()
-                bridge = getattr(the_queue, "push_bridge", None)
-                if bridge is not None:
-                    bridge.dead_letter = worker.dead_letter
+                engine = Engine(the_pool, the_queue, backend, knobs)
+                await engine.start()
             the_service = service or WorkflowService(
                 the_pool,
-                worker.instances
-                if worker is not None
+                engine.runtime
+                if engine is not None
                 else InstanceRuntime(the_pool, Publisher(the_pool, the_queue)),
             )
-            app.state.statefleet = AppState(settings, the_pool, the_queue, the_service, metrics)
+            app.state.statefleet = AppState(
+                settings, the_pool, the_queue, the_service, metrics, engine
+            )
             yield
         finally:
-            if worker is not None:
-                await worker.stop()
+            if engine is not None:
+                await engine.close()
             if own_queue is not None:
                 await own_queue.close()
             if own_pool is not None:
@@ -128,4 +132,33 @@ def create_app(
     # Added last = outermost: metrics time everything, including 413s.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def create_worker_app(
+    settings: ApiSettings, *, pool: asyncpg.Pool[Any], queue: Queue, engine: Engine
+) -> FastAPI:
+    """The worker's own HTTP server: health, metrics, and the push routes.
+
+    ``/healthz`` fails when the engine loop stopped beating (a hung worker is restarted
+    by its orchestrator), ``/readyz`` when Postgres or the queue does not answer, and
+    ``/internal/queues/*`` is where Cloud Tasks pushes jobs to this worker's engine.
+    No tenant routes: those are the API's.
+    """
+    metrics = ApiMetrics()
+    app = FastAPI(
+        title="statefleet worker",
+        version=__version__,
+        default_response_class=JSONBody,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.statefleet = AppState(
+        settings, pool, queue, WorkflowService(pool, engine.runtime), metrics, engine
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(internal.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -15,6 +15,7 @@ from statefleet.api.metrics import ApiMetrics
 from statefleet.api.settings import ApiSettings
 from statefleet.engine.ports import Queue
 from statefleet.engine.runtime import WorkflowService
+from statefleet.engine.runtime.engine import Engine
 
 __all__ = ["AppState", "app_state"]
 
@@ -26,6 +27,8 @@ class AppState:
     queue: Queue
     service: WorkflowService
     metrics: ApiMetrics
+    #: The engine running in this process, if any (its heartbeat feeds ``/healthz``).
+    engine: Engine | None = None
 
 
 def app_state(request: Request) -> AppState:

@@ -7,8 +7,6 @@ says this one process is the whole demo.
 
 from __future__ import annotations
 
-import os
-
 import click
 
 __all__ = ["api", "register"]
@@ -25,24 +23,33 @@ MEMORY_WARNING = (
 @click.option("--port", envvar="STATEFLEET_API_PORT", default=8080, show_default=True, type=int)
 @click.option("--allow-memory", is_flag=True, help="Accept the process-local memory queue.")
 def api(host: str, port: int, allow_memory: bool) -> None:
-    """Serve the v1 HTTP API (DATABASE_URL, WORKFLOW_QUEUE_DRIVER, STATEFLEET_ADMIN_KEY)."""
+    """Serve the v1 HTTP API (DATABASE_URL, WORKFLOW_QUEUE_DRIVER, STATEFLEET_ADMIN_KEY).
+
+    With --allow-memory this one process also runs the engine (in-process backend).
+    """
     import uvicorn
 
-    from statefleet.api import ApiSettings, create_app
-    from statefleet.drivers.config import QueueConfigError, select_driver
+    from statefleet.api import create_app
+    from statefleet.config import ConfigError, Settings
 
     try:
-        driver = select_driver(os.environ)
-        settings = ApiSettings.from_env()
-    except (QueueConfigError, ValueError) as exc:
+        settings = Settings.load()
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is not set")
-    if driver == "memory" and not allow_memory:
+    memory = settings.queue_driver == "memory"
+    if memory and not allow_memory:
         raise click.ClickException(MEMORY_WARNING)
-    if driver == "memory":
+    if memory:
         click.echo(f"warning: {MEMORY_WARNING}", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, loop="uvloop", ws="none")
+    app = create_app(
+        settings.api(),
+        handlers=settings.handlers(),
+        engine_settings=settings.engine(),
+        run_engine=memory,
+    )
+    uvicorn.run(app, host=host, port=port, loop="uvloop", ws="none")
 
 
 def register(group: click.Group) -> None:

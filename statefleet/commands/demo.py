@@ -84,9 +84,10 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
     from rich.table import Table
 
     from statefleet.client import AsyncClient
-    from statefleet.embedded import EmbeddedStack, builtin_registry, free_port
+    from statefleet.embedded import EmbeddedStack, free_port
     from statefleet.engine.handlers import SmtpSettings
     from statefleet.examples import HELLO_WORKFLOW
+    from statefleet.registries import builtin_registry
 
     console = Console()
     stop = asyncio.Event()
@@ -104,7 +105,7 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
             home,
             port=free_port(),
             durable=durable,
-            registry_factory=factory,
+            handlers=factory,
             say=lambda message: console.print(message, highlight=False),
         )
         async with stack, AsyncClient(stack.url, stack.api_key, timeout=120) as client:

@@ -2,7 +2,7 @@
 
 Embedded Postgres (unless ``DATABASE_URL``), migrations, local Ray (or ``RAY_ADDRESS``),
 the queue driver the environment selects (memory by default), shards, pools,
-dispatcher, sweeper and the HTTP API; see :mod:`statefleet.embedded`. SIGINT/SIGTERM
+the engine loop, sweeper and the HTTP API; see :mod:`statefleet.embedded`. SIGINT/SIGTERM
 stop it in order; a SIGKILL takes Postgres down with it and the next ``up`` on the
 same ``STATEFLEET_HOME`` continues from the committed state (the sweeper republishes
 whatever was in flight).
@@ -72,12 +72,22 @@ def up(host: str, port: int) -> None:
     `default` is created and its key written to $STATEFLEET_HOME/credentials.json;
     the export lines printed at start-up point the CLI at this server.
     """
+    from statefleet.config import ConfigError
     from statefleet.drivers.config import DriverNotImplementedError, QueueConfigError
     from statefleet.embedded import PostgresUnavailable
+    from statefleet.engine.ports.backend import BackendUnavailable
 
+    problems = (
+        ConfigError,
+        QueueConfigError,
+        DriverNotImplementedError,
+        PostgresUnavailable,
+        BackendUnavailable,
+        OSError,
+    )
     try:
         asyncio.run(_run_until_signal(host, port))
-    except (QueueConfigError, DriverNotImplementedError, PostgresUnavailable, OSError) as exc:
+    except problems as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # a signal before the handlers were installed
         with contextlib.suppress(Exception):

@@ -1,50 +1,69 @@
-"""``statefleet worker``: the workers alone (Ray shards and pools, dispatcher, sweeper).
+"""``statefleet worker``: the engine alone (shards, pools, the engine loop, the sweeper).
 
 For deployments where ``statefleet api`` runs elsewhere: the two share the queue driver
 and Postgres. The memory driver is refused, since its queues live in one process and an
 API elsewhere could never reach them (``statefleet up`` runs both halves in one).
+
+The worker serves a small HTTP app of its own on ``STATEFLEET_WORKER_HOST:PORT``:
+``/healthz`` (the engine loop is alive), ``/readyz`` (Postgres and the queue answer),
+and, under Cloud Tasks, ``/internal/queues/*``, where the broker pushes jobs to this
+worker's engine (``WORKFLOW_CLOUDTASKS_TARGET_BASE_URL`` points here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import warnings
 
 import click
 
 from statefleet.commands.api import MEMORY_WARNING
+from statefleet.config import ConfigError, Settings
 
 __all__ = ["register", "worker"]
 
 
-async def _run(database_url: str) -> None:
+async def _run(settings: Settings, database_url: str) -> None:
+    from statefleet.api.app import create_worker_app
+    from statefleet.backends import start_backend
     from statefleet.drivers.config import create_queue
-    from statefleet.embedded import builtin_registry
+    from statefleet.engine.runtime.engine import Engine
     from statefleet.engine.store import migrate
-
-    with warnings.catch_warnings():
-        # Ray's import emits DeprecationWarnings of its own modules.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from statefleet.actors.engine import RayEngine
+    from statefleet.engine.store.db import create_pool
+    from statefleet.serving import serve
 
     stop = asyncio.Event()
     await migrate(database_url)
-    queue = create_queue(os.environ)
+    queue = create_queue(settings.env)
+    pool = await create_pool(database_url, max_size=8)
     try:
-        engine = await RayEngine.start(database_url, queue, builtin_registry)
-        # After ray.init, which installs its own SIGTERM handler (sys.exit).
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        knobs = settings.engine()
+        backend = start_backend(settings, database_url, pool, engine=knobs)
+        engine = Engine(pool, queue, backend, knobs)
         try:
-            click.echo(f"worker: {len(engine.shards)} shard(s), {len(engine.pools)} pool(s)")
-            await stop.wait()
+            await engine.start()
+            app = create_worker_app(settings.api(), pool=pool, queue=queue, engine=engine)
+            stop_server = await serve(app, settings.worker_host, settings.worker_port)
+            # After ray.init, which installs its own SIGTERM handler (sys.exit).
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            click.echo(
+                f"worker: {backend.shard_count} shard(s), {backend.pool_count} pool(s) "
+                f"({settings.backend} backend); "
+                f"http://{settings.worker_host}:{settings.worker_port}/healthz",
+                err=True,
+            )
+            try:
+                await stop.wait()
+                click.echo("stopping...", err=True)
+            finally:
+                await stop_server()
         finally:
-            await engine.stop()
+            await engine.close()
     finally:
         await queue.close()
+        await pool.close()
 
 
 @click.command()
@@ -52,24 +71,26 @@ async def _run(database_url: str) -> None:
     "--database-url", envvar="DATABASE_URL", required=True, help="Postgres DSN ($DATABASE_URL)."
 )
 def worker(database_url: str) -> None:
-    """Run the workers: Ray shards and pools, the dispatcher and the sweeper.
+    """Run the engine: shards and pools (Ray, or this process), the engine loop, the sweeper.
 
     Needs a shared queue driver (WORKFLOW_QUEUE_DRIVER / REDIS_URL / Cloud Tasks);
-    joins the Ray cluster at RAY_ADDRESS, else starts a local one.
+    joins the Ray cluster at RAY_ADDRESS, else starts a local one
+    (STATEFLEET_BACKEND=local: no Ray at all). `statefleet config` shows the settings.
     """
-    from statefleet.drivers.config import DriverNotImplementedError, QueueConfigError, select_driver
+    from statefleet.drivers.config import DriverNotImplementedError
+    from statefleet.engine.ports.backend import BackendUnavailable
 
     try:
-        driver = select_driver(os.environ)
-    except QueueConfigError as exc:
+        settings = Settings.load()
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if driver == "memory":
+    if settings.queue_driver == "memory":
         raise click.ClickException(
             MEMORY_WARNING.replace("pass --allow-memory", "run `statefleet up`")
         )
     try:
-        asyncio.run(_run(database_url))
-    except DriverNotImplementedError as exc:
+        asyncio.run(_run(settings, database_url))
+    except (DriverNotImplementedError, BackendUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

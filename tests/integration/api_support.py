@@ -1,6 +1,6 @@
 """The real API over real HTTP: uvicorn on a free port in the test's loop, httpx clients.
 
-``running_api`` starts an engine (pool, memory queue, started worker) with
+``running_api`` starts an engine (pool, memory queue, started engine loop) with
 ``running_engine``, injects it into ``create_app``, serves it with uvicorn on
 127.0.0.1, creates two tenants, and tears everything down in reverse order.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from runtime_support import Engine, free_port, running_engine
+from runtime_support import Running, free_port, running_engine
 
 from statefleet.api import ApiSettings, create_app
 from statefleet.engine.handlers import HandlerRegistry
@@ -41,7 +41,7 @@ def hello_registry() -> HandlerRegistry:
 @dataclass
 class Api:
     url: str
-    engine: Engine
+    engine: Running
     tenants: dict[str, tuple[str, str]]  # name -> (tenant id, api key)
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:

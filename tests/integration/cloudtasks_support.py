@@ -1,4 +1,4 @@
-"""An engine on the Cloud Tasks driver: emulator -> HTTP push -> our app under uvicorn."""
+"""An engine on the Cloud Tasks driver: emulator -> HTTP push -> the worker's app under uvicorn."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from runtime_support import FAST, free_port
+from runtime_support import FAST, BackendKind, engine_on, free_port
 
-from statefleet.api.app import create_app
+from statefleet.api.app import create_worker_app
 from statefleet.api.settings import ApiSettings
 from statefleet.drivers.cloudtasks import CloudTasksConfig, CloudTasksQueue
-from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.handlers import HandlerFactory, HandlerRegistry
 from statefleet.engine.ports import QUEUE_NAMES
-from statefleet.engine.runtime import Worker, WorkerSettings, WorkflowService
+from statefleet.engine.runtime import Engine, EngineSettings, WorkflowService
 from statefleet.engine.store.db import create_pool
 
 PROJECT = "statefleet-test"
@@ -70,7 +70,7 @@ async def serving(app: Any, port: int) -> AsyncIterator[None]:
 class CloudEngine:
     pool: asyncpg.Pool[Any]
     queue: CloudTasksQueue
-    worker: Worker
+    engine: Engine
     service: WorkflowService
     base_url: str
 
@@ -78,30 +78,29 @@ class CloudEngine:
 @asynccontextmanager
 async def cloudtasks_engine(
     dsn: str,
-    registry: HandlerRegistry,
+    registry: HandlerRegistry | HandlerFactory,
     emulator_host: str,
     *,
     secret: str | None = "s3cret",
-    settings: WorkerSettings = FAST,
+    settings: EngineSettings = FAST,
+    backend: BackendKind = "local",
 ) -> AsyncIterator[CloudEngine]:
-    """Pool, Cloud Tasks driver on the emulator, started worker, app serving the pushes."""
+    """Pool, Cloud Tasks driver on the emulator, started engine, worker app serving pushes."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     pool = await create_pool(dsn, max_size=8)
     queue = CloudTasksQueue(emulator_config(emulator_host, base_url, secret))
-    worker = Worker(pool, queue, registry, settings=settings)
-    service = WorkflowService(pool, worker.instances)
     env = {"WORKFLOW_QUEUE_SECRET": secret} if secret else {}
-    app = create_app(
-        ApiSettings(env=env), pool=pool, queue=queue, service=service, embedded_worker=False
-    )
     try:
         await create_queues(queue)
-        queue.push_bridge.dead_letter = worker.dead_letter
-        await worker.start()
-        async with serving(app, port):
-            yield CloudEngine(pool, queue, worker, service, base_url)
+        async with engine_on(
+            pool, queue, registry, settings=settings, backend=backend, dsn=dsn
+        ) as engine:
+            app = create_worker_app(ApiSettings(env=env), pool=pool, queue=queue, engine=engine)
+            async with serving(app, port):
+                yield CloudEngine(
+                    pool, queue, engine, WorkflowService(pool, engine.runtime), base_url
+                )
     finally:
-        await worker.stop()
         await queue.close()
         await pool.close()

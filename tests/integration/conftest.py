@@ -136,3 +136,12 @@ def _redacted(dsn: str) -> str:
         return dsn
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray for the whole session (see ``ray_support``)."""
+    from ray_support import local_ray as started
+
+    with started():
+        yield

@@ -1,8 +1,8 @@
 """One engine under any of the three queue drivers, for the shared end-to-end suite.
 
 ``open_engine(driver, dsn, registry, ...)`` yields a :class:`DriverEngine`: a pool, the
-driver, a started :class:`Worker` and the service. Under ``cloudtasks`` the worker is
-reached only through the app's ``/internal/queues/*`` routes served by uvicorn, fed by
+driver, a started :class:`Engine` and the service. Under ``cloudtasks`` the engine is
+reached only through the worker app's ``/internal/queues/*`` routes served by uvicorn, fed by
 the emulator (``cloudtasks_support``); under ``bullmq`` it runs on a real Redis with a
 fresh key prefix per engine; under ``memory`` on a private backend.
 """
@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 import asyncpg
 from cloudtasks_support import cloudtasks_engine
-from runtime_support import FAST, running_engine
+from runtime_support import FAST, BackendKind, engine_on, running_engine
 
 from statefleet.drivers.bullmq import BullMQQueue
-from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.handlers import HandlerFactory, HandlerRegistry
 from statefleet.engine.ports import Queue
-from statefleet.engine.runtime import Worker, WorkerSettings, WorkflowService
+from statefleet.engine.runtime import Engine, EngineSettings, WorkflowService
 from statefleet.engine.store.db import create_pool
 
 DriverKind = Literal["memory", "bullmq", "cloudtasks"]
@@ -34,7 +34,7 @@ class DriverEngine:
     driver: DriverKind
     pool: asyncpg.Pool[Any]
     queue: Queue
-    worker: Worker
+    engine: Engine
     service: WorkflowService
 
 
@@ -45,6 +45,8 @@ class DriverTarget:
     driver: DriverKind
     redis_url: str | None = None
     emulator_host: str | None = None
+    #: Where the shards and pools run: in the test's process, or in Ray actors.
+    backend: BackendKind = "local"
 
 
 def bullmq_prefix() -> str:
@@ -54,39 +56,42 @@ def bullmq_prefix() -> str:
 @asynccontextmanager
 async def bullmq_engine(
     dsn: str,
-    registry: HandlerRegistry,
+    registry: HandlerRegistry | HandlerFactory,
     redis_url: str,
     *,
     prefix: str | None = None,
-    settings: WorkerSettings = FAST,
+    settings: EngineSettings = FAST,
+    backend: BackendKind = "local",
 ) -> AsyncIterator[DriverEngine]:
-    """Pool, BullMQ driver (50 ms retry backoff), started worker; torn down in order."""
+    """Pool, BullMQ driver (50 ms retry backoff), started engine; torn down in order."""
     pool = await create_pool(dsn, max_size=8)
     queue = BullMQQueue(redis_url, prefix=prefix or bullmq_prefix(), min_backoff_ms=50)
-    worker = Worker(pool, queue, registry, settings=settings)
-    service = WorkflowService(pool, worker.instances)
     try:
-        await worker.start()
-        yield DriverEngine("bullmq", pool, queue, worker, service)
+        async with engine_on(
+            pool, queue, registry, settings=settings, backend=backend, dsn=dsn
+        ) as engine:
+            service = WorkflowService(pool, engine.runtime)
+            yield DriverEngine("bullmq", pool, queue, engine, service)
     finally:
-        await worker.stop()
         await queue.close()
         await pool.close()
 
 
 @asynccontextmanager
 async def open_engine(
-    target: DriverTarget, dsn: str, registry: HandlerRegistry
+    target: DriverTarget, dsn: str, registry: HandlerRegistry | HandlerFactory
 ) -> AsyncIterator[DriverEngine]:
-    """A started engine on ``target``'s driver."""
+    """A started engine on ``target``'s driver and backend."""
     if target.driver == "memory":
-        async with running_engine(dsn, registry) as memory:
-            yield DriverEngine("memory", memory.pool, memory.queue, memory.worker, memory.service)
+        async with running_engine(dsn, registry, hosts=target.backend) as memory:
+            yield DriverEngine("memory", memory.pool, memory.queue, memory.engine, memory.service)
     elif target.driver == "bullmq":
         assert target.redis_url is not None
-        async with bullmq_engine(dsn, registry, target.redis_url) as engine:
+        async with bullmq_engine(dsn, registry, target.redis_url, backend=target.backend) as engine:
             yield engine
     else:
         assert target.emulator_host is not None
-        async with cloudtasks_engine(dsn, registry, target.emulator_host) as cloud:
-            yield DriverEngine("cloudtasks", cloud.pool, cloud.queue, cloud.worker, cloud.service)
+        async with cloudtasks_engine(
+            dsn, registry, target.emulator_host, backend=target.backend
+        ) as cloud:
+            yield DriverEngine("cloudtasks", cloud.pool, cloud.queue, cloud.engine, cloud.service)

@@ -11,32 +11,45 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from aiosmtpd.controller import Controller
 
 from statefleet.drivers.memory import MemoryBackend, MemoryQueue
-from statefleet.engine.handlers import HandlerRegistry, SmtpSettings
+from statefleet.engine.handlers import HandlerFactory, HandlerRegistry, SmtpSettings
+from statefleet.engine.ports import Queue
 from statefleet.engine.runtime import (
+    Engine,
+    EngineSettings,
     InstanceRuntime,
     InstanceView,
-    TaskRunnerSettings,
-    Worker,
-    WorkerSettings,
+    LocalBackend,
     WorkflowService,
 )
 from statefleet.engine.store.db import create_pool
 
-FAST = WorkerSettings(
+FAST = EngineSettings(
+    shards=2,
+    pools=1,
     event_batch_wait_ms=2,
+    task_batch_wait_ms=2,
     sweep_interval_ms=100,
     sweep_grace_ms=200,
     # A job a broker lost (e.g. across a Redis restart) comes back well within the
     # tests' wait limits, yet a batch queued for a few seconds is not re-sent.
     sweep_event_grace_ms=5_000,
-    tasks=TaskRunnerSettings(default_lease_ms=30_000, lease_margin_ms=200),
+    task_default_lease_ms=30_000,
+    task_lease_margin_ms=200,
+    db_pool_size=3,
 )
+
+
+def handlers_of(registry: HandlerRegistry | HandlerFactory) -> HandlerFactory:
+    """A factory for ``registry``: tests build registries of closures, in this process."""
+    if isinstance(registry, HandlerRegistry):
+        return lambda: registry
+    return registry
 
 
 def free_port() -> int:
@@ -70,33 +83,72 @@ def smtp_server() -> Iterator[tuple[Inbox, SmtpSettings]]:
 
 
 @dataclass
-class Engine:
+class Running:
+    """A started engine and what the tests talk to it with."""
+
     pool: asyncpg.Pool[Any]
-    queue: MemoryQueue
-    worker: Worker
+    queue: Queue
+    engine: Engine
     service: WorkflowService
+
+
+BackendKind = Literal["local", "ray"]
+
+
+@asynccontextmanager
+async def engine_on(
+    pool: asyncpg.Pool[Any],
+    queue: Queue,
+    registry: HandlerRegistry | HandlerFactory,
+    *,
+    settings: EngineSettings = FAST,
+    start: bool = True,
+    backend: BackendKind = "local",
+    dsn: str | None = None,
+) -> AsyncIterator[Engine]:
+    """The engine loop on ``queue``; stopped and closed (Ray actors destroyed) after.
+
+    ``backend="ray"`` hosts shards and pools in Ray actors of the session's local Ray
+    (``ray_support``); it needs the ``dsn`` and a picklable handler factory.
+    """
+    if backend == "ray":
+        from ray_support import ray_backend
+
+        assert dsn is not None, "Ray actors open their own pools from the DSN"
+        assert not isinstance(registry, HandlerRegistry), "Ray actors need a factory"
+        hosts: Any = ray_backend(dsn, registry, settings)
+    else:
+        hosts = LocalBackend(pool, handlers_of(registry), settings)
+    engine = Engine(pool, queue, hosts, settings)
+    try:
+        if start:
+            await engine.start()
+        yield engine
+    finally:
+        await engine.stop()
+        destroy = getattr(hosts, "destroy", None)
+        await (destroy() if destroy is not None else hosts.close())
 
 
 @asynccontextmanager
 async def running_engine(
     dsn: str,
-    registry: HandlerRegistry,
+    registry: HandlerRegistry | HandlerFactory,
     *,
     backend: MemoryBackend | None = None,
-    settings: WorkerSettings = FAST,
+    settings: EngineSettings = FAST,
     start: bool = True,
-) -> AsyncIterator[Engine]:
-    """A pool, a memory queue, a started worker and the service, torn down in order."""
+    hosts: BackendKind = "local",
+) -> AsyncIterator[Running]:
+    """A pool, a memory queue, a started engine and the service, torn down in order."""
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue(backend or MemoryBackend())
-    worker = Worker(pool, queue, registry, settings=settings)
-    service = WorkflowService(pool, worker.instances)
-    if start:
-        await worker.start()
     try:
-        yield Engine(pool, queue, worker, service)
+        async with engine_on(
+            pool, queue, registry, settings=settings, start=start, backend=hosts, dsn=dsn
+        ) as engine:
+            yield Running(pool, queue, engine, WorkflowService(pool, engine.runtime))
     finally:
-        await worker.stop()
         await queue.close()
         await pool.close()
 

@@ -137,7 +137,7 @@ async def test_push_route_answers_per_the_contract(
             not_json = await http.post(url, content=b"{", headers={"X-Queue-Secret": SECRET})
             # Well-formed, for an instance that does not exist: done (nothing to do).
             unknown = await http.post(url, json=good, headers={"X-Queue-Secret": SECRET})
-            # The queue secret opens no tenant route.
+            # The worker serves no tenant route at all, whatever the headers.
             tenant = await http.get(
                 f"{engine.base_url}/v1/instances", headers={"X-Queue-Secret": SECRET}
             )
@@ -149,7 +149,7 @@ async def test_push_route_answers_per_the_contract(
     assert 200 <= malformed.status_code < 300
     assert 200 <= not_json.status_code < 300
     assert 200 <= unknown.status_code < 300
-    assert tenant.status_code == 401
+    assert tenant.status_code == 404
     assert [r["queue"] for r in dead] == [ORCHESTRATOR_QUEUE, ORCHESTRATOR_QUEUE]
     reasons = sorted(r["reason"] for r in dead)
     assert reasons[0].startswith("body is not JSON")
@@ -160,7 +160,7 @@ async def test_a_failing_handler_answers_5xx_so_cloud_tasks_retries(
     database_dsn: str, cloudtasks_emulator: str
 ) -> None:
     async with cloudtasks_engine(database_dsn, HandlerRegistry(), cloudtasks_emulator) as engine:
-        await engine.worker.stop()  # replace the worker's consumer by a failing one
+        await engine.engine.stop()  # replace the worker's consumer by a failing one
 
         async def fail(jobs: list[Any]) -> None:
             raise RuntimeError("database down")
@@ -220,7 +220,7 @@ async def test_a_delayed_job_is_not_pushed_before_its_schedule_time(
     database_dsn: str, cloudtasks_emulator: str
 ) -> None:
     async with cloudtasks_engine(database_dsn, HandlerRegistry(), cloudtasks_emulator) as engine:
-        await engine.worker.stop()
+        await engine.engine.stop()
         loop = asyncio.get_running_loop()
         arrived: asyncio.Future[tuple[float, list[QueueJob]]] = loop.create_future()
 

@@ -9,6 +9,7 @@ BullMQ-only test: Redis restarted mid-run loses nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -21,9 +22,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import e2e_handlers
 import pytest
 from cloudtasks_emulator import emulator_for_tests
 from driver_support import DRIVERS, DriverEngine, DriverTarget, bullmq_engine, open_engine
+from e2e_handlers import Journal
 from redis_server import (
     RedisServer,
     RedisUnavailable,
@@ -36,7 +39,6 @@ from runtime_support import running_engine, smtp_server, wait_for
 from statefleet.drivers.bullmq import BullMQQueue
 from statefleet.drivers.cloudtasks import CloudTasksQueue
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.ports import QUEUE_NAMES, QueueJob, event_job
 from statefleet.engine.runtime import StartRequest
 
@@ -116,22 +118,22 @@ def own_redis() -> Iterator[RedisServer]:
         redis_unavailable(str(error))
 
 
-@pytest.fixture(params=DRIVERS)
+@pytest.fixture(
+    params=[(d, b) for d in DRIVERS for b in ("local", "ray")], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def target(request: pytest.FixtureRequest) -> DriverTarget:
-    """The driver under test; its broker is started only when a test of it runs."""
-    if request.param == "bullmq":
-        return DriverTarget("bullmq", redis_url=request.getfixturevalue("redis_url"))
-    if request.param == "cloudtasks":
+    """The driver and backend under test; brokers and Ray start only when a test needs them."""
+    driver, backend = request.param
+    if backend == "ray":
+        request.getfixturevalue("local_ray")
+    if driver == "bullmq":
+        return DriverTarget(
+            "bullmq", redis_url=request.getfixturevalue("redis_url"), backend=backend
+        )
+    if driver == "cloudtasks":
         host = request.getfixturevalue("cloudtasks_emulator")
-        return DriverTarget("cloudtasks", emulator_host=host)
-    return DriverTarget("memory")
-
-
-def registry_with(**handlers: Any) -> HandlerRegistry:
-    registry = HandlerRegistry()
-    for name, handler in handlers.items():
-        registry.register(name, handler)
-    return registry
+        return DriverTarget("cloudtasks", emulator_host=host, backend=backend)
+    return DriverTarget("memory", backend=backend)
 
 
 async def drain(engine: DriverEngine) -> None:
@@ -159,7 +161,7 @@ async def test_hello_workflow_finishes_with_its_audit_log(
     target: DriverTarget, database_dsn: str
 ) -> None:
     with smtp_server() as (inbox, smtp):
-        registry = HandlerRegistry.with_builtins(smtp, entry_points_group=None)
+        registry = functools.partial(e2e_handlers.hello_registry, smtp)
         async with open_engine(target, database_dsn, registry) as engine:
             await engine.service.deploy(TENANT, HELLO)
             started = await engine.service.start(TENANT, "hello-workflow", {"greeted": False})
@@ -180,7 +182,7 @@ async def test_hello_workflow_finishes_with_its_audit_log(
 
 
 async def test_an_after_timer_fires(target: DriverTarget, database_dsn: str) -> None:
-    async with open_engine(target, database_dsn, HandlerRegistry()) as engine:
+    async with open_engine(target, database_dsn, e2e_handlers.no_handlers) as engine:
         await engine.service.deploy(TENANT, TIMER)
         began = time.monotonic()
         started = await engine.service.start(TENANT, "timer")
@@ -194,21 +196,18 @@ async def test_an_after_timer_fires(target: DriverTarget, database_dsn: str) -> 
 
 
 async def test_a_flaky_task_retries_then_sends_its_failure_event(
-    target: DriverTarget, database_dsn: str
+    target: DriverTarget, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
-    calls: list[tuple[int, float]] = []
-
-    async def flaky(task: TaskContext) -> Any:
-        calls.append((task.attempt, time.monotonic()))
-        raise RuntimeError(f"boom on attempt {task.attempt}")
-
-    async with open_engine(target, database_dsn, registry_with(FLAKY=flaky)) as engine:
+    journal = Journal(tmp_path / "flaky.jsonl")
+    registry = functools.partial(e2e_handlers.flaky_registry, journal.path)
+    async with open_engine(target, database_dsn, registry) as engine:
         await engine.service.deploy(TENANT, FLAKY)
         started = await engine.service.start(TENANT, "retry")
         view = await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)
         (task,) = await engine.service.tasks(TENANT, started.instance_id)
         history = await engine.service.history(TENANT, started.instance_id)
 
+    calls = [(entry["attempt"], entry["at"]) for entry in journal.read()]
     assert [attempt for attempt, _ in calls] == [1, 2, 3]
     # Fixed 20 ms backoff with equal jitter: every pause is at least 10 ms.
     assert all(b - a >= 0.009 for (_, a), (_, b) in itertools.pairwise(calls))
@@ -222,7 +221,7 @@ async def test_a_flaky_task_retries_then_sends_its_failure_event(
 async def test_the_same_event_delivered_twice_is_applied_once(
     target: DriverTarget, database_dsn: str
 ) -> None:
-    async with open_engine(target, database_dsn, HandlerRegistry()) as engine:
+    async with open_engine(target, database_dsn, e2e_handlers.no_handlers) as engine:
         await engine.service.deploy(TENANT, COUNTER)
         started = await engine.service.start(TENANT, "counter", start_event=None)
         instance = started.instance_id
@@ -253,18 +252,13 @@ async def test_the_same_event_delivered_twice_is_applied_once(
 
 
 async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
-    own_redis: RedisServer, database_dsn: str
+    own_redis: RedisServer, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
     """Instances started before and after a Redis restart all finish."""
-    sent: list[str] = []
-
-    async def email(task: TaskContext) -> Any:
-        sent.append(task.instance_id)
-        await asyncio.sleep(0.01)  # keep some work in flight when Redis goes away
-        return {"accepted": [task.input["to"]]}
-
+    journal = Journal(tmp_path / "email.jsonl")
+    registry = functools.partial(e2e_handlers.email_journal_registry, journal.path)
     server = own_redis
-    async with bullmq_engine(database_dsn, registry_with(EMAIL=email), server.url) as engine:
+    async with bullmq_engine(database_dsn, registry, server.url) as engine:
         await engine.service.deploy(TENANT, HELLO)
         before = await engine.service.start_many(TENANT, "hello-workflow", _requests(40))
         await wait_for(engine.service, TENANT, before[0].instance_id, timeout=WAIT_S)
@@ -277,7 +271,8 @@ async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
 
     assert {view.status for view in views} == {"done"}
     assert len(views) == 80
-    assert set(sent) == {str(started.instance_id) for started in before + after}
+    sent = {entry["instance"] for entry in journal.read()}
+    assert sent == {str(started.instance_id) for started in before + after}
 
 
 def _requests(n: int) -> list[StartRequest]:
@@ -309,17 +304,12 @@ SLOW: dict[str, Any] = {
 
 
 async def test_a_worker_killed_mid_task_is_recovered_through_the_driver(
-    target: DriverTarget, database_dsn: str
+    target: DriverTarget, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
     """Crash recovery: a worker process dies holding a task's lease; once the lease
     expires the sweeper re-sends the task through this driver and it finishes once."""
-    runs: list[int] = []
-
-    async def quick(task: TaskContext) -> Any:
-        runs.append(task.attempt)
-        return {"attempt": task.attempt}
-
-    registry = registry_with(SLOW=quick)
+    journal = Journal(tmp_path / "slow.jsonl")
+    registry = functools.partial(e2e_handlers.slow_quick_registry, journal.path)
     async with running_engine(database_dsn, registry, start=False) as idle:
         await idle.service.deploy(TENANT, SLOW)
         started = await idle.service.start(TENANT, "slow")
@@ -341,7 +331,7 @@ async def test_a_worker_killed_mid_task_is_recovered_through_the_driver(
         (task,) = await engine.service.tasks(TENANT, started.instance_id)
         history = await engine.service.history(TENANT, started.instance_id)
 
-    assert runs == [2]
+    assert [entry["attempt"] for entry in journal.read()] == [2]
     assert (task["status"], task["attempts"]) == ("succeeded", 2)
     assert view.value == "finished"
     assert [h["type"] for h in history].count("DONE") == 1

@@ -111,7 +111,7 @@ async def http(database_dsn: str, certs_url: str) -> AsyncIterator[httpx.AsyncCl
         ApiSettings(database_url=database_dsn, env=env),
         pool=pool,
         queue=queue,
-        embedded_worker=False,
+        run_engine=False,
     )
     try:
         async with (

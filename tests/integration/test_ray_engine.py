@@ -1,4 +1,4 @@
-"""The actor layer through a real local Ray: shards, pools and the dispatcher.
+"""The actor layer through a real local Ray: shards and pools under the engine loop.
 
 One local Ray for the whole session (starting one takes seconds); each test starts
 its own actors on its own database and kills them at the end.
@@ -13,20 +13,21 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
+from ray_support import ray_backend
 
-from statefleet.actors.config import ActorSettings, RegistryFactory, noop_registry
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.handlers import HandlerRegistry, TaskContext
-from statefleet.engine.runtime import InstanceRuntime, Publisher, StartRequest
+from statefleet.engine.handlers import HandlerFactory, HandlerRegistry, TaskContext
+from statefleet.engine.runtime import Engine, EngineSettings, InstanceRuntime, StartRequest
 from statefleet.engine.runtime.definitions import deploy_definition
 from statefleet.engine.store.db import create_pool
+from statefleet.registries import noop_registry
 
 with warnings.catch_warnings():
     # Ray's import pulls in modules that emit DeprecationWarnings of their own
@@ -35,7 +36,6 @@ with warnings.catch_warnings():
     import ray
     import ray.cloudpickle
 
-    from statefleet.actors.engine import RayEngine
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ TENANT = "acme"
 # test module is not importable inside Ray's worker processes.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-FAST = ActorSettings(
+FAST = EngineSettings(
     shards=2,
     pools=1,
     max_resident=1_000,
@@ -97,33 +97,21 @@ def slow_registry() -> HandlerRegistry:
     return registry
 
 
-@pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # see the import above
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            object_store_memory=200 * 1024**2,
-        )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @asynccontextmanager
 async def engine_on(
-    dsn: str, factory: RegistryFactory, settings: ActorSettings = FAST
-) -> AsyncIterator[tuple[RayEngine, asyncpg.Pool[Any], InstanceRuntime]]:
+    dsn: str, factory: HandlerFactory, settings: EngineSettings = FAST
+) -> AsyncIterator[tuple[Engine, asyncpg.Pool[Any], InstanceRuntime]]:
+    """The engine loop over Ray actors on the session's local Ray."""
     queue = MemoryQueue()
     pool = await create_pool(dsn, max_size=4)
-    engine = await RayEngine.start(dsn, queue, factory, settings)
+    backend = ray_backend(dsn, factory, settings)
+    engine = Engine(pool, queue, backend, settings)
+    await engine.start()
     try:
-        yield engine, pool, InstanceRuntime(pool, Publisher(pool, queue))
+        yield engine, pool, engine.runtime
     finally:
         await engine.stop()
+        await backend.destroy()
         await queue.close()
         await pool.close()
 
@@ -180,7 +168,7 @@ async def test_a_shard_killed_mid_batch_loses_and_repeats_nothing(
 ) -> None:
     n = 400
     async with engine_on(database_dsn, hello_registry) as (engine, pool, runtime):
-        victim = engine.shards[0]
+        victim = engine.backend.shards[0]  # type: ignore[attr-defined]
         before = (await victim.stats.remote())["pid"]
         await start_batch(pool, runtime, HELLO, n)
         await asyncio.sleep(0.05)
@@ -200,7 +188,7 @@ async def test_a_pool_killed_mid_task_is_reclaimed_after_its_lease(
             assert time.monotonic() < deadline, "the task never started"
             await asyncio.sleep(0.02)
         killed_at = time.monotonic()
-        ray.kill(engine.pools[0], no_restart=False)
+        ray.kill(engine.backend.pools[0], no_restart=False)  # type: ignore[attr-defined]
         await wait_done(pool, 1)
         task = await pool.fetchrow("SELECT attempts, status, output FROM tasks")
         assert (task["attempts"], task["status"]) == (2, "succeeded")

@@ -314,7 +314,7 @@ async def test_a_human_task_waits_until_completed_from_outside(database_dsn: str
         await engine.service.deploy(TENANT, APPROVAL)
         started = await engine.service.start(TENANT, "approval")
         (task,) = await engine.service.tasks(TENANT, started.instance_id)
-        await engine.worker.sweeper.sweep_once()  # a sweep never runs a manual task
+        await engine.engine.sweeper.sweep_once()  # a sweep never runs a manual task
         assert (await engine.service.tasks(TENANT, started.instance_id))[0]["status"] == "pending"
 
         await engine.service.complete_task(TENANT, task["id"], {"approved": True})
@@ -387,7 +387,7 @@ async def test_a_tenant_never_sees_another_tenants_definitions_instances_or_task
                 await call
         with pytest.raises(TaskNotCompletable):
             await service.complete_task(other, task["id"], {"approved": True})
-        (outcome,) = await engine.worker.instances.apply(
+        (outcome,) = await engine.engine.runtime.apply(
             [EventJobData(other, str(started.instance_id), "x-1", "DECIDED", {"approved": True})]
         )
         view = await service.get(TENANT, started.instance_id)
@@ -398,7 +398,7 @@ async def test_a_tenant_never_sees_another_tenants_definitions_instances_or_task
 
 async def test_unknown_instance_ids_are_reported_not_raised(database_dsn: str) -> None:
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
-        outcomes = await engine.worker.instances.apply(
+        outcomes = await engine.engine.runtime.apply(
             [
                 EventJobData(TENANT, str(uuid.uuid4()), "e-1", "X", {}),
                 EventJobData(TENANT, "not-a-uuid", "e-2", "X", {}),

@@ -1,7 +1,7 @@
 """The instance shard and the task executor on real Postgres, without Ray or a queue.
 
-Outbox rows come back to the caller (as they do to the Ray dispatcher); the test
-plays the dispatcher by feeding event rows to the shard and task rows to the executor.
+Outbox rows come back to the caller (as they do to the engine loop); the test
+plays the engine loop by feeding event rows to the shard and task rows to the executor.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import asyncpg
 
-from statefleet.actors.config import noop_registry
 from statefleet.engine.ports.queue import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -27,6 +26,7 @@ from statefleet.engine.runtime.instances import InstanceRuntime, StartRequest
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
 from statefleet.engine.store.db import create_pool
+from statefleet.registries import noop_registry
 
 HERE = pathlib.Path(__file__).parent
 HELLO = json.loads((HERE.parent / "fixtures" / "hello-workflow.json").read_text())

@@ -18,9 +18,12 @@ router = APIRouter(tags=["health"])
 READY_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz", response_model=HealthOut)
-async def healthz() -> HealthOut:
-    """The process is up (says nothing about its dependencies)."""
+@router.get("/healthz", response_model=HealthOut, responses={503: {"description": "stalled"}})
+async def healthz(request: Request) -> Response | HealthOut:
+    """The process is up and, if it runs the engine, its loop is alive (not its dependencies)."""
+    engine = app_state(request).engine
+    if engine is not None and not engine.alive():
+        return error_response(503, "engine_stalled", "the engine loop is not running")
     return HealthOut(status="ok")
 
 

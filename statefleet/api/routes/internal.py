@@ -27,6 +27,7 @@ from statefleet.api.oidc import OidcError, OidcVerifier
 from statefleet.api.state import app_state
 from statefleet.drivers.push import NoConsumerError, PushBridge
 from statefleet.engine.ports import MalformedJobError, QueueJob, parse_job
+from statefleet.engine.runtime.outbox import insert_dead_letter
 
 __all__ = ["QUEUE_SECRET_VARIABLE", "router"]
 
@@ -70,7 +71,7 @@ async def push(queue: str, request: Request) -> Response:
         name, data = body.get("name"), body.get("data")
         job = parse_job(queue, name, data)
     except MalformedJobError as exc:
-        return await _dead_letter(bridge, queue, name, data, raw, exc.reason)
+        return await _dead_letter(request, queue, name, data, raw, exc.reason)
     try:
         await bridge.deliver(job)
     except NoConsumerError as exc:
@@ -91,15 +92,14 @@ def _verifier(request: Request, env: Mapping[str, str]) -> OidcVerifier | None:
 
 
 async def _dead_letter(
-    bridge: PushBridge, queue: str, name: object, data: object, raw: bytes, reason: str
+    request: Request, queue: str, name: object, data: object, raw: bytes, reason: str
 ) -> Response:
-    sink = bridge.dead_letter
-    if sink is None:  # nobody here can record it: retry rather than lose it silently
-        return error_response(503, "no_dead_letter_sink", "cannot record a dead letter yet")
+    """Recorded in Postgres by this process, whatever else runs here, then a 2xx."""
     kept: dict[str, Any] = (
         data if isinstance(data, dict) else {"body": raw.decode("utf-8", "replace")}
     )
     job = QueueJob(queue, name if isinstance(name, str) else "", kept)
-    await sink(None, job, reason)
+    async with app_state(request).pool.acquire() as connection:
+        await insert_dead_letter(connection, None, job, reason)
     log.warning("dead-lettered a malformed %s job: %s", queue, reason)
     return Response(status_code=202)

@@ -1,0 +1,74 @@
+"""The backend port: where the engine's shards and executor pools live.
+
+The engine loop (``engine/runtime/engine.py``) consumes the queues, routes each event
+to the shard that owns its instance and each task batch to a pool, and publishes or
+delivers what their commits wrote. Where shards and pools run is the backend's
+business: in this process (``engine/runtime/local.py``) or in Ray actors
+(``actors/backend.py``). Both host the same plain classes
+(:class:`~statefleet.engine.runtime.shard.InstanceShard`,
+:class:`~statefleet.engine.runtime.executor.TaskExecutor`), so the loop above them is
+one and the same.
+
+Obligations of an implementation:
+
+- ``apply(shard, events)`` commits the events on shard ``shard`` before it returns,
+  and returns one outcome per event (in order) and the outbox rows the commits wrote,
+  unpublished. It raises only on infrastructure errors (the caller then treats every
+  event of the call as not applied; applying them again is safe: event ids).
+- ``run_tasks(pool, jobs)`` runs one attempt of each job's task and never raises for a
+  single job: jobs that hit an infrastructure error are listed in ``failed``.
+- Both may be called concurrently, for any shard or pool, from one event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from statefleet.engine.ports.queue import EventJobData, TaskJobData
+
+if TYPE_CHECKING:
+    from statefleet.engine.runtime.outbox import OutboxRow
+
+__all__ = ["Backend", "BackendUnavailable", "PoolReply", "ShardReply"]
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot host the engine as configured; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardReply:
+    """One outcome name per event (``applied``, ``duplicate``, ``not_running``,
+    ``unknown_instance``) and the committed, unpublished outbox rows."""
+
+    outcomes: list[str]
+    outbox: list[OutboxRow]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReply:
+    """What happened to each job, committed outbox rows, indexes of jobs to redeliver."""
+
+    results: list[str]
+    outbox: list[OutboxRow]
+    failed: list[int]
+
+
+class Backend(Protocol):
+    @property
+    def shard_count(self) -> int: ...
+
+    @property
+    def pool_count(self) -> int: ...
+
+    async def apply(self, shard: int, events: Sequence[EventJobData]) -> ShardReply: ...
+
+    async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply: ...
+
+    async def stats(self) -> list[dict[str, int]]:
+        """Each shard's counters: ``resident``, ``peak_resident``, ``actors``, ``commits``."""
+        ...
+
+    async def close(self) -> None: ...

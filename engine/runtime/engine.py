@@ -1,0 +1,270 @@
+"""The engine loop: queue jobs in, one call per shard (or pool) per batch, results on.
+
+There is one loop, whatever hosts the shards and pools (see ``ports/backend.py``):
+in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``worker``).
+
+- It consumes ``workflow-orchestrator`` in batches and routes each event to the shard
+  owning its instance, ``stable_hash(instance id) % shards``: one call per shard with
+  that shard's share of the batch, all shards at once.
+- It consumes ``workflow-task-runner`` in batches and hands each batch to the next pool.
+- What the shards' and pools' commits wrote to the outbox is sent on by :meth:`route`:
+  task jobs go to the queue; events the engine made itself (a task's completion or
+  failure, a timer) go straight to their shard, skipping the broker, and their outbox
+  rows are then marked published. The outbox row is committed before any of this, so
+  a failed direct delivery only delays the event: the sweeper publishes unpublished
+  rows through the broker after ``sweep_grace_ms``.
+- Only then is the queue batch acknowledged; jobs of a failed call are redelivered.
+- It runs the sweeper and records jobs that can never succeed as dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from statefleet.engine.ports.backend import Backend
+from statefleet.engine.ports.queue import (
+    ORCHESTRATOR_QUEUE,
+    TASK_RUNNER_QUEUE,
+    Consumer,
+    EventJobData,
+    MalformedJobError,
+    PartialBatchFailure,
+    Queue,
+    QueueJob,
+    TaskJobData,
+    parse_event_job,
+    parse_task_job,
+)
+from statefleet.engine.runtime.instances import InstanceRuntime
+from statefleet.engine.runtime.machines import MachineCache
+from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
+from statefleet.engine.runtime.settings import EngineSettings
+from statefleet.engine.runtime.sweeper import Sweeper
+
+__all__ = ["Engine", "stable_hash"]
+
+log = logging.getLogger(__name__)
+
+
+def stable_hash(key: str) -> int:
+    """A hash that is the same in every process and run (Python's ``hash`` is salted)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+class Engine:
+    """The engine loop over ``backend``; :meth:`start`, then :meth:`stop`.
+
+    ``pool`` is this process's database pool (publishing, the sweeper, dead letters);
+    the backend's shards and pools commit through their own (or share this one).
+    ``runtime`` starts instances from this process (its jobs go through the queue,
+    like the API's).
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        queue: Queue,
+        backend: Backend,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.pool = pool
+        self.queue = queue
+        self.backend = backend
+        self.settings = settings or EngineSettings()
+        self.publisher = Publisher(pool, queue)
+        self.runtime = InstanceRuntime(pool, self.publisher, MachineCache())
+        s = self.settings
+        self.sweeper = Sweeper(
+            pool,
+            self.publisher,
+            interval_ms=s.sweep_interval_ms,
+            grace_ms=s.sweep_grace_ms,
+            event_grace_ms=s.sweep_event_grace_ms,
+        )
+        self._next_pool = itertools.cycle(range(max(1, backend.pool_count)))
+        self._consumers: list[Consumer] = []
+        #: Events delivered straight to their shard (skipping the broker) so far.
+        self.delivered_direct = 0
+
+    def shard_of(self, instance_id: str) -> int:
+        return stable_hash(instance_id) % self.backend.shard_count
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._consumers = [
+            await self.queue.consume_batches(
+                ORCHESTRATOR_QUEUE,
+                self.on_events,
+                max_batch_size=s.event_batch_size,
+                max_wait_ms=s.event_batch_wait_ms,
+                concurrency=s.event_concurrency,
+            )
+        ]
+        if self.backend.pool_count:
+            self._consumers.append(
+                await self.queue.consume_batches(
+                    TASK_RUNNER_QUEUE,
+                    self.on_tasks,
+                    max_batch_size=s.task_batch_size,
+                    max_wait_ms=s.task_batch_wait_ms,
+                    concurrency=s.task_concurrency,
+                )
+            )
+        self.sweeper.start()
+
+    async def stop(self) -> None:
+        """Stops consuming (in-flight batches finish) and the sweeper; closes nothing else."""
+        await self.sweeper.stop()
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers = []
+
+    async def close(self) -> None:
+        """:meth:`stop`, then closes the backend (its shards and pools)."""
+        await self.stop()
+        await self.backend.close()
+
+    def alive(self, now: float | None = None) -> bool:
+        """The loop is consuming and its sweeper passes on schedule (failed passes count).
+
+        What a liveness probe asks: a worker whose loop stopped is restarted by its
+        orchestrator, while one whose dependencies are down is only "not ready".
+        """
+        now = time.monotonic() if now is None else now
+        late = max(30.0, 6 * self.settings.sweep_interval_ms / 1000)
+        return bool(self._consumers) and now - self.sweeper.last_pass < late
+
+    async def stats(self) -> list[dict[str, int]]:
+        """Each shard's counters (resident checkpoints, peak, actors, commits)."""
+        return await self.backend.stats()
+
+    # -- the two queues -----------------------------------------------------------------
+
+    async def on_events(self, jobs: list[QueueJob]) -> None:
+        """One call per shard with that shard's events; fails only the jobs of a failed call."""
+        routed: dict[int, list[tuple[QueueJob, EventJobData]]] = {}
+        for job in jobs:
+            try:
+                event = parse_event_job(job)
+            except MalformedJobError as error:
+                await self.dead_letter(None, job, str(error))
+                continue
+            routed.setdefault(self.shard_of(event.instance_id), []).append((job, event))
+        order = list(routed)
+        replies = await asyncio.gather(
+            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
+            return_exceptions=True,
+        )
+        failed: list[QueueJob] = []
+        rows: list[OutboxRow] = []
+        for index, reply in zip(order, replies, strict=True):
+            if isinstance(reply, BaseException):
+                log.warning("shard %d failed a batch of %d: %r", index, len(routed[index]), reply)
+                failed.extend(job for job, _ in routed[index])
+                continue
+            rows.extend(reply.outbox)
+            for outcome, (_, event) in zip(reply.outcomes, routed[index], strict=True):
+                if outcome == "unknown_instance":
+                    log.warning(
+                        "event %s for unknown instance %s", event.event_id, event.instance_id
+                    )
+        await self.route(rows)
+        if failed:
+            raise PartialBatchFailure(failed)
+
+    async def on_tasks(self, jobs: list[QueueJob]) -> None:
+        """The batch goes to the next pool; jobs of a failed call or job are redelivered."""
+        valid: list[QueueJob] = []
+        parsed: list[TaskJobData] = []
+        for job in jobs:
+            try:
+                parsed.append(parse_task_job(job))
+            except MalformedJobError as error:
+                await self.dead_letter(None, job, str(error))
+                continue
+            valid.append(job)
+        if not valid:
+            return
+        index = next(self._next_pool)
+        try:
+            reply = await self.backend.run_tasks(index, parsed)
+        except Exception as error:
+            log.warning("pool %d failed a batch of %d task(s): %r", index, len(valid), error)
+            raise PartialBatchFailure(valid, f"pool {index} failed") from error
+        await self.route(reply.outbox)
+        if reply.failed:
+            raise PartialBatchFailure([valid[i] for i in reply.failed])
+
+    # -- what commits wrote ---------------------------------------------------------------
+
+    async def route(self, rows: Sequence[OutboxRow]) -> None:
+        """Sends committed outbox rows on: events straight to their shard, jobs to the queue.
+
+        Best effort by design: every row is committed, so whatever this cannot send
+        (a shard call failed, the broker is down) the sweeper publishes later.
+        """
+        pending = list(rows)
+        while pending:
+            events = [r for r in pending if r.queue == ORCHESTRATOR_QUEUE]
+            await self._publish([r for r in pending if r.queue != ORCHESTRATOR_QUEUE])
+            pending = await self._deliver(events) if events else []
+
+    async def _deliver(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """Applies event rows on their shards; returns the rows those commits wrote."""
+        routed: dict[int, list[tuple[OutboxRow, EventJobData]]] = {}
+        for row in rows:
+            try:
+                event = parse_event_job(QueueJob(row.queue, row.job_name, row.data))
+            except MalformedJobError:  # not ours to judge here: the broker path decides
+                await self._publish([row])
+                continue
+            routed.setdefault(self.shard_of(event.instance_id), []).append((row, event))
+        order = list(routed)
+        replies = await asyncio.gather(
+            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
+            return_exceptions=True,
+        )
+        delivered: list[OutboxRow] = []
+        follow: list[OutboxRow] = []
+        for index, reply in zip(order, replies, strict=True):
+            if isinstance(reply, BaseException):
+                log.warning(
+                    "direct delivery of %d event(s) to shard %d failed (the sweeper will "
+                    "publish them): %r",
+                    len(routed[index]),
+                    index,
+                    reply,
+                )
+                continue
+            delivered.extend(row for row, _ in routed[index])
+            follow.extend(reply.outbox)
+        if delivered:
+            self.delivered_direct += len(delivered)
+            try:
+                await self.publisher.mark_published(delivered)
+            except Exception:
+                log.exception("marking %d delivered event(s) failed", len(delivered))
+        return follow
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> None:
+        if not rows:
+            return
+        try:
+            await self.publisher.publish(rows)
+        except Exception:
+            log.exception("publishing %d outbox job(s) failed; the sweeper will retry", len(rows))
+
+    async def dead_letter(self, tenant_id: str | None, job: QueueJob, reason: str) -> None:
+        """Keeps a job that can never succeed where people can see it, then lets it go."""
+        async with self.pool.acquire() as connection:
+            await insert_dead_letter(connection, tenant_id, job, reason)

@@ -1,0 +1,159 @@
+"""A shard and a task executor as self-contained units: what a backend hosts.
+
+:class:`ShardHost` wraps one :class:`InstanceShard` and :class:`PoolHost` one
+:class:`TaskExecutor`, each with the database pool it commits through. They are plain
+asyncio classes: the in-process backend (``local.py``) holds them in a list, and the
+Ray backend (``actors/``) makes each one a Ray actor with a thin subclass. So
+everything a shard or pool needs travels in its constructor arguments (a DSN, the
+settings, a picklable handler factory), never through the environment of whatever
+process ends up running it.
+
+A host built with a DSN opens its own pool on first use (inside the event loop that
+will use it: a Ray actor's); one built with a pool shares it and never closes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from statefleet.engine.handlers.registry import HandlerFactory, load_handler_factory
+from statefleet.engine.ports.backend import PoolReply, ShardReply
+from statefleet.engine.ports.queue import EventJobData, TaskJobData
+from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
+from statefleet.engine.runtime.instances import InstanceRuntime
+from statefleet.engine.runtime.machines import MachineCache
+from statefleet.engine.runtime.observe import Observer
+from statefleet.engine.runtime.outbox import CollectingPublisher
+from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
+from statefleet.engine.store.db import create_pool
+
+__all__ = ["PoolHost", "ShardHost"]
+
+
+class _Database:
+    """A DSN to open a pool from lazily, or a pool to share."""
+
+    def __init__(self, database: str | asyncpg.Pool[Any], size: int) -> None:
+        self._dsn = database if isinstance(database, str) else None
+        self._pool = None if isinstance(database, str) else database
+        self._size = size
+
+    async def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            assert self._dsn is not None
+            self._pool = await create_pool(self._dsn, max_size=self._size)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._dsn is not None and self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class ShardHost:
+    """One instance shard and its database; see the module docstring."""
+
+    def __init__(
+        self,
+        index: int,
+        database: str | asyncpg.Pool[Any],
+        settings: ShardSettings,
+        db_pool_size: int = 4,
+        *,
+        machines: MachineCache | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self._database = _Database(database, db_pool_size)
+        self._machines = machines
+        self._observer = observer
+        self._shard: InstanceShard | None = None
+
+    async def _ready(self) -> InstanceShard:
+        if self._shard is None:
+            pool = await self._database.pool()
+            machines, observer = self._machines, self._observer
+            self._shard = InstanceShard(
+                lambda shard: InstanceRuntime(
+                    pool,
+                    CollectingPublisher(),
+                    machines,
+                    checkpoints=shard,
+                    observer=observer,
+                ),
+                self.settings,
+            )
+        return self._shard
+
+    async def apply(self, events: Sequence[EventJobData]) -> ShardReply:
+        """Applies and commits ``events``; returns their outcomes and the rows to publish."""
+        shard = await self._ready()
+        result = await shard.submit(events)
+        return ShardReply([o.outcome for o in result.outcomes], result.outbox)
+
+    async def stats(self) -> dict[str, int]:
+        shard = await self._ready()
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "resident": shard.resident_count(),
+            "peak_resident": shard.peak_resident,
+            "actors": shard.actor_count(),
+            "commits": shard.commits,
+        }
+
+    async def close(self) -> None:
+        if self._shard is not None:
+            await self._shard.close()
+        self._shard = None
+        await self._database.close()
+
+
+class PoolHost:
+    """One task executor, its handler registry and its database."""
+
+    def __init__(
+        self,
+        index: int,
+        database: str | asyncpg.Pool[Any],
+        handlers: HandlerFactory,
+        settings: ExecutorSettings,
+        db_pool_size: int = 4,
+        *,
+        observer: Observer | None = None,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self._database = _Database(database, db_pool_size)
+        self._handlers = handlers
+        self._observer = observer
+        self._executor: TaskExecutor | None = None
+
+    async def _ready(self) -> TaskExecutor:
+        if self._executor is None:
+            # Built here, not pickled: registries hold clients (SMTP, HTTP, AI).
+            registry = load_handler_factory(self._handlers)()
+            pool = await self._database.pool()
+            self._executor = TaskExecutor(
+                pool,
+                registry,
+                self.settings,
+                worker_id=f"pool-{self.index}-{os.getpid()}",
+                observer=self._observer,
+            )
+        return self._executor
+
+    async def run_tasks(self, jobs: Sequence[TaskJobData]) -> PoolReply:
+        """Runs one attempt of each job's task; see ``TaskExecutor.run_batch``."""
+        executor = await self._ready()
+        result = await executor.run_batch(jobs)
+        return PoolReply(result.results, result.outbox, result.failed)
+
+    async def close(self) -> None:
+        self._executor = None
+        await self._database.close()

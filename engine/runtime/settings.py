@@ -1,0 +1,78 @@
+"""The engine's knobs in one object, whatever hosts it (in-process or Ray actors).
+
+Plain data, no environment: ``statefleet.config.Settings`` reads the variables once,
+validates them and builds this; tests and benchmarks build it directly. Every value is
+documented in ``docs/configuration.md`` ("Engine").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from statefleet.engine.runtime.executor import ExecutorSettings
+from statefleet.engine.runtime.shard import ShardSettings
+from statefleet.engine.runtime.tasks import TaskRunnerSettings
+
+__all__ = ["EngineSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    #: Instance shards; an instance belongs to shard ``blake2b(id) % shards``.
+    shards: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Task executor pools (task batches go round-robin).
+    pools: int = 1
+    #: Checkpoints one shard keeps in memory at most (LRU beyond).
+    max_resident: int = 10_000
+    #: A virtual actor idle this long is passivated.
+    idle_ms: int = 60_000
+    #: Orchestrator jobs per batch taken from the queue (split across the shards).
+    event_batch_size: int = 1_000
+    event_batch_wait_ms: int = 5
+    #: Event batches in flight at once.
+    event_concurrency: int = 4
+    #: Events one shard commits per transaction at most.
+    shard_commit_batch: int = 512
+    #: Commits in flight per shard (on disjoint instances).
+    shard_commit_concurrency: int = 2
+    #: Task jobs per batch sent to one pool.
+    task_batch_size: int = 200
+    task_batch_wait_ms: int = 5
+    #: Task batches in flight at once (across pools).
+    task_concurrency: int = 8
+    #: Attempts of one task type running at once, per pool.
+    task_type_limit: int = 64
+    #: Lease of a task without its own ``timeout`` (a dead pool's task waits this long).
+    task_default_lease_ms: int = 300_000
+    task_lease_margin_ms: int = 5_000
+    #: asyncpg connections per shard and per pool (each Ray actor opens its own).
+    db_pool_size: int = 4
+    #: The sweeper: period, grace before an unpublished outbox row is re-sent, and grace
+    #: before a published event job that never reached its instance is re-sent.
+    sweep_interval_ms: int = 5_000
+    sweep_grace_ms: int = 10_000
+    sweep_event_grace_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"engine setting {name} must be a positive integer, got {value!r}")
+
+    def shard(self) -> ShardSettings:
+        return ShardSettings(
+            max_resident=self.max_resident,
+            idle_ms=self.idle_ms,
+            max_batch=self.shard_commit_batch,
+            commit_concurrency=self.shard_commit_concurrency,
+        )
+
+    def executor(self) -> ExecutorSettings:
+        return ExecutorSettings(
+            default_limit=self.task_type_limit,
+            tasks=TaskRunnerSettings(
+                default_lease_ms=self.task_default_lease_ms,
+                lease_margin_ms=self.task_lease_margin_ms,
+            ),
+        )
