@@ -4,7 +4,8 @@
 own process tree: a Ray cluster of two nodes (``ray start --head`` and ``ray start
 --address`` on the loopback addresses 127.0.0.2 and 127.0.0.3, see :func:`node_ip`),
 started from an environment that holds no statefleet variable, each node declaring
-the ``statefleet_shard`` and ``statefleet_pool`` resources; two ``statefleet worker`` joined with ``RAY_ADDRESS``,
+the ``statefleet_shard`` and ``statefleet_pool`` resources; two ``statefleet worker``
+joined with ``RAY_ADDRESS``,
 ``statefleet api``, BullMQ on a ``redis-server`` and an SMTP sink that only the workers
 are told about (``STATEFLEET_SMTP_*``). It deploys the hello workflow through the API,
 starts ``n`` instances as batches, and times them from the first start to the last
@@ -36,18 +37,26 @@ import httpx
 
 from benchmarks import common, hello, machine_info, pg
 from statefleet.embedded import free_port
-from statefleet.mailsink import MailSink, running_mail_sink
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STATEFLEET = [sys.executable, "-m", "statefleet"]
 RAY = str(pathlib.Path(sys.executable).with_name("ray"))
 #: Shard and pool actors each node may host (the workers ask for 2 shards, 2 pools).
 NODE_RESOURCES = {"statefleet_shard": 2, "statefleet_pool": 2}
-WORKER_ENGINE = {"STATEFLEET_SHARDS": "2", "STATEFLEET_POOLS": "2"}
+WORKER_ENGINE = {
+    "STATEFLEET_SHARDS": "2",
+    "STATEFLEET_POOLS": "2",
+    "STATEFLEET_EVENT_BATCH_SIZE": "256",
+    "STATEFLEET_EVENT_CONCURRENCY": "2",
+    "STATEFLEET_TASK_BATCH_SIZE": "128",
+    "STATEFLEET_TASK_CONCURRENCY": "4",
+}
 
 
-#: Ray's token authentication on, the token shared through ~/.ray/auth_token.
-RAY_ENV = {"RAY_AUTH_MODE": "token"}
+#: Ray's token authentication on, the token shared through ~/.ray/auth_token; actor
+#: processes at normal priority (Ray nices its workers to 15 by default, but here the
+#: actors do the engine's work while the drivers mostly wait).
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0"}
 
 
 def node_ip(index: int) -> str:
@@ -81,6 +90,34 @@ class Proc:
         return "\n".join(text[-lines:])
 
 
+class SinkCount:
+    """The number of messages the sink process received (it keeps it in a file)."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self._path = path
+
+    @property
+    def received(self) -> int:
+        try:
+            return int(self._path.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+
+@contextlib.contextmanager
+def mail_sink(logs: pathlib.Path) -> Iterator[tuple[SinkCount, int]]:
+    """An SMTP server in a process of its own, as a real one would be; yields its count, port."""
+    port = free_port()
+    count = logs / "smtp-count"
+    argv = [sys.executable, "-m", "benchmarks.smtp_sink", str(port), str(count)]
+    proc = _spawn("smtp-sink", argv, {**os.environ, "PYTHONPATH": str(ROOT)}, logs)
+    try:
+        _wait(lambda: count.exists(), "the SMTP sink", [proc], timeout=30)
+        yield SinkCount(count), port
+    finally:
+        _stop(proc)
+
+
 @dataclass
 class Cluster:
     """The running shape: where the API is, its key, the sink, the processes."""
@@ -90,7 +127,7 @@ class Cluster:
     dsn: str
     redis_url: str
     ray_address: str
-    sink: MailSink
+    sink: SinkCount
     worker_urls: list[str]
     processes: list[Proc] = field(default_factory=list)
 
@@ -252,7 +289,7 @@ def running_cluster(
     logs = pathlib.Path(tempfile.mkdtemp(prefix="sf-cluster-logs-", dir="/tmp"))
     procs: list[Proc] = []
     try:
-        with running_mail_sink() as (sink, smtp_port), ray_nodes(nodes, logs, procs) as address:
+        with mail_sink(logs) as (sink, smtp_port), ray_nodes(nodes, logs, procs) as address:
             api_key = _create_tenant(dsn, logs)
             queue = {"WORKFLOW_QUEUE_DRIVER": "bullmq", "REDIS_URL": redis_url}
             worker_urls = []

@@ -17,6 +17,7 @@ import aiosmtplib
 import httpx
 
 from statefleet.engine.handlers.base import PermanentTaskError, TaskContext
+from statefleet.engine.handlers.smtp import SmtpConnections
 
 __all__ = ["MANUAL_TYPES", "EmailHandler", "HttpHandler", "SmtpSettings", "noop_handler"]
 
@@ -81,6 +82,11 @@ class EmailHandler:
 
     def __init__(self, settings: SmtpSettings | None = None) -> None:
         self.settings = settings or SmtpSettings.from_env()
+        # Sessions kept open between messages: see engine/handlers/smtp.py.
+        self.connections = SmtpConnections(self.settings)
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
 
     async def __call__(self, task: TaskContext) -> Any:
         data = task.input if isinstance(task.input, dict) else {}
@@ -102,19 +108,8 @@ class EmailHandler:
         message.set_content(str(data.get("text", data.get("body", ""))))
         if data.get("html"):
             message.add_alternative(str(data["html"]), subtype="html")
-        s = self.settings
         try:
-            errors, response = await aiosmtplib.send(
-                message,
-                recipients=[*to, *cc, *bcc],
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                start_tls=s.starttls,
-                use_tls=s.use_tls,
-                timeout=s.timeout_s,
-            )
+            errors, response = await self.connections.send(message, [*to, *cc, *bcc])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise PermanentTaskError(f"all recipients refused: {exc}") from None
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "statefleet.handlers"
+log = logging.getLogger(__name__)
 
 
 class UnknownTaskType(LookupError):
@@ -50,6 +52,23 @@ class HandlerRegistry:
             raise UnknownTaskType(
                 f"no handler for task type {task_type!r} (registered: {known})"
             ) from None
+
+    async def aclose(self) -> None:
+        """Closes what handlers hold open (an ``aclose()`` of theirs), once each.
+
+        Handlers are built once per executor and keep clients (SMTP sessions, HTTP
+        connection pools); the executor's host calls this when it stops.
+        """
+        seen: set[int] = set()
+        for handler in self._handlers.values():
+            close = getattr(handler, "aclose", None)
+            if close is None or id(handler) in seen:
+                continue
+            seen.add(id(handler))
+            try:
+                await close()
+            except Exception:
+                log.warning("closing the %r handler failed", handler, exc_info=True)
 
     def __contains__(self, task_type: object) -> bool:
         return task_type in self._handlers

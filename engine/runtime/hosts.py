@@ -155,5 +155,7 @@ class PoolHost:
         return PoolReply(result.results, result.outbox, result.failed)
 
     async def close(self) -> None:
-        self._executor = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await executor.registry.aclose()
         await self._database.close()

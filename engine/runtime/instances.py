@@ -578,7 +578,7 @@ class InstanceRuntime:
             [t.failure_event for t in tasks],
         )
         timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted}
-        rows = []
+        rows = []  # jobs only, never outbox rows: see task_attempt_row
         for task in tasks:
             if task.id not in timing or not task.runs_by_itself:
                 continue
@@ -593,7 +593,7 @@ class InstanceRuntime:
                     db_now=db_now,
                 )
             )
-        return await insert_outbox(connection, rows)
+        return rows
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         """Publishes committed outbox rows; a failure is logged, never raised."""

@@ -51,6 +51,9 @@ class OutboxRow:
     dedupe_key: str
     available_at: datetime | None = None
     db_now: datetime | None = None
+    #: Whether the row is in the ``outbox`` table (events) or only a job to send now
+    #: (task attempts, whose durable record is their ``tasks`` row).
+    stored: bool = True
 
     def job(self) -> QueueJob:
         """The queue job; a future ``available_at`` becomes a delay on this host's clock."""
@@ -71,7 +74,12 @@ def task_attempt_row(
     run_at: datetime | None = None,
     db_now: datetime | None = None,
 ) -> OutboxRow:
-    """The job that runs ``attempt`` (1-based) of a task, due at ``run_at`` (DB clock)."""
+    """The job that runs ``attempt`` (1-based) of a task, due at ``run_at`` (DB clock).
+
+    Never written to the outbox: the pending ``tasks`` row is the durable record, and
+    the sweeper re-sends due pending tasks whose job was lost (``due_tasks``), so an
+    outbox row would only add an insert and a "published" mark per attempt.
+    """
     return OutboxRow(
         tenant_id=tenant_id,
         id=uuid.uuid4(),
@@ -82,6 +90,7 @@ def task_attempt_row(
         dedupe_key=task_dedupe_key(str(task_id), attempt),
         available_at=run_at,
         db_now=db_now,
+        stored=False,
     )
 
 
@@ -163,12 +172,13 @@ class Publisher:
         if not rows:
             return
         await self.queue.enqueue_many([row.job() for row in rows])
-        await self._marks.submit(rows)
+        await self.mark_published(rows)
 
     async def mark_published(self, rows: Sequence[OutboxRow]) -> None:
-        """Records rows as sent without enqueueing them (the engine delivered them itself)."""
-        if rows:
-            await self._marks.submit(rows)
+        """Records stored rows as sent (by the queue, or delivered by the engine itself)."""
+        stored = [row for row in rows if row.stored]
+        if stored:
+            await self._marks.submit(stored)
 
     async def _mark_published(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
         rows = [row for batch in batches for row in batch]

@@ -519,7 +519,7 @@ class WorkflowService:
                     run_at=task["run_at"],
                     db_now=task["db_now"],
                 )
-                written = await insert_outbox(connection, [job])
+                written = [job]
         await self.runtime.publish(written)
 
     @staticmethod

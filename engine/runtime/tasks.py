@@ -219,7 +219,6 @@ class TaskRunner:
             run_at=early["run_at"],
             db_now=early["db_now"],
         )
-        # Not an outbox row: publishing it enqueues it, and marking it is a no-op.
         await sink.publish([row])
         return "not_due"
 
@@ -277,15 +276,16 @@ class TaskRunner:
                 )
                 if retry is None:
                     return
-                row = task_attempt_row(
-                    tenant_id,
-                    task_id,
-                    retry["attempts"] + 1,
-                    instance_id=task["instance_id"],
-                    run_at=retry["run_at"],
-                    db_now=retry["db_now"],
-                )
-                outbox = await insert_outbox(connection, [row])
+                outbox = [
+                    task_attempt_row(
+                        tenant_id,
+                        task_id,
+                        retry["attempts"] + 1,
+                        instance_id=task["instance_id"],
+                        run_at=retry["run_at"],
+                        db_now=retry["db_now"],
+                    )
+                ]
             else:
                 failed = await connection.fetchrow(
                     SQL["fail_task"], tenant_id, task_id, self.worker_id, message
