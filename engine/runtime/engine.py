@@ -93,6 +93,9 @@ class Engine:
         self._consumers: list[Consumer] = []
         #: Events delivered straight to their shard (skipping the broker) so far.
         self.delivered_direct = 0
+        # Monotonic times of the last backend call that succeeded and that failed.
+        self._backend_ok = time.monotonic()
+        self._backend_failed = 0.0
 
     def shard_of(self, instance_id: str) -> int:
         return stable_hash(instance_id) % self.backend.shard_count
@@ -141,8 +144,27 @@ class Engine:
         orchestrator, while one whose dependencies are down is only "not ready".
         """
         now = time.monotonic() if now is None else now
-        late = max(30.0, 6 * self.settings.sweep_interval_ms / 1000)
-        return bool(self._consumers) and now - self.sweeper.last_pass < late
+        looping = bool(self._consumers) and now - self.sweeper.last_pass < self._late()
+        return looping and not self.backend_lost(now)
+
+    def backend_lost(self, now: float | None = None) -> bool:
+        """Calls to shards and pools have only failed for a while.
+
+        The backend is then gone for good (a lost Ray Client session, a cluster torn
+        down): a restarted worker reconnects, a waiting one never does.
+        """
+        now = time.monotonic() if now is None else now
+        failing = self._backend_failed > self._backend_ok
+        return failing and now - self._backend_ok > self._late()
+
+    def _late(self) -> float:
+        return max(30.0, 6 * self.settings.sweep_interval_ms / 1000)
+
+    def _note(self, ok: bool) -> None:
+        if ok:
+            self._backend_ok = time.monotonic()
+        else:
+            self._backend_failed = time.monotonic()
 
     async def stats(self) -> list[dict[str, int]]:
         """Each shard's counters (resident checkpoints, peak, actors, commits)."""
@@ -168,6 +190,7 @@ class Engine:
         failed: list[QueueJob] = []
         rows: list[OutboxRow] = []
         for index, reply in zip(order, replies, strict=True):
+            self._note(not isinstance(reply, BaseException))
             if isinstance(reply, BaseException):
                 log.warning("shard %d failed a batch of %d: %r", index, len(routed[index]), reply)
                 failed.extend(job for job, _ in routed[index])
@@ -199,8 +222,10 @@ class Engine:
         try:
             reply = await self.backend.run_tasks(index, parsed)
         except Exception as error:
+            self._note(ok=False)
             log.warning("pool %d failed a batch of %d task(s): %r", index, len(valid), error)
             raise PartialBatchFailure(valid, f"pool {index} failed") from error
+        self._note(ok=True)
         await self.route(reply.outbox)
         if reply.failed:
             raise PartialBatchFailure([valid[i] for i in reply.failed])
@@ -237,6 +262,7 @@ class Engine:
         delivered: list[OutboxRow] = []
         follow: list[OutboxRow] = []
         for index, reply in zip(order, replies, strict=True):
+            self._note(not isinstance(reply, BaseException))
             if isinstance(reply, BaseException):
                 log.warning(
                     "direct delivery of %d event(s) to shard %d failed (the sweeper will "

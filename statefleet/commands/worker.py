@@ -16,6 +16,7 @@ import asyncio
 import signal
 
 import click
+import uvloop
 
 from statefleet.commands.api import MEMORY_WARNING
 from statefleet.config import ConfigError, Settings
@@ -89,7 +90,7 @@ def worker(database_url: str) -> None:
             MEMORY_WARNING.replace("pass --allow-memory", "run `statefleet up`")
         )
     try:
-        asyncio.run(_run(settings, database_url))
+        uvloop.run(_run(settings, database_url))
     except (DriverNotImplementedError, BackendUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
