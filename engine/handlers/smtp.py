@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
@@ -40,20 +39,20 @@ class SmtpConnections:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     async def send(
-        self, message: EmailMessage, recipients: Sequence[str]
+        self, sender: str, recipients: Sequence[str], data: bytes
     ) -> tuple[dict[str, Any], str]:
-        """Sends ``message`` to ``recipients``; returns (refused recipients, server reply)."""
+        """Sends ``data`` (a flattened message) to ``recipients``; returns (refused, reply)."""
         async with self._slots:
             client, reused = await self._take()
             try:
-                result = await client.send_message(message, recipients=list(recipients))
+                result = await client.sendmail(sender, list(recipients), data)
             except aiosmtplib.SMTPServerDisconnected:
                 await self._discard(client)
                 if not reused:
                     raise
                 client = await self._open()
                 try:
-                    result = await client.send_message(message, recipients=list(recipients))
+                    result = await client.sendmail(sender, list(recipients), data)
                 except BaseException:
                     await self._discard(client)
                     raise

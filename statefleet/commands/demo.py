@@ -2,8 +2,8 @@
 
 Starts the embedded stack (:mod:`statefleet.embedded`) in a temporary state dir,
 deploys the hello workflow, runs a batch of instances through the HTTP API with a
-progress bar, with the ``EMAIL`` step delivered to a real SMTP sink (aiosmtpd, in this
-process, on a free port; ``NOOP`` when aiosmtpd is not installed), prints the
+progress bar, with the ``EMAIL`` step delivered to a real SMTP sink (aiosmtpd, in a
+process of its own, on a free port; ``NOOP`` when aiosmtpd is not installed), prints the
 throughput and one instance's audit log, and stops everything it started.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from statefleet.mailsink import MailSink
+    from statefleet.mailsink import RunningSink
 
 __all__ = ["demo", "register"]
 
@@ -31,7 +31,7 @@ DEFINITION_KEY = "hello-workflow"
 
 
 @contextmanager
-def _smtp_sink() -> Iterator[tuple[MailSink, int] | None]:
+def _smtp_sink() -> Iterator[tuple[RunningSink, int] | None]:
     """A real SMTP server on a free localhost port, or None without aiosmtpd."""
     try:
         from statefleet.mailsink import running_mail_sink
@@ -100,7 +100,7 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
         else:
             settings = SmtpSettings(host="127.0.0.1", port=smtp[1], timeout_s=30)
             factory = functools.partial(builtin_registry, settings)
-            console.print(f"smtp sink: 127.0.0.1:{smtp[1]} (aiosmtpd, in this process)")
+            console.print(f"smtp sink: 127.0.0.1:{smtp[1]} (aiosmtpd, a process of its own)")
         stack = EmbeddedStack(
             home,
             port=free_port(),
