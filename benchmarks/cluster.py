@@ -155,42 +155,45 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def _alive_nodes(address: str, logs: pathlib.Path) -> int:
+def ray_query(address: str, expression: str, *, timeout: float = 60) -> Any:
+    """The JSON value of ``expression``, evaluated by a Ray driver joined to the cluster.
+
+    A process of its own (this one must not become a Ray driver), with the nodes' bare
+    environment, attached to the head's node address (see :func:`node_ip`).
+    """
     code = (
-        "import ray, sys; host = sys.argv[1].rpartition(':')[0];"
-        " ray.init(address=sys.argv[1], log_to_driver=False, _node_ip_address=host);"
-        " print(sum(n['Alive'] for n in ray.nodes()))"
+        "import json, sys, ray\n"
+        "host = sys.argv[1].rpartition(':')[0]\n"
+        "ray.init(address=sys.argv[1], log_to_driver=False, _node_ip_address=host)\n"
+        f"print(json.dumps({expression}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, address],
         env=bare_env(),
         capture_output=True,
         text=True,
-        timeout=60,
-        check=False,
+        timeout=timeout,
+        check=True,
     )
-    (logs / "nodes.log").write_text(result.stdout + result.stderr)
-    return int(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else 0
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _alive_nodes(address: str) -> int:
+    try:
+        alive: int = ray_query(address, "sum(n['Alive'] for n in ray.nodes())")
+    except subprocess.CalledProcessError:
+        return 0
+    return alive
 
 
 def named_actors(address: str) -> list[str]:
     """Names of the live named actors in Ray namespace ``statefleet`` on the cluster."""
-    code = (
-        "import json, ray, sys\n"
-        "host = sys.argv[1].rpartition(':')[0]\n"
-        "ray.init(address=sys.argv[1], log_to_driver=False, _node_ip_address=host)\n"
-        "found = ray.util.list_named_actors(all_namespaces=True)\n"
-        "print(json.dumps(sorted(a['name'] for a in found if a['namespace'] == 'statefleet')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, address],
-        env=bare_env(),
-        capture_output=True,
-        text=True,
+    names: list[str] = ray_query(
+        address,
+        "sorted(a['name'] for a in ray.util.list_named_actors(all_namespaces=True)"
+        " if a['namespace'] == 'statefleet')",
         timeout=120,
-        check=True,
     )
-    names: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
     return names
 
 
@@ -219,7 +222,7 @@ def ray_nodes(count: int, logs: pathlib.Path, procs: list[Proc]) -> Iterator[str
             *common_args,
         ]
         procs.append(_spawn("ray-head", head, bare_env(), logs))
-        _wait(lambda: _alive_nodes(address, logs) >= 1, "ray head", procs)
+        _wait(lambda: _alive_nodes(address) >= 1, "ray head", procs)
         for index in range(1, count):
             node = [
                 RAY,
@@ -229,7 +232,7 @@ def ray_nodes(count: int, logs: pathlib.Path, procs: list[Proc]) -> Iterator[str
                 *common_args,
             ]
             procs.append(_spawn(f"ray-node-{index}", node, bare_env(), logs))
-        _wait(lambda: _alive_nodes(address, logs) >= count, f"{count} ray nodes", procs)
+        _wait(lambda: _alive_nodes(address) >= count, f"{count} ray nodes", procs)
         yield address
     finally:
         for proc in reversed([p for p in procs if p.name.startswith("ray-")]):

@@ -25,11 +25,11 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from statefleet.engine.ports.backend import Backend
+from statefleet.engine.ports.backend import Backend, ShardReply
 from statefleet.engine.ports.queue import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -52,6 +52,8 @@ from statefleet.engine.runtime.sweeper import Sweeper
 __all__ = ["Engine", "stable_hash"]
 
 log = logging.getLogger(__name__)
+#: What an event came with: its queue job, or its outbox row.
+_Item = TypeVar("_Item", QueueJob, OutboxRow)
 
 
 def stable_hash(key: str) -> int:
@@ -174,29 +176,21 @@ class Engine:
 
     async def on_events(self, jobs: list[QueueJob]) -> None:
         """One call per shard with that shard's events; fails only the jobs of a failed call."""
-        routed: dict[int, list[tuple[QueueJob, EventJobData]]] = {}
+        parsed: list[tuple[QueueJob, EventJobData]] = []
         for job in jobs:
             try:
-                event = parse_event_job(job)
+                parsed.append((job, parse_event_job(job)))
             except MalformedJobError as error:
                 await self.dead_letter(None, job, str(error))
-                continue
-            routed.setdefault(self.shard_of(event.instance_id), []).append((job, event))
-        order = list(routed)
-        replies = await asyncio.gather(
-            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
-            return_exceptions=True,
-        )
         failed: list[QueueJob] = []
         rows: list[OutboxRow] = []
-        for index, reply in zip(order, replies, strict=True):
-            self._note(not isinstance(reply, BaseException))
+        for index, sent, reply in await self._to_shards(parsed):
             if isinstance(reply, BaseException):
-                log.warning("shard %d failed a batch of %d: %r", index, len(routed[index]), reply)
-                failed.extend(job for job, _ in routed[index])
+                log.warning("shard %d failed a batch of %d: %r", index, len(sent), reply)
+                failed.extend(job for job, _ in sent)
                 continue
             rows.extend(reply.outbox)
-            for outcome, (_, event) in zip(reply.outcomes, routed[index], strict=True):
+            for outcome, (_, event) in zip(reply.outcomes, sent, strict=True):
                 if outcome == "unknown_instance":
                     log.warning(
                         "event %s for unknown instance %s", event.event_id, event.instance_id
@@ -246,33 +240,25 @@ class Engine:
 
     async def _deliver(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
         """Applies event rows on their shards; returns the rows those commits wrote."""
-        routed: dict[int, list[tuple[OutboxRow, EventJobData]]] = {}
+        parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
             try:
-                event = parse_event_job(QueueJob(row.queue, row.job_name, row.data))
+                parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
             except MalformedJobError:  # not ours to judge here: the broker path decides
                 await self._publish([row])
-                continue
-            routed.setdefault(self.shard_of(event.instance_id), []).append((row, event))
-        order = list(routed)
-        replies = await asyncio.gather(
-            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
-            return_exceptions=True,
-        )
         delivered: list[OutboxRow] = []
         follow: list[OutboxRow] = []
-        for index, reply in zip(order, replies, strict=True):
-            self._note(not isinstance(reply, BaseException))
+        for index, sent, reply in await self._to_shards(parsed):
             if isinstance(reply, BaseException):
                 log.warning(
                     "direct delivery of %d event(s) to shard %d failed (the sweeper will "
                     "publish them): %r",
-                    len(routed[index]),
+                    len(sent),
                     index,
                     reply,
                 )
                 continue
-            delivered.extend(row for row, _ in routed[index])
+            delivered.extend(row for row, _ in sent)
             follow.extend(reply.outbox)
         if delivered:
             self.delivered_direct += len(delivered)
@@ -281,6 +267,26 @@ class Engine:
             except Exception:
                 log.exception("marking %d delivered event(s) failed", len(delivered))
         return follow
+
+    async def _to_shards(
+        self, items: Sequence[tuple[_Item, EventJobData]]
+    ) -> list[tuple[int, list[tuple[_Item, EventJobData]], ShardReply | BaseException]]:
+        """One call per shard with its share of ``items``, all at once.
+
+        Returns, per shard called, its index, what it was sent, and its reply or the
+        error of the call.
+        """
+        routed: dict[int, list[tuple[_Item, EventJobData]]] = {}
+        for item, event in items:
+            routed.setdefault(self.shard_of(event.instance_id), []).append((item, event))
+        order = list(routed)
+        replies = await asyncio.gather(
+            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
+            return_exceptions=True,
+        )
+        for reply in replies:
+            self._note(not isinstance(reply, BaseException))
+        return [(i, routed[i], reply) for i, reply in zip(order, replies, strict=True)]
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> None:
         if not rows:
