@@ -70,6 +70,7 @@ class CloudTasksConfig:
         service_account: str | None = None,
         queue_secret: str | None = None,
         emulator_host: str | None = None,
+        oidc_audience: str | None = None,
     ) -> None:
         self.project = project
         self.location = location
@@ -78,6 +79,9 @@ class CloudTasksConfig:
         self.service_account = service_account
         self.queue_secret = queue_secret
         self.emulator_host = emulator_host
+        #: The audience of the OIDC tokens Cloud Tasks attaches: what the receiving
+        #: worker checks (``WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE``, else the target URL).
+        self.oidc_audience = oidc_audience or self.target_base_url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudTasksConfig:
@@ -113,6 +117,7 @@ class CloudTasksConfig:
             service_account=get("WORKFLOW_CLOUDTASKS_SERVICE_ACCOUNT") or None,
             queue_secret=get("WORKFLOW_QUEUE_SECRET") or None,
             emulator_host=get("WORKFLOW_CLOUDTASKS_EMULATOR_HOST") or None,
+            oidc_audience=get("WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE") or None,
         )
 
 
@@ -201,7 +206,7 @@ class CloudTasksQueue:
         if self.config.service_account:
             request["oidc_token"] = tasks_v2.OidcToken(
                 service_account_email=self.config.service_account,
-                audience=self.config.target_base_url,
+                audience=self.config.oidc_audience,
             )
         task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(**request))
         due = datetime.now(UTC) + timedelta(milliseconds=delay_ms)

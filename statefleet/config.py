@@ -372,7 +372,8 @@ class Settings(BaseSettings):
         data.setdefault("WORKFLOW_CLOUDTASKS_QUEUE_PREFIX", f"{app_env}-" if app_env else "")
         target = data.get("WORKFLOW_CLOUDTASKS_TARGET_BASE_URL")
         if target is not None:
-            data.setdefault("WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE", target)
+            # The driver's default audience: the target URL without a trailing slash.
+            data.setdefault("WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE", str(target).strip().rstrip("/"))
         return data
 
     @classmethod

@@ -53,7 +53,8 @@ class OidcVerifier:
             return None
         audience = (
             env.get("WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE", "").strip()
-            or env.get("WORKFLOW_CLOUDTASKS_TARGET_BASE_URL", "").strip()
+            # As the driver issues it: the target URL without its trailing slash.
+            or env.get("WORKFLOW_CLOUDTASKS_TARGET_BASE_URL", "").strip().rstrip("/")
         )
         if not audience:
             raise ValueError(

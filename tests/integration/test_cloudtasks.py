@@ -20,6 +20,7 @@ from cloudtasks_emulator import emulator_for_tests
 from cloudtasks_support import cloudtasks_engine
 from runtime_support import smtp_server, wait_for
 
+from statefleet.api.oidc import OidcVerifier
 from statefleet.drivers.cloudtasks import CloudTasksConfigError, task_id_for
 from statefleet.drivers.config import create_queue
 from statefleet.engine.handlers import HandlerRegistry
@@ -239,3 +240,21 @@ async def test_a_delayed_job_is_not_pushed_before_its_schedule_time(
         await consumer.stop()
     assert at - sent >= 0.5 - 0.005
     assert [(j.queue, j.name, j.data) for j in jobs] == [(job.queue, job.name, job.data)]
+
+
+def test_tokens_are_issued_for_the_audience_the_worker_checks() -> None:
+    env = {
+        "WORKFLOW_QUEUE_DRIVER": "cloudtasks",
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "WORKFLOW_CLOUDTASKS_LOCATION": "l",
+        "WORKFLOW_CLOUDTASKS_TARGET_BASE_URL": "https://worker.example/",
+        "WORKFLOW_CLOUDTASKS_SERVICE_ACCOUNT": "pusher@p.iam.gserviceaccount.com",
+    }
+    default = create_queue(env)
+    chosen = create_queue(env | {"WORKFLOW_CLOUDTASKS_OIDC_AUDIENCE": "statefleet-pushes"})
+    assert default.config.oidc_audience == "https://worker.example"  # type: ignore[attr-defined]
+    assert chosen.config.oidc_audience == "statefleet-pushes"  # type: ignore[attr-defined]
+    # The worker checks exactly what the driver issues, trailing slash or not.
+    verifier = OidcVerifier.from_env(env)
+    assert verifier is not None
+    assert verifier.audience == default.config.oidc_audience  # type: ignore[attr-defined]
