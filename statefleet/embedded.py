@@ -49,6 +49,7 @@ __all__ = [
     "PostgresUnavailable",
     "free_port",
     "server_account",
+    "set_parent_death_signal",
     "state_dir",
 ]
 
@@ -182,7 +183,7 @@ def grant_traverse(path: pathlib.Path, account: Account) -> list[pathlib.Path]:
     return changed
 
 
-def _set_parent_death_signal() -> None:
+def set_parent_death_signal() -> None:
     """In the child, after the uid switch: die with a fast shutdown when the parent dies.
 
     The kernel clears the parent-death signal on a credential change, so this must run
@@ -355,7 +356,7 @@ class PostgresProcess:
                 # Its own session: a terminal's Ctrl-C reaches statefleet, which stops
                 # the server after the workers, instead of killing it under them.
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal,
+                preexec_fn=set_parent_death_signal,
             )
         return self._wait_ready()
 

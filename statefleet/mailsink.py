@@ -51,9 +51,11 @@ class MailSink:
 class RunningSink:
     """The sink process as its parent sees it: how many messages it received."""
 
-    def __init__(self, count_file: pathlib.Path) -> None:
+    def __init__(self, count_file: pathlib.Path, pid: int) -> None:
         self._count_file = count_file
         self._final: int | None = None
+        #: The sink process's id.
+        self.pid = pid
 
     @property
     def received(self) -> int:
@@ -73,7 +75,7 @@ def running_mail_sink(
     directory: pathlib.Path | None = None, *, start_timeout: float = 30.0
 ) -> Iterator[tuple[RunningSink, int]]:
     """Runs the sink in its own process on a free 127.0.0.1 port; yields it and the port."""
-    from statefleet.embedded import free_port
+    from statefleet.embedded import free_port, set_parent_death_signal
 
     port = free_port()
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="statefleet-mailsink-"))
@@ -81,8 +83,15 @@ def running_mail_sink(
     argv = [sys.executable, "-m", "statefleet.mailsink", str(port), str(count_file)]
     if directory is not None:
         argv.append(str(directory))
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-    sink = RunningSink(count_file)
+    # Its own session (a terminal's Ctrl-C reaches the parent, which stops it in order),
+    # and it stops with its parent even when that one is SIGKILLed.
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=set_parent_death_signal,
+    )
+    sink = RunningSink(count_file, process.pid)
     try:
         deadline = time.monotonic() + start_timeout
         while not count_file.exists():
