@@ -1,7 +1,7 @@
 """The BullMQ driver: the queue port on Redis, in BullMQ's own layout, via PyPI ``bullmq``.
 
 Why BullMQ's layout rather than our own Redis scheme: the seed's users already run
-Node BullMQ producers and tools, and ``shared/contracts/queue-jobs.md`` promises that
+Node BullMQ producers and tools, and ``docs/queue-jobs.md`` promises that
 ``new Queue('workflow-orchestrator').add('event', data, {jobId})`` from Node feeds the
 engine unchanged, and that a job the engine adds is visible to Node's tools.
 

@@ -1,6 +1,6 @@
 """The queue port: the two job queues the engine needs, and what every driver owes it.
 
-All work moves through two logical queues (``shared/contracts/queue-jobs.md``):
+All work moves through two logical queues (their wire format: ``docs/queue-jobs.md``):
 ``workflow-orchestrator`` carries ``event`` jobs that advance an instance, and
 ``workflow-task-runner`` carries ``task`` jobs that run one attempt of a task. The
 wire format is the same under every driver so that producers in other languages

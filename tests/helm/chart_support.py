@@ -6,5 +6,5 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "statefleet"
-#: CI puts a copy of ``shared/`` beside the clone; the schemas are not vendored.
-KUBERAY_SCHEMAS = REPO.parent / "shared" / "schemas" / "kuberay"
+#: The KubeRay schema, committed with its provenance (see its README).
+KUBERAY_SCHEMAS = REPO / "tests" / "helm" / "schemas" / "kuberay"

