@@ -66,7 +66,6 @@ class RunningSink:
         return 0
 
     def _stopped(self) -> None:
-        self._final = None
         self._final = self.received
 
 

@@ -51,9 +51,13 @@ class OutboxRow:
     dedupe_key: str
     available_at: datetime | None = None
     db_now: datetime | None = None
-    #: Whether the row is in the ``outbox`` table (events) or only a job to send now
-    #: (task attempts, whose durable record is their ``tasks`` row).
-    stored: bool = True
+
+    @property
+    def stored(self) -> bool:
+        """Whether the row is in the ``outbox`` table: event jobs are; task attempt
+        jobs never are (their durable record is the ``tasks`` row, see
+        :func:`task_attempt_row`)."""
+        return self.queue != TASK_RUNNER_QUEUE
 
     def job(self) -> QueueJob:
         """The queue job; a future ``available_at`` becomes a delay on this host's clock."""
@@ -90,7 +94,6 @@ def task_attempt_row(
         dedupe_key=task_dedupe_key(str(task_id), attempt),
         available_at=run_at,
         db_now=db_now,
-        stored=False,
     )
 
 
