@@ -19,6 +19,7 @@ from statefleet import __version__
 from statefleet.api.errors import JSONBody, install_error_handlers
 from statefleet.api.limits import BodyLimit
 from statefleet.api.metrics import ApiMetrics, MetricsMiddleware
+from statefleet.api.responses import exact_openapi
 from statefleet.api.routes import (
     admin,
     batches,
@@ -129,6 +130,7 @@ def create_app(
     install_error_handlers(app)
     for module in (definitions, instances, batches, tasks, admin, health, internal):
         app.include_router(module.router)
+    exact_openapi(app)
     # Added last = outermost: metrics time everything, including 413s.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -18,7 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from statefleet.engine.runtime import (
     InstanceNotFound,
@@ -39,8 +39,12 @@ __all__ = ["ApiError", "JSONBody", "error_response", "install_error_handlers"]
 log = logging.getLogger(__name__)
 
 
-class JSONBody(Response):
-    """orjson-rendered JSON (FastAPI's ``ORJSONResponse`` is deprecated as of 0.12x)."""
+class JSONBody(JSONResponse):
+    """orjson-rendered JSON (FastAPI's ``ORJSONResponse`` is deprecated as of 0.12x).
+
+    A ``JSONResponse`` subclass so FastAPI documents each route's response model as
+    its JSON answer (any other class is documented as an opaque string).
+    """
 
     media_type = "application/json"
 
