@@ -47,6 +47,7 @@ __all__ = [
     "EmbeddedStack",
     "PostgresProcess",
     "PostgresUnavailable",
+    "api_url",
     "free_port",
     "server_account",
     "set_parent_death_signal",
@@ -74,6 +75,11 @@ def state_dir(env: Mapping[str, str] | None = None) -> pathlib.Path:
     env = os.environ if env is None else env
     raw = env.get("STATEFLEET_HOME", "").strip()
     return pathlib.Path(raw).expanduser() if raw else pathlib.Path.home() / ".statefleet"
+
+
+def api_url(host: str, port: int) -> str:
+    """Where clients reach an API listening on ``host:port`` (all interfaces: loopback)."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -329,6 +335,43 @@ class PostgresProcess:
             pid_file.unlink()
 
     def _spawn(self, postgres: str, account: Account) -> bool:
+        self._launch(postgres, account)
+        return self._wait_ready()
+
+    async def restart(self) -> str:
+        """Starts the server again after it died under us, on the same port; its DSN.
+
+        The same port because every database pool (this process's and each Ray actor's)
+        holds the DSN: they reconnect by themselves once the server is back. Waits
+        without blocking the event loop, but launches from the calling (main) thread,
+        since the parent-death signal follows the thread that spawned the server.
+
+        Raises:
+            PostgresUnavailable: it did not come back within ``start_timeout`` (the
+                message includes the end of its log).
+        """
+        binaries = find_binaries(self.prefer)
+        account = self.account or server_account()
+        self.process = None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            # Backends of the dead server may hold its shared memory for a moment:
+            # the new one refuses to start until they are gone, so it is tried again.
+            self._clear_stale_pid_file()
+            self._launch(binaries["postgres"], account)
+            while (ready := self._poll_ready()) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if ready:
+                return self.dsn
+            if ready is None or time.monotonic() > deadline:
+                self.stop()
+                raise PostgresUnavailable(
+                    f"postgres did not restart within {self.start_timeout:.0f}s; "
+                    f"server log:\n{tail(self.log_path)}"
+                )
+            await asyncio.sleep(0.5)
+
+    def _launch(self, postgres: str, account: Account) -> None:
         options = {
             "port": str(self.port),
             "listen_addresses": "127.0.0.1",
@@ -358,24 +401,29 @@ class PostgresProcess:
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal,
             )
-        return self._wait_ready()
+
+    def _poll_ready(self) -> bool | None:
+        """True once the server accepts connections, False if it exited, else None."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            self.process = None
+            return False
+        with contextlib.suppress(OSError):
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+            if (
+                len(lines) > _PID_STATUS_LINE
+                and lines[0].strip() == str(self.process.pid)
+                and lines[_PID_STATUS_LINE].strip() == "ready"
+            ):
+                return True
+        return None
 
     def _wait_ready(self) -> bool:
-        assert self.process is not None
         deadline = time.monotonic() + self.start_timeout
-        pid_file = self.data / "postmaster.pid"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.process = None
-                return False
-            with contextlib.suppress(OSError):
-                lines = pid_file.read_text().splitlines()
-                if (
-                    len(lines) > _PID_STATUS_LINE
-                    and lines[0].strip() == str(self.process.pid)
-                    and lines[_PID_STATUS_LINE].strip() == "ready"
-                ):
-                    return True
+            ready = self._poll_ready()
+            if ready is not None:
+                return ready
             time.sleep(0.05)
         self.stop()
         raise PostgresUnavailable(
@@ -466,13 +514,16 @@ class EmbeddedStack:
     dsn: str = ""
     api_key: str = ""
     engine: Any = None
+    #: Why the stack cannot go on (the embedded Postgres died and did not come back);
+    #: empty while it is healthy. :meth:`wait_failed` returns it once set.
+    failure: str = ""
+    _failed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     _postgres: PostgresProcess | None = None
     _cleanup: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return api_url(self.host, self.port)
 
     async def __aenter__(self) -> EmbeddedStack:
         try:
@@ -505,6 +556,8 @@ class EmbeddedStack:
             self._cleanup.append(self._postgres.stop)
             self.dsn = self._postgres.start()
             self.say(f"postgres: {self.home / 'postgres'} (127.0.0.1:{self._postgres.port})")
+            watchdog = asyncio.create_task(self._watch_postgres(), name="postgres-watchdog")
+            self._cleanup.append(watchdog.cancel)
         applied = await migrate(self.dsn)
         if applied:
             self.say(f"migrated: {', '.join(applied)}")
@@ -513,6 +566,37 @@ class EmbeddedStack:
         self._cleanup.append(pool.close)
         await self._start_engine(settings, pool, queue)
         await self._serve(settings, pool, queue)
+
+    async def wait_failed(self) -> str:
+        """Returns, with the reason, once the stack can no longer run (see ``failure``)."""
+        await self._failed.wait()
+        return self.failure
+
+    async def _watch_postgres(self) -> None:
+        """Restarts the embedded Postgres when it dies, or declares the stack failed.
+
+        Without it a killed server left ``up`` half alive: answering requests with
+        errors, moving nothing, and never saying why.
+        """
+        server = self._postgres
+        assert server is not None
+        while True:
+            await asyncio.sleep(0.5)
+            process = server.process
+            if process is None:  # stopped by aclose
+                return
+            code = process.poll()
+            if code is None:
+                continue
+            self.say(f"postgres exited unexpectedly (exit code {code}); restarting it")
+            try:
+                await server.restart()
+            except PostgresUnavailable as exc:
+                self.failure = f"the embedded postgres died and could not be restarted: {exc}"
+                self.say(self.failure)
+                self._failed.set()
+                return
+            self.say(f"postgres restarted (127.0.0.1:{server.port}); work continues")
 
     async def _start_engine(self, settings: Any, pool: Any, queue: Any) -> None:
         from statefleet.backends import start_backend

@@ -9,12 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
 
-__all__ = ["serve"]
+__all__ = ["PortTaken", "check_port", "serve"]
+
+
+class PortTaken(OSError):
+    """The HTTP port cannot be bound; the message names it and the option to change it."""
+
+
+def check_port(host: str, port: int, option: str = "--port") -> None:
+    """Fails now if ``host:port`` cannot be bound, before anything else has started.
+
+    Binds and closes a socket with uvicorn's own options (``SO_REUSEADDR``), so a port
+    in TIME_WAIT passes here exactly as it would there.
+
+    Raises:
+        PortTaken: the message names the address and ``option``.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+        with socket.create_server(infos[0][4][:2], family=infos[0][0]):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PortTaken(
+            f"cannot listen on {host}:{port} ({reason}): another process is using port "
+            f"{port}; choose a free one with {option} (for example {option} {port + 1})"
+        ) from None
 
 
 class _Server(uvicorn.Server):

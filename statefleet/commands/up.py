@@ -22,9 +22,18 @@ __all__ = ["register", "up"]
 
 
 async def _run_until_signal(host: str, port: int) -> None:
-    from statefleet.embedded import state_dir
+    from statefleet.embedded import api_url, state_dir
+    from statefleet.homelock import home_lock
+    from statefleet.serving import check_port
 
     home = state_dir()
+    # The home first (a second `up` must touch nothing), then the port, then the rest.
+    with home_lock(home, api_url(host, port)):
+        check_port(host, port)
+        await _run_owned(home, host, port)
+
+
+async def _run_owned(home: pathlib.Path, host: str, port: int) -> None:
     env = dict(os.environ)
     if env.get("STATEFLEET_SMTP_HOST"):
         await _run_stack(home, host, port, env)
@@ -53,9 +62,19 @@ async def _run_stack(home: pathlib.Path, host: str, port: int, env: dict[str, st
         click.echo(f"statefleet is up: {stack.url} (state dir {home}); Ctrl-C stops it")
         click.echo(f"export STATEFLEET_URL={stack.url}")
         click.echo(f"export STATEFLEET_API_KEY={stack.api_key}", nl=True)
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(stack.wait_failed())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (stopped, failed):
+            waiter.cancel()
         click.echo("stopping...", err=True)
+    if stack.failure:
+        raise StackFailed(stack.failure)
     click.echo("stopped", err=True)
+
+
+class StackFailed(RuntimeError):
+    """The stack could not go on (its Postgres died for good): ``up`` exits non-zero."""
 
 
 def _say(message: str) -> None:
@@ -76,8 +95,11 @@ def up(host: str, port: int) -> None:
     from statefleet.drivers.config import DriverNotImplementedError, QueueConfigError
     from statefleet.embedded import PostgresUnavailable
     from statefleet.engine.ports.backend import BackendUnavailable
+    from statefleet.homelock import HomeBusy
 
     problems = (
+        HomeBusy,
+        StackFailed,
         ConfigError,
         QueueConfigError,
         DriverNotImplementedError,
