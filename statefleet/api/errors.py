@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from statefleet.api.jsonbody import InvalidJson
 from statefleet.engine.runtime import (
     InstanceNotFound,
     InstanceNotRunning,
@@ -121,6 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
             400, "invalid_request", f"{where}: {first.get('msg')}", details=details
         )
 
+    async def invalid_json(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidJson)
+        details = [{"path": exc.path, "message": exc.message}]
+        return error_response(400, "invalid_json", str(exc.detail), details=details)
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "error")
@@ -151,6 +157,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(InvalidJson, invalid_json)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(SpecValidationError, spec_error)
     # Subclass before base class: Starlette picks the first match along the MRO.

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from statefleet.api.auth import Admin
 from statefleet.api.errors import ApiError
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import KeyCreated, KeyInfo, KeyList, TenantCreated, TenantIn
 from statefleet.api.state import app_state
 from statefleet.engine.runtime.tenants import (
@@ -19,7 +20,9 @@ from statefleet.engine.runtime.tenants import (
 )
 from statefleet.engine.store.queries import load_queries
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
+router = APIRouter(
+    prefix="/v1/admin", tags=["admin"], dependencies=[Admin], route_class=StrictJsonRoute
+)
 OUTBOX_SQL = load_queries("outbox.sql")
 
 

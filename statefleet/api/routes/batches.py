@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from statefleet.api.auth import TenantId
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import BatchCreated, BatchIn, BatchOut
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 
 @router.post("", response_model=BatchCreated, status_code=201)

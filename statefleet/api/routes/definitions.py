@@ -8,12 +8,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from statefleet.api.auth import TenantId
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import DefinitionIn, DefinitionList, DefinitionOut
 from statefleet.api.state import app_state
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.spec import validate_spec
 
-router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
+router = APIRouter(prefix="/v1/definitions", tags=["definitions"], route_class=StrictJsonRoute)
 
 Version = Annotated[int, Query(ge=1, le=2**31 - 1)]
 

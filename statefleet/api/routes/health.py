@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from statefleet.api.errors import error_response
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import HealthOut
 from statefleet.api.state import app_state
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJsonRoute)
 
 #: A readiness probe must answer quickly even when Postgres hangs.
 READY_TIMEOUT_S = 2.0

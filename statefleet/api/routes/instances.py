@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from statefleet.api.auth import TenantId
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import (
     EventAccepted,
     EventIn,
@@ -22,7 +23,7 @@ from statefleet.api.models import (
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 
-router = APIRouter(prefix="/v1/instances", tags=["instances"])
+router = APIRouter(prefix="/v1/instances", tags=["instances"], route_class=StrictJsonRoute)
 
 MAX_PAGE = 1000
 

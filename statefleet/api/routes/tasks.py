@@ -7,12 +7,13 @@ import uuid
 from fastapi import APIRouter, Request
 
 from statefleet.api.auth import TenantId
+from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import CompleteTaskIn, FailTaskIn, TaskOut
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 from statefleet.engine.runtime import WorkflowService
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJsonRoute)
 
 
 async def _existing(service: WorkflowService, tenant: str, raw: str) -> uuid.UUID:
