@@ -7,13 +7,14 @@ them from outside (the API), so the task runner never claims them.
 from __future__ import annotations
 
 import email.policy
+import hashlib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.mime.text import MIMEText
-from email.utils import make_msgid, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -110,6 +111,19 @@ def _message(headers: dict[str, str], text: str, html: str | None) -> bytes:
     return message.as_bytes(policy=email.policy.SMTP)
 
 
+def message_id(idempotency_key: str) -> str:
+    """The ``Message-ID`` of an ``EMAIL`` task: a function of its idempotency key alone.
+
+    Every attempt of the task sends the same header, so a message sent again after a
+    success that could not be recorded is recognisable downstream as a repeat.
+    ``email.utils.make_msgid`` adds the time, the pid and randomness, and the sender's
+    domain may change between attempts, so neither takes part. The key is hashed:
+    it may hold characters a Message-ID may not.
+    """
+    digest = hashlib.blake2b(idempotency_key.encode(), digest_size=20).hexdigest()
+    return f"<{digest}@statefleet>"
+
+
 class EmailHandler:
     """Sends one email over SMTP (aiosmtplib).
 
@@ -141,8 +155,7 @@ class EmailHandler:
             "Reply-To": str(data.get("replyTo") or ""),
             "Subject": str(data.get("subject", "")),
         }
-        domain = self.settings.sender.rpartition("@")[2] or "statefleet"
-        headers["Message-ID"] = make_msgid(idstring=task.idempotency_key, domain=domain)
+        headers["Message-ID"] = message_id(task.idempotency_key)
         text = str(data.get("text", data.get("body", "")))
         html = str(data["html"]) if data.get("html") else None
         raw = _message(headers, text, html)

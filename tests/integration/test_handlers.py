@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,7 @@ from statefleet.engine.handlers import (
     TaskContext,
     noop_handler,
 )
+from statefleet.engine.handlers.builtin import message_id
 
 
 def context(task_type: str, input: Any) -> TaskContext:
@@ -101,8 +104,29 @@ async def test_email_reaches_a_real_smtp_server_with_a_stable_message_id() -> No
     (message,) = inbox.messages
     assert message["Subject"] == "Hi"
     assert message["Cc"] == "b@example.com"
-    assert "key-123" in message["Message-ID"]
+    assert message["Message-ID"] == output["messageId"] == message_id("key-123")
     assert output["accepted"] == ["a@example.com", "b@example.com"]
+
+
+async def test_the_same_email_task_sent_twice_carries_the_same_message_id() -> None:
+    """A success that could not be recorded makes the task run again, maybe on another
+    pool: the second message must be recognisable downstream as the first one."""
+    payload = {"to": "a@example.com", "subject": "Hi", "text": "Hello"}
+    first = context("EMAIL", payload)
+    again = dataclasses.replace(first, attempt=2, task_id="t-1")
+    other = dataclasses.replace(first, idempotency_key="key-456")
+    with smtp_server() as (inbox, smtp):
+        for task in (first, again, other):
+            handler = EmailHandler(smtp)  # a fresh handler each time, as a new pool would
+            try:
+                await handler(task)
+            finally:
+                await handler.aclose()
+    ids = [message["Message-ID"] for message in inbox.messages]
+    assert len(ids) == 3
+    assert ids[0] == ids[1]
+    assert ids[2] != ids[0]
+    assert all(re.fullmatch(r"<[0-9a-f]{40}@statefleet>", value) for value in ids), ids
 
 
 async def test_email_without_recipient_is_permanent() -> None:
