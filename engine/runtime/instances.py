@@ -115,6 +115,33 @@ def event_outbox_row(
     )
 
 
+#: Statuses no event can change any more. An event that reaches such an instance (a task's
+#: completion arriving after the event its handler emitted finished the instance, a send
+#: that raced the end) is still written to the audit log, unhandled, so that what it
+#: carried (an AI task's decision record) is never lost. A failed instance is left out:
+#: retrying the task that failed it reopens it only while that failure is its last row.
+FINISHED_FOR_GOOD = frozenset({"done", "cancelled"})
+
+
+def _audit_late(plan: InstancePlan, seq: int, event: EventJobData, value: Any) -> None:
+    """Records an event that arrived after its instance finished: no step, no effects."""
+    plan.audit.append(
+        AuditRow(
+            tenant_id=plan.tenant_id,
+            instance_id=plan.instance_id,
+            seq=seq,
+            event_id=event.event_id,
+            type=event.event_type,
+            payload=event.payload or {},
+            state_before=value,
+            state_after=value,
+            effects=[],
+            handled=False,
+            error=None,
+        )
+    )
+
+
 def _audit(
     plan: InstancePlan,
     seq: int,
@@ -387,19 +414,33 @@ class InstanceRuntime:
             if not plans:
                 self._remember(loaded, [], [])
                 return []
-            won = {
-                r["id"]
-                for r in await connection.fetch(
-                    SQL["update_instances"],
-                    [p.tenant_id for p, _ in plans],
-                    [p.instance_id for p, _ in plans],
-                    [p.version for p, _ in plans],
-                    [json_text(p.snapshot) for p, _ in plans],
-                    [p.status for p, _ in plans],
-                    [json_text(p.output) for p, _ in plans],
-                    [p.error for p, _ in plans],
+            steps = [p for p, _ in plans if not p.records_only]
+            records = [p for p, _ in plans if p.records_only]
+            won: set[uuid.UUID] = set()
+            if steps:
+                won.update(
+                    r["id"]
+                    for r in await connection.fetch(
+                        SQL["update_instances"],
+                        [p.tenant_id for p in steps],
+                        [p.instance_id for p in steps],
+                        [p.version for p in steps],
+                        [json_text(p.snapshot) for p in steps],
+                        [p.status for p in steps],
+                        [json_text(p.output) for p in steps],
+                        [p.error for p in steps],
+                    )
                 )
-            }
+            if records:
+                won.update(
+                    r["id"]
+                    for r in await connection.fetch(
+                        SQL["touch_instances"],
+                        [p.tenant_id for p in records],
+                        [p.instance_id for p in records],
+                        [p.version for p in records],
+                    )
+                )
             winners = []
             losers = []
             for plan, group in plans:
@@ -467,12 +508,7 @@ class InstanceRuntime:
         tenant_id = row.tenant_id
         instance_id = row.instance_id
         if row.status != "running":
-            for index, ev in group:
-                outcome: Outcome = (
-                    "duplicate" if (instance_id, ev.event_id) in seen else "not_running"
-                )
-                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, outcome)
-            return None
+            return self._plan_late(row, group, seen, outcomes)
         machine = await self.machines.get(connection, tenant_id, row.definition_id)
         snapshot = Snapshot.from_dict(row.snapshot)
         seq = row.last_seq if row.last_seq is not None else -1
@@ -493,6 +529,10 @@ class InstanceRuntime:
                 continue
             if snapshot.status != "active":
                 outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "not_running")
+                if plan.status in FINISHED_FOR_GOOD:
+                    seen.add(key)
+                    seq += 1
+                    _audit_late(plan, seq, ev, snapshot.value)
                 continue
             seen.add(key)
             event = {"type": ev.event_type, "payload": ev.payload}
@@ -510,6 +550,38 @@ class InstanceRuntime:
             return None
         plan.snapshot = snapshot.as_dict()
         return plan
+
+    @staticmethod
+    def _plan_late(
+        row: Checkpoint,
+        group: list[tuple[int, EventJobData]],
+        seen: set[tuple[uuid.UUID, str]],
+        outcomes: dict[int, ApplyOutcome],
+    ) -> InstancePlan | None:
+        """Events for an instance that no longer runs: recorded if it finished for good."""
+        plan = InstancePlan(
+            tenant_id=row.tenant_id,
+            instance_id=row.instance_id,
+            version=row.version,
+            snapshot=row.snapshot,
+            status=row.status,
+            output=None,
+            error=None,
+            records_only=True,
+        )
+        seq = row.last_seq if row.last_seq is not None else -1
+        value = row.snapshot.get("value")
+        for index, ev in group:
+            key = (row.instance_id, ev.event_id)
+            if key in seen:
+                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "duplicate")
+                continue
+            outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "not_running")
+            if row.status in FINISHED_FOR_GOOD:
+                seen.add(key)
+                seq += 1
+                _audit_late(plan, seq, ev, value)
+        return plan if plan.audit else None
 
     # -- writing ------------------------------------------------------------------
 
@@ -543,7 +615,7 @@ class InstanceRuntime:
                 [c.idempotency_key for c in cancellations],
                 [c.name for c in cancellations],
             )
-        finished = [p for p in plans if p.status != "running"]
+        finished = [p for p in plans if p.status != "running" and not p.records_only]
         if finished:
             await connection.execute(
                 SQL["cancel_open_tasks_of_instances"],

@@ -103,6 +103,9 @@ class InstancePlan:
     audit: list[AuditRow] = field(default_factory=list)
     tasks: list[TaskRow] = field(default_factory=list)
     cancellations: list[Cancellation] = field(default_factory=list)
+    #: Only late events of a finished instance are recorded: its checkpoint, status and
+    #: output stay as they are, and only its version moves (for the concurrency check).
+    records_only: bool = False
 
 
 def instance_status(step: Step) -> str:

@@ -341,6 +341,42 @@ async def test_an_allowed_decision_with_direct_emit_is_emitted_into_the_instance
     assert '{"customer": "Ada"}' in user
 
 
+async def test_the_decision_is_in_history_when_the_emitted_event_finishes_the_instance(
+    database_dsn: str,
+) -> None:
+    """APPROVE (emitted) finishes the instance before DECIDED (the record) arrives."""
+    async with model_server(answer("APPROVE", 0.9, amount=12)) as server:
+        registry = HandlerRegistry.with_builtins(
+            entry_points_group=None, ai=server.settings("openai")
+        )
+        policy = {"allowedEvents": ALLOWED, "allowDirectEmit": True}
+        async with running_engine(database_dsn, registry) as engine:
+            await engine.service.deploy(TENANT, deciding_spec(policy))
+            started = await engine.service.start(TENANT, "decider")
+            instance = started.instance_id
+            view = await wait_for(engine.service, TENANT, instance)
+            (task,) = await engine.service.tasks(TENANT, instance)
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:  # the record may arrive after the instance is done: poll for it
+                history = await engine.service.history(TENANT, instance)
+                if "DECIDED" in [h["type"] for h in history]:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, history
+                await asyncio.sleep(0.02)
+
+    assert (view.status, view.value) == ("done", "approved")
+    types = [h["type"] for h in history]
+    assert types.index("APPROVE") < types.index("DECIDED")
+    record = history[types.index("DECIDED")]
+    assert record["payload"] == task["output"]
+    assert record["payload"]["emitted"] is True
+    assert record["payload"]["decision"]["event"] == "APPROVE"
+    # Recorded, not applied: the finished instance did not move.
+    assert record["handled"] is False
+    assert record["state_before"] == record["state_after"] == "approved"
+    assert record["effects"] == []
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize(
     ("policy", "reply", "rejected", "why"),

@@ -82,6 +82,21 @@ FROM (SELECT x.ctid AS row_id, k.*
 WHERE i.ctid = u.row_id AND i.version = u.version
 RETURNING i.id;
 
+-- name: touch_instances
+-- Late events recorded on finished instances (see FINISHED_FOR_GOOD in instances.py):
+-- the checkpoint, status and output stay; only the version moves, with the same check
+-- as update_instances, so that two writers recording at once do not both win.
+UPDATE workflow_instances AS i
+SET version = i.version + 1
+FROM (SELECT x.ctid AS row_id, k.*
+      FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(tenant_id, id, version)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM workflow_instances w
+          WHERE w.tenant_id = k.tenant_id AND w.id = k.id LIMIT 1
+      ) AS x) AS u
+WHERE i.ctid = u.row_id AND i.version = u.version
+RETURNING i.id;
+
 -- name: insert_events
 INSERT INTO workflow_events
     (tenant_id, instance_id, seq, event_id, type, payload, state_before, state_after,
