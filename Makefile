@@ -20,7 +20,7 @@ $(NODE_STAMP): tests/differential/package.json tests/differential/package-lock.j
 
 install: $(STAMP)
 
-## make test: lint, strict type check of the engine, and the whole test suite.
+## make test: lint, strict type check of the whole package, and the whole test suite.
 test: lint typecheck pytest
 
 lint: $(STAMP)
@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/statefleet
 	for f in statefleet/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/statefleet/; done
 	for d in engine actors drivers; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/statefleet/$$d; done
-	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" --strict -p statefleet.engine
+	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" --strict -p statefleet
 
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest

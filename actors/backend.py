@@ -67,8 +67,12 @@ def init_ray(address: str | None, settings: EngineSettings, resources: ResourceM
         # node at that address, which Ray would otherwise look for on the machine's
         # external address.
         host = address.removeprefix("ray://").rpartition(":")[0]
-        local = {"_node_ip_address": host} if host.startswith("127.") else {}
-        ray.init(address=address, log_to_driver=False, namespace="statefleet", **local)
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            namespace="statefleet",
+            _node_ip_address=host if host.startswith("127.") else None,  # None: Ray's choice
+        )
         return False
     loopback_only()
     declared = (

@@ -85,7 +85,7 @@ def make_shards(dsn: str, settings: EngineSettings, resources: ResourceMode) -> 
     names, _ = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
-        _Shard.options(name=name, **options).remote(  # type: ignore[attr-defined]
+        _Shard.options(name=name, **options).remote(
             i, dsn, settings.shard(), settings.db_pool_size
         )
         for i, name in enumerate(names)
@@ -99,7 +99,7 @@ def make_pools(
     _, names = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, POOL_RESOURCE)
     return [
-        _Pool.options(name=name, **options).remote(  # type: ignore[attr-defined]
+        _Pool.options(name=name, **options).remote(
             i, dsn, handlers, settings.executor(), settings.db_pool_size
         )
         for i, name in enumerate(names)

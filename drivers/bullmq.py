@@ -458,7 +458,11 @@ class _BullConsumer:
     async def _process(self, job: BullJob, token: str) -> None:
         data = job.data if isinstance(job.data, dict) else {"_": job.data}
         queue_job = QueueJob(self._queue_name, str(job.name), data)
-        task = asyncio.create_task(self._handler(queue_job))
+
+        async def handle() -> None:  # create_task takes a coroutine, the port an awaitable
+            await self._handler(queue_job)
+
+        task = asyncio.create_task(handle())
         self._handlers.add(task)
         try:
             await asyncio.wait({task})
