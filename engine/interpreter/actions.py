@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from statefleet.engine.interpreter.budget import Meter
 from statefleet.engine.interpreter.effects import (
     CancelTask,
     CancelTimer,
@@ -35,12 +36,16 @@ __all__ = [
 
 
 class StepState:
-    """What one macrostep accumulates: context, effects, internal events, completion."""
+    """What one macrostep accumulates: context, effects, internal events, completion.
 
-    __slots__ = ("context", "effects", "output", "queue", "status")
+    ``meter`` counts the step's work against its budget (see ``budget.py``).
+    """
 
-    def __init__(self, context: dict[str, Any]) -> None:
+    __slots__ = ("context", "effects", "meter", "output", "queue", "status")
+
+    def __init__(self, context: dict[str, Any], meter: Meter | None = None) -> None:
         self.context = context
+        self.meter = meter or Meter()
         self.effects: list[Effect] = []
         self.queue: deque[dict[str, Any]] = deque()
         self.status = "active"

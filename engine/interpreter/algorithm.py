@@ -4,20 +4,33 @@ Names follow XState's ``stateUtils.ts`` and the SCXML spec so the two can be
 read side by side: ``select_transitions``, ``remove_conflicting_transitions``,
 ``compute_exit_set``, ``compute_entry_set``, ``microstep``, ``macrostep``.
 
-One deliberate normalisation: the active configuration is always taken in
-document order. XState keeps it in insertion order in memory, which can list
-parallel regions out of document order after some transitions, but restores
-document order whenever a persisted snapshot is loaded. Our instances are
-restored from a checkpoint before every step, so document order is the
-behaviour users see from both engines.
+The order of the active configuration (precise point 13). XState keeps its
+active nodes in a list: a microstep removes the states it exits and appends the
+states it enters (in document order), unless the resulting set is the one it
+started from, in which case the old order is kept. Within one macrostep that
+order decides which region's eventless transitions are selected first (atomic
+states in configuration order) and in which order regions take a raised event
+(a parallel state's regions in the order they became active). A snapshot
+restored from a checkpoint starts from the order XState's ``resolveState``
+gives, which is document order except that atomic regions of a parallel state
+come right after that state, before the states inside its other regions.
+:class:`Configuration` keeps that order; the runtime restores every step from a
+checkpoint, so the order never outlives one macrostep.
+
+Cost: every part of one microstep is linear in the states and transitions it
+touches (exit sets are walked from each domain through the active children,
+conflicts are found through the states each kept transition exits, the entry
+set knows which states already have a descendant to enter), so one event to
+N parallel regions costs O(N), not the O(N^2) of the textbook algorithm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statefleet.engine.interpreter.actions import Action, StepState
+from statefleet.engine.interpreter.budget import DEFAULT_MAX_MICROSTEPS
 from statefleet.engine.interpreter.nodes import Node, Transition, done_event_type
 from statefleet.engine.interpreter.values import EvaluationError
 
@@ -29,23 +42,72 @@ __all__ = [
     "value_of",
 ]
 
-#: Microsteps one event may cause before it is declared an eventless/raise loop.
-MAX_MICROSTEPS = 1000
+#: Microsteps one event may cause by default before it is declared an eventless/raise
+#: loop; the runtime's budget (``StepBudget.max_microsteps``) may set another.
+MAX_MICROSTEPS = DEFAULT_MAX_MICROSTEPS
 
-Configuration = set[Node]
+
+class Configuration:
+    """The active state nodes, in XState's order (see the module docstring).
+
+    Each node maps to a sequence number taken when it was added; a node that is
+    removed and added again goes to the end, as in a JavaScript ``Set``.
+    """
+
+    __slots__ = ("_next", "_seq")
+
+    def __init__(self, nodes: Iterable[Node] = ()) -> None:
+        self._seq: dict[Node, int] = {}
+        self._next = 0
+        for node in nodes:
+            self.add(node)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._seq
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._seq)
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def add(self, node: Node) -> None:
+        if node not in self._seq:
+            self._seq[node] = self._next
+            self._next += 1
+
+    def discard(self, node: Node) -> None:
+        self._seq.pop(node, None)
+
+    def position(self, node: Node) -> int:
+        return self._seq[node]
+
+    def save(self) -> dict[Node, int]:
+        return dict(self._seq)
+
+    def same_nodes(self, saved: dict[Node, int]) -> bool:
+        return len(saved) == len(self._seq) and all(n in self._seq for n in saved)
+
+    def restore(self, saved: dict[Node, int]) -> None:
+        self._seq = saved
 
 
 # -- configuration <-> state value ------------------------------------------------
 
 
 def config_from_value(root: Node, value: Any) -> Configuration:
-    """The active nodes named by a state value (XState's ``getStateNodes`` + ancestors).
+    """The active nodes named by a state value, in the order XState restores them.
+
+    XState's ``getStateNodes`` lists a parallel state's regions right after it
+    and only then the states inside each region; regions are taken in document
+    order whatever the key order of ``value`` (a checkpoint read back from JSONB
+    may have its keys reordered).
 
     Raises:
         EvaluationError: the value names a state the machine does not have
             (a snapshot from another definition version, or a corrupted one).
     """
-    config: Configuration = {root}
+    config = Configuration((root,))
     _collect(root, value, config)
     return config
 
@@ -69,11 +131,14 @@ def _collect(node: Node, value: Any, config: Configuration) -> None:
         _collect(child, sub, config)
     elif node.kind == "parallel":
         sub_values = value if isinstance(value, dict) else {}
-        for child in node.children:
+        present = [child for child in node.children if child.key in sub_values]
+        for child in present:
             config.add(child)
-            if child.key in sub_values:
-                _collect(child, sub_values[child.key], config)
-            else:
+        for child in present:
+            _collect(child, sub_values[child.key], config)
+        for child in node.children:
+            if child.key not in sub_values:
+                config.add(child)
                 _enter_defaults(child, config)
 
 
@@ -89,7 +154,10 @@ def _enter_defaults(node: Node, config: Configuration) -> None:
 
 
 def value_of(node: Node, config: Configuration) -> Any:
-    """XState's ``getStateValue``: strings for atomic children, objects otherwise."""
+    """XState's ``getStateValue``: strings for atomic children, objects otherwise.
+
+    Keys are in document order (the order users and checkpoints see).
+    """
     if node.kind == "compound":
         for child in node.children:
             if child in config:
@@ -107,56 +175,74 @@ def root_value(root: Node, config: Configuration) -> Any:
 # -- selection --------------------------------------------------------------------
 
 
-def _next(node: Node, event: Mapping[str, Any], context: Mapping[str, Any]) -> list[Transition]:
+def _next(node: Node, event: Mapping[str, Any], state: StepState) -> list[Transition]:
     """XState's ``StateNode.next``: the first enabled candidate of this node, if any."""
+    meter = state.meter
     for candidate in node.candidates(event["type"]):
         guard = candidate.guard
-        if guard is None or guard.test(context, event):
+        if guard is None:
+            return [candidate]
+        meter.work()
+        if guard.test(state.context, event):
             return [candidate]
     return []
 
 
+def _regions(node: Node, config: Configuration) -> Iterable[Node]:
+    """A parallel state's regions in the order they became active (precise point 13)."""
+    children = node.children
+    if len(children) < 2:
+        return children
+    return sorted(children, key=config.position)
+
+
 def _transition_node(
-    node: Node, config: Configuration, event: Mapping[str, Any], context: Mapping[str, Any]
+    node: Node, config: Configuration, event: Mapping[str, Any], state: StepState
 ) -> list[Transition]:
     if node.kind == "compound":
         for child in node.children:
             if child in config:
-                found = _transition_node(child, config, event, context)
-                return found or _next(node, event, context)
-        return _next(node, event, context)
+                found = _transition_node(child, config, event, state)
+                return found or _next(node, event, state)
+        return _next(node, event, state)
     if node.kind == "parallel":
         found = []
-        for child in node.children:
-            found.extend(_transition_node(child, config, event, context))
-        return found or _next(node, event, context)
-    return _next(node, event, context)
+        for child in _regions(node, config):
+            found.extend(_transition_node(child, config, event, state))
+        return found or _next(node, event, state)
+    return _next(node, event, state)
 
 
 def select_transitions(
-    root: Node, config: Configuration, event: Mapping[str, Any], context: Mapping[str, Any]
+    root: Node, config: Configuration, event: Mapping[str, Any], state: StepState
 ) -> list[Transition]:
-    """Deepest state first, document order across regions; guards see ``context`` as is."""
-    return _transition_node(root, config, event, context)
+    """Deepest state first, regions in configuration order; guards see the context as is."""
+    return _transition_node(root, config, event, state)
 
 
 def select_eventless_transitions(
-    config: Configuration, event: Mapping[str, Any], context: Mapping[str, Any]
+    config: Configuration, event: Mapping[str, Any], state: StepState
 ) -> list[Transition]:
-    enabled: list[Transition] = []
-    for atomic in sorted((n for n in config if n.is_atomic), key=_order):
+    """Atomic states in configuration order, each with its nearest enabled ``always``."""
+    enabled: dict[Transition, None] = {}
+    meter = state.meter
+    for atomic in [n for n in config if n.is_atomic]:
         node: Node | None = atomic
         while node is not None:
-            chosen = next(
-                (t for t in node.always if t.guard is None or t.guard.test(context, event)),
-                None,
-            )
+            chosen = None
+            for t in node.always:
+                if t.guard is None:
+                    chosen = t
+                    break
+                meter.work()
+                if t.guard.test(state.context, event):
+                    chosen = t
+                    break
             if chosen is not None:
-                if chosen not in enabled:
-                    enabled.append(chosen)
+                enabled[chosen] = None
                 break
             node = node.parent
-    return remove_conflicting_transitions(enabled, config)
+    return remove_conflicting_transitions(list(enabled), config)
 
 
 def _order(node: Node) -> int:
@@ -166,78 +252,114 @@ def _order(node: Node) -> int:
 # -- exit and entry sets --------------------------------------------------------
 
 
+def _exit_set_of(t: Transition, config: Configuration) -> list[Node]:
+    """XState's ``computeExitSet`` for one transition, walked from its domain.
+
+    The active descendants of the domain are found through active children
+    only, so the cost is the size of the answer (plus the siblings of active
+    compound children), not the size of the configuration.
+    """
+    if not t.targets:
+        return []
+    domain = t.domain
+    if domain is None:
+        # A reentering transition to the root: XState's isDescendant(n, undefined)
+        # holds for every node, the root included, so everything is exited.
+        return list(config)
+    out = [domain] if t.reenter and t.source is domain else []
+    stack = [domain]
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            if child in config:
+                out.append(child)
+                stack.append(child)
+    return out
+
+
 def compute_exit_set(transitions: Iterable[Transition], config: Configuration) -> set[Node]:
     exit_set: set[Node] = set()
     for t in transitions:
-        if not t.targets:
-            continue
-        domain = t.domain
-        if domain is None:
-            # A reentering transition to the root: XState's isDescendant(n, undefined)
-            # holds for every node, the root included, so everything is exited.
-            exit_set.update(config)
-            continue
-        if t.reenter and t.source is domain:
-            exit_set.add(domain)
-        exit_set.update(n for n in config if domain in n.ancestors)
+        exit_set.update(_exit_set_of(t, config))
     return exit_set
 
 
 def remove_conflicting_transitions(
     transitions: list[Transition], config: Configuration
 ) -> list[Transition]:
-    """SCXML's conflict rule as XState applies it: a descendant's transition preempts."""
+    """SCXML's conflict rule as XState applies it: a descendant's transition preempts.
+
+    XState compares every pair of exit sets. The kept transitions' exit sets
+    are pairwise disjoint (a conflict removes one side), so each exited state
+    has at most one owner among them: looking up the owners of a new
+    transition's exit set finds exactly the kept transitions it conflicts with.
+    """
     if len(transitions) < 2:
         return transitions
-    filtered: list[Transition] = []
+    kept: dict[Transition, list[Node]] = {}
+    owner: dict[Node, Transition] = {}
     for t1 in transitions:
-        preempted = False
-        to_remove: list[Transition] = []
-        exit1 = compute_exit_set([t1], config)
-        for t2 in filtered:
-            if exit1 & compute_exit_set([t2], config):
-                if t1.source.is_descendant_of(t2.source):
-                    to_remove.append(t2)
-                else:
-                    preempted = True
-                    break
-        if not preempted:
-            for t in to_remove:
-                filtered.remove(t)
-            filtered.append(t1)
-    return filtered
+        exit1 = _exit_set_of(t1, config)
+        rivals = dict.fromkeys(owner[n] for n in exit1 if n in owner)
+        if any(not t1.source.is_descendant_of(t2.source) for t2 in rivals):
+            continue  # preempted by a transition kept earlier
+        for t2 in rivals:
+            for node in kept.pop(t2):
+                del owner[node]
+        kept[t1] = exit1
+        for node in exit1:
+            owner[node] = t1
+    return list(kept)
 
 
-def _add_descendants_to_enter(node: Node, to_enter: set[Node], default_entry: set[Node]) -> None:
+class _EntrySet:
+    """States to enter, and every proper ancestor of them (for O(1) descent tests)."""
+
+    __slots__ = ("covered", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes: set[Node] = set()
+        self.covered: set[Node] = set()
+
+    def add(self, node: Node) -> None:
+        if node in self.nodes:
+            return
+        self.nodes.add(node)
+        parent = node.parent
+        while parent is not None and parent not in self.covered:
+            self.covered.add(parent)
+            parent = parent.parent
+
+    def has_descendant_of(self, node: Node) -> bool:
+        """XState's ``[...statesToEnter].some(s => isDescendant(s, node))``."""
+        return node in self.covered
+
+
+def _add_descendants_to_enter(node: Node, to_enter: _EntrySet) -> None:
     if node.kind == "compound":
         initial = node.initial
         assert initial is not None
         to_enter.add(initial)
-        default_entry.add(initial)
-        _add_descendants_to_enter(initial, to_enter, default_entry)
-        _add_ancestors_to_enter(_proper_ancestors(initial, node), to_enter, default_entry, None)
+        _add_descendants_to_enter(initial, to_enter)
+        _add_ancestors_to_enter(_proper_ancestors(initial, node), to_enter, None)
     elif node.kind == "parallel":
         for child in node.children:
-            if not any(s.is_descendant_of(child) for s in to_enter):
+            if not to_enter.has_descendant_of(child):
                 to_enter.add(child)
-                default_entry.add(child)
-                _add_descendants_to_enter(child, to_enter, default_entry)
+                _add_descendants_to_enter(child, to_enter)
 
 
 def _add_ancestors_to_enter(
-    ancestors: list[Node],
-    to_enter: set[Node],
-    default_entry: set[Node],
-    reentrancy_domain: Node | None,
+    ancestors: list[Node], to_enter: _EntrySet, reentrancy_domain: Node | None
 ) -> None:
     for ancestor in ancestors:
         if reentrancy_domain is None or ancestor.is_descendant_of(reentrancy_domain):
             to_enter.add(ancestor)
         if ancestor.kind == "parallel":
             for child in ancestor.children:
-                if not any(s.is_descendant_of(child) for s in to_enter):
+                if not to_enter.has_descendant_of(child):
                     to_enter.add(child)
-                    _add_descendants_to_enter(child, to_enter, default_entry)
+                    _add_descendants_to_enter(child, to_enter)
 
 
 def _proper_ancestors(node: Node, until: Node | None) -> list[Node]:
@@ -252,28 +374,26 @@ def _proper_ancestors(node: Node, until: Node | None) -> list[Node]:
     return out
 
 
-def compute_entry_set(
-    transitions: Iterable[Transition], to_enter: set[Node], default_entry: set[Node]
-) -> None:
+def compute_entry_set(transitions: Iterable[Transition], to_enter: _EntrySet) -> None:
     for t in transitions:
         domain = t.domain
         for target in t.targets:
             if t.source is not target or t.source is not domain or t.reenter:
                 to_enter.add(target)
-                default_entry.add(target)
-            _add_descendants_to_enter(target, to_enter, default_entry)
+            _add_descendants_to_enter(target, to_enter)
         for target in t.targets:
             ancestors = _proper_ancestors(target, domain)
             if domain is not None and domain.kind == "parallel":
                 ancestors.append(domain)
             reentrancy = None if (t.source.parent is None and t.reenter) else domain
-            _add_ancestors_to_enter(ancestors, to_enter, default_entry, reentrancy)
+            _add_ancestors_to_enter(ancestors, to_enter, reentrancy)
 
 
 # -- steps ----------------------------------------------------------------------------
 
 
-def _run(actions: Iterable[Action], state: StepState, event: Mapping[str, Any]) -> None:
+def _run(actions: tuple[Action, ...], state: StepState, event: Mapping[str, Any]) -> None:
+    state.meter.work(1 + len(actions))
     for action in actions:
         action.run(state, event)
 
@@ -286,10 +406,36 @@ def _is_in_final_state(config: Configuration, node: Node) -> bool:
     return node.kind == "final"
 
 
+class _FinalRegions:
+    """XState's ``isInFinalState`` for parallel states while states are being entered.
+
+    Entering only adds states, so a region found final stays final until the
+    entry loop ends: each parallel state remembers how many of its regions
+    (in document order) are known to be final, and the next check resumes
+    there. N regions reaching their final states in one step cost O(N), not
+    O(N^2).
+    """
+
+    __slots__ = ("config", "known")
+
+    def __init__(self, config: Configuration) -> None:
+        self.config = config
+        self.known: dict[Node, int] = {}
+
+    def done(self, node: Node) -> bool:
+        children = node.children
+        index = self.known.get(node, 0)
+        while index < len(children) and _is_in_final_state(self.config, children[index]):
+            index += 1
+        self.known[node] = index
+        return index == len(children)
+
+
 def enter_states(
-    to_enter: set[Node], config: Configuration, state: StepState, event: Mapping[str, Any]
+    to_enter: Iterable[Node], config: Configuration, state: StepState, event: Mapping[str, Any]
 ) -> None:
     completed: set[Node] = set()
+    finals = _FinalRegions(config)
     for node in sorted(to_enter, key=_order):
         config.add(node)
         _run(node.entry, state, event)
@@ -304,7 +450,7 @@ def enter_states(
             marker is not None
             and marker.kind == "parallel"
             and marker not in completed
-            and _is_in_final_state(config, marker)
+            and finals.done(marker)
         ):
             completed.add(marker)
             state.queue.append({"type": done_event_type(marker.id), "payload": {}})
@@ -332,7 +478,7 @@ def initial_microstep(
     event: Mapping[str, Any],
 ) -> None:
     """Enters the root and its initial descendants (root entry actions run too)."""
-    enter_states(set(initial_nodes), config, state, event)
+    enter_states(initial_nodes, config, state, event)
     _exit_all_on_done(config, state, event)
 
 
@@ -342,20 +488,32 @@ def microstep(
     state: StepState,
     event: Mapping[str, Any],
 ) -> None:
-    """Takes one set of transitions: exit set, transition actions, entry set."""
+    """Takes one set of transitions: exit set, transition actions, entry set.
+
+    Exited states leave the configuration and entered ones join its end; when
+    the microstep ends on the set of states it started from, the order it
+    started from is kept (XState keeps its old node list then).
+    """
     filtered = remove_conflicting_transitions(transitions, config)
     if not filtered:
         return
     exit_set = compute_exit_set(filtered, config)
+    saved = config.save() if exit_set else None
     for node in sorted(exit_set, key=_order, reverse=True):
         _run(node.exit, state, event)
         config.discard(node)
     for t in filtered:
         _run(t.actions, state, event)
-    to_enter: set[Node] = set()
-    compute_entry_set(filtered, to_enter, set())
-    enter_states(to_enter, config, state, event)
+    to_enter = _EntrySet()
+    compute_entry_set(filtered, to_enter)
+    enter_states(to_enter.nodes, config, state, event)
+    if saved is not None and config.same_nodes(saved):
+        config.restore(saved)
     _exit_all_on_done(config, state, event)
+
+
+def _sources(transitions: list[Transition]) -> Callable[[], str]:
+    return lambda: ", ".join(sorted({t.source.id for t in transitions})) or "?"
 
 
 def macrostep(
@@ -371,20 +529,24 @@ def macrostep(
 
     Eventless transitions are checked after every microstep and before each
     raised event (XState's order), and see the event that triggered them.
-    A loop of eventless transitions or raised events is cut off after
-    ``MAX_MICROSTEPS`` with an error instead of hanging the worker.
+    A loop of eventless transitions or raised events is cut off by the step's
+    budget (``state.meter``: microsteps, and wall time when the caller gave a
+    clock) with an error instead of hanging the worker.
     """
     handled = True
     if not initial:
-        transitions = select_transitions(root, config, event, state.context)
+        transitions = select_transitions(root, config, event, state)
         handled = bool(transitions)
         microstep(transitions, config, state, event)
     next_event = event
     select_eventless = True
-    steps = 0
+    enabled: list[Transition] = []
     while state.status == "active":
+        # Counted at the top of every pass, the last one included, as XState counts
+        # against its ``maxIterations``.
+        state.meter.microstep(_sources(enabled))
         enabled = (
-            select_eventless_transitions(config, next_event, state.context)
+            select_eventless_transitions(config, next_event, state)
             if select_eventless and has_always
             else []
         )
@@ -393,16 +555,9 @@ def macrostep(
             if not state.queue:
                 break
             next_event = state.queue.popleft()
-            enabled = select_transitions(root, config, next_event, state.context)
-        steps += 1
-        if steps > MAX_MICROSTEPS:
-            where = ", ".join(sorted({t.source.id for t in enabled})) or "?"
-            raise EvaluationError(
-                f"more than {MAX_MICROSTEPS} microsteps for one event: eventless transitions "
-                f"or raised events loop (last from state {where})"
-            )
+            enabled = select_transitions(root, config, next_event, state)
         if from_eventless:
-            config_before = frozenset(config)
+            nodes_before = config.save()
             context_before = state.context
             microstep(enabled, config, state, next_event)
             # XState stops re-selecting eventless transitions when one changed nothing
@@ -410,7 +565,7 @@ def macrostep(
             select_eventless = (
                 state.context is not context_before
                 or state.status != "active"
-                or config != config_before
+                or not config.same_nodes(nodes_before)
             )
         else:
             microstep(enabled, config, state, next_event)

@@ -12,11 +12,13 @@ from typing import Any
 
 from statefleet.engine.interpreter.actions import StepState
 from statefleet.engine.interpreter.algorithm import (
+    Configuration,
     config_from_value,
     initial_microstep,
     macrostep,
     value_of,
 )
+from statefleet.engine.interpreter.budget import Meter, StepBudget
 from statefleet.engine.interpreter.nodes import Node, compile_machine
 from statefleet.engine.interpreter.snapshot import Snapshot, Step
 from statefleet.engine.interpreter.values import EvaluationError, copy_json
@@ -52,18 +54,22 @@ class Machine:
         _initial_nodes(self.root, initial)
         self._initial_nodes = frozenset(initial)
 
-    def initial_state(self, input: Mapping[str, Any] | None = None) -> Step:
+    def initial_state(
+        self, input: Mapping[str, Any] | None = None, budget: StepBudget | None = None
+    ) -> Step:
         """Enters the initial configuration; ``input`` is merged over the spec's context.
 
         The merge is shallow, as the contract says: an input key replaces the
-        whole top-level value of the same key.
+        whole top-level value of the same key. ``budget`` bounds the work of the
+        step (see ``budget.py``); without one only the default microstep limit
+        applies and the step is a pure function of its arguments.
         """
         context = copy_json(self.spec.context)
         if input:
             context.update(input)
-        state = StepState(context)
+        state = StepState(context, Meter(budget))
         event = {"type": INIT_EVENT, "payload": {}}
-        config: set[Node] = set()
+        config = Configuration()
         try:
             initial_microstep(self._initial_nodes, config, state, event)
             macrostep(self.root, config, state, event, initial=True, has_always=self._has_always)
@@ -72,12 +78,18 @@ class Machine:
             return Step(snapshot=failed, effects=(), handled=False)
         return self._finish(config, state, handled=True)
 
-    def transition(self, snapshot: Snapshot | Mapping[str, Any], event: Mapping[str, Any]) -> Step:
+    def transition(
+        self,
+        snapshot: Snapshot | Mapping[str, Any],
+        event: Mapping[str, Any],
+        budget: StepBudget | None = None,
+    ) -> Step:
         """Applies one external event to ``snapshot``.
 
         An event on a finished or failed snapshot is an unhandled no-op. An
-        evaluation error yields a step with ``status == "error"`` and no effects,
-        keeping the value and context the step started from.
+        evaluation error, or a step over its ``budget`` (``BudgetExceeded``),
+        yields a step with ``status == "error"`` and no effects, keeping the
+        value and context the step started from.
 
         Raises:
             ValueError: the event has no string ``type``.
@@ -87,7 +99,7 @@ class Machine:
         ev = _normalise_event(event)
         if snapshot.status != "active":
             return Step(snapshot=snapshot, effects=(), handled=False)
-        state = StepState(snapshot.context)
+        state = StepState(snapshot.context, Meter(budget))
         try:
             config = config_from_value(self.root, snapshot.value)
             handled = macrostep(self.root, config, state, ev, has_always=self._has_always)
@@ -98,7 +110,7 @@ class Machine:
             return Step(snapshot=failed, effects=(), handled=False)
         return self._finish(config, state, handled=handled)
 
-    def _finish(self, config: set[Node], state: StepState, handled: bool) -> Step:
+    def _finish(self, config: Configuration, state: StepState, handled: bool) -> Step:
         done = state.status == "done"
         snapshot = Snapshot(
             value=value_of(self.root, config),
