@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tests/differential/node_modules/.installed-stamp
 TYPECHECK := build/typecheck
 
-.PHONY: install test lint typecheck pytest demo bench loadtest clean
+.PHONY: install test lint typecheck pytest demo bench loadtest console-assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,5 +50,12 @@ bench: $(STAMP)
 loadtest: $(STAMP)
 	$(BIN)/python -m benchmarks.loadtest
 
+## make console-assets: npm ci of the console's pinned packages (console/), then copy
+## mermaid.min.js into statefleet/console/assets/vendor/ with its version and sha256.
+## The copy is committed, so installing statefleet needs no Node.
+console-assets: $(STAMP)
+	npm ci --prefix console --no-audit --no-fund --loglevel=error
+	$(BIN)/python console/vendor.py
+
 clean:
-	rm -rf $(VENV) build dist tests/differential/node_modules
+	rm -rf $(VENV) build dist tests/differential/node_modules console/node_modules

@@ -62,7 +62,10 @@ from statefleet.engine.spec.models import (
 )
 from statefleet.engine.spec.targets import StateIndex
 
-__all__ = ["to_mermaid"]
+__all__ = ["ACTIVE_CLASS_DEF", "to_mermaid"]
+
+#: How ``to_mermaid(spec, active=...)`` draws the states an instance is in.
+ACTIVE_CLASS_DEF: Final = "fill:#fde68a,stroke:#b45309,stroke-width:3px,color:#111827"
 
 _INDENT: Final = "    "
 _GUARD_EXPR_MAX: Final = 40
@@ -112,18 +115,28 @@ class _Edge:
     label: str
 
 
-def to_mermaid(spec: WorkflowSpec) -> str:
+def to_mermaid(spec: WorkflowSpec, active: object = None) -> str:
     """Renders ``spec`` as Mermaid ``stateDiagram-v2`` source, ending in a newline.
 
-    The output depends only on the spec, in document order, so it can be
-    committed beside the spec and diffed.
+    The output depends only on the spec (and ``active``), in document order, so it
+    can be committed beside the spec and diffed.
+
+    Args:
+        spec: the machine.
+        active: an instance's state value (XState's shape: ``"a"``,
+            ``{"a": "b"}``, ``{"p": {"r1": "x", "r2": "y"}}``); its atomic states
+            get the class ``active`` (``ACTIVE_CLASS_DEF``), so a reader sees where
+            the instance is. Only Mermaid knows the ids it draws, so the
+            highlighting travels in the source rather than being guessed later.
 
     Raises:
-        ValueError: a transition target does not resolve. Specs that passed
-            ``validate_spec`` never raise.
+        ValueError: a transition target does not resolve (specs that passed
+            ``validate_spec`` never raise), or ``active`` is not a state value of
+            this machine (the message names the part that is not).
     """
     root = _build_tree(spec)
     _assign_ids(root)
+    highlighted = _active_leaves(root, active) if active is not None else []
     edges = _edges(root, StateIndex.build(spec))
     unboxed = _regions_to_unbox(root, edges)
     lines = ["stateDiagram-v2", f"{_INDENT}[*] --> {root.mermaid_id}"]
@@ -134,7 +147,39 @@ def to_mermaid(spec: WorkflowSpec) -> str:
         if line not in seen:
             seen.add(line)
             lines.append(line)
+    if highlighted:
+        lines.append(f"{_INDENT}classDef active {ACTIVE_CLASS_DEF}")
+        lines.append(f"{_INDENT}class {','.join(n.mermaid_id for n in highlighted)} active")
     return "\n".join(lines) + "\n"
+
+
+def _active_leaves(root: _Node, value: object) -> list[_Node]:
+    """The atomic states a state value names, in document order.
+
+    Raises:
+        ValueError: ``value`` is not a state value of this machine.
+    """
+    found: list[_Node] = []
+
+    def walk(node: _Node, value: object, where: str) -> None:
+        if isinstance(value, str):
+            child = node.children.get(value)
+            if child is None:
+                raise ValueError(f"{where}: {value!r} is not a child of {node.key!r}")
+            if child.children:
+                raise ValueError(f"{where}: {value!r} is a compound state, not a leaf")
+            found.append(child)
+            return
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"{where}: a state value is a string or a non-empty object")
+        for key, inner in value.items():
+            child = node.children.get(key)
+            if child is None or not child.children:
+                raise ValueError(f"{where}.{key}: {key!r} is not a compound child of {node.key!r}")
+            walk(child, inner, f"{where}.{key}")
+
+    walk(root, value, "active")
+    return found
 
 
 # --- the tree -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidCursor",
     "TaskNotCompletable",
     "TaskNotFound",
+    "TaskPage",
     "UnknownBatch",
     "UnknownDefinitionKey",
     "UnknownDefinitionVersion",
@@ -54,6 +56,9 @@ __all__ = [
 ]
 
 SQL = {**load_queries("instances.sql"), **load_queries("tasks.sql"), **load_queries("api.sql")}
+
+#: What ``list_instances`` accepts as an id prefix: no LIKE wildcard can hide in it.
+_ID_PREFIX = re.compile(r"[0-9A-Fa-f-]{1,36}")
 
 #: Instances inserted per transaction by ``start_batch``: big enough that a batch of
 #: 10,000 is two round trips per table, small enough that one transaction stays short.
@@ -129,6 +134,12 @@ class InstanceView:
 @dataclass(frozen=True, slots=True)
 class InstancePage:
     items: list[InstanceView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    items: list[dict[str, Any]]
     next_cursor: str | None
 
 
@@ -295,15 +306,22 @@ class WorkflowService:
         created_before: datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        id_prefix: str | None = None,
     ) -> InstancePage:
         """One page of the tenant's instances, newest first.
 
         The cursor is opaque to callers (a position, not a page number), so pages
-        stay stable while instances are being created.
+        stay stable while instances are being created. ``id_prefix`` keeps the instances
+        whose id starts with it (hex digits and dashes, any case).
 
         Raises:
             InvalidCursor: ``cursor`` was not returned by this method.
+            ValueError: ``id_prefix`` holds something else than hex digits and dashes.
         """
+        if id_prefix is not None:
+            if not _ID_PREFIX.fullmatch(id_prefix):
+                raise ValueError("an id prefix holds only hex digits and dashes")
+            id_prefix = id_prefix.lower()
         after_at, after_id = _decode_cursor(cursor) if cursor else (None, None)
         async with self.pool.acquire() as connection:
             rows = await connection.fetch(
@@ -316,6 +334,7 @@ class WorkflowService:
                 after_at,
                 after_id,
                 limit + 1,
+                id_prefix,
             )
         items = [InstanceView.from_record(r) for r in rows[:limit]]
         more = len(rows) > limit and bool(items)
@@ -420,6 +439,35 @@ class WorkflowService:
         if record is None:
             raise TaskNotFound(f"task {task_id} not found")
         return dict(record)
+
+    async def list_tasks(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of the tenant's tasks across its instances, oldest first.
+
+        With ``status="pending"`` and ``task_type="HUMAN"`` this is the inbox: the work
+        waiting for people, what has waited longest first. The cursor has the shape of
+        :meth:`list_instances`' (a position, so pages stay stable while tasks arrive).
+
+        Raises:
+            InvalidCursor: ``cursor`` was not returned by this method.
+        """
+        after_at, after_id = _decode_cursor(cursor) if cursor else (None, None)
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                SQL["list_tasks"], tenant_id, status, task_type, after_at, after_id, limit + 1
+            )
+        items = [dict(r) for r in rows[:limit]]
+        more = len(rows) > limit and bool(items)
+        last = items[-1] if items else None
+        next_cursor = _encode_cursor(last["created_at"], last["id"]) if more and last else None
+        return TaskPage(items, next_cursor)
 
     async def fail_task(self, tenant_id: str, task_id: uuid.UUID, error: str) -> None:
         """Fails a pending manual (``HUMAN``) task from outside.

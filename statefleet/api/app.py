@@ -16,6 +16,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from statefleet import __version__
+from statefleet.api.console import install_console
 from statefleet.api.errors import JSONBody, install_error_handlers
 from statefleet.api.limits import BodyLimit
 from statefleet.api.metrics import ApiMetrics, MetricsMiddleware
@@ -130,9 +131,14 @@ def create_app(
     install_error_handlers(app)
     for module in (definitions, instances, batches, tasks, admin, health, internal):
         app.include_router(module.router)
+    install_console(app)
     exact_openapi(app)
     # Added last = outermost: metrics time everything, including 413s.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_ms / 1000,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -162,5 +168,9 @@ def create_worker_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(internal.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_ms / 1000,
+    )
     return app

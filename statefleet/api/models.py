@@ -39,6 +39,7 @@ __all__ = [
     "StartIn",
     "TaskList",
     "TaskOut",
+    "TaskPage",
     "TenantCreated",
     "TenantIn",
 ]
@@ -205,6 +206,11 @@ class TaskOut(Wire):
 
 class TaskList(Wire):
     items: list[TaskOut]
+
+
+class TaskPage(Wire):
+    items: list[TaskOut]
+    next_cursor: str | None
 
 
 class BatchCreated(Wire):

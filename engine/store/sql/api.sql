@@ -5,7 +5,8 @@
 -- name: list_instances
 -- Newest first, keyset-paginated on (created_at, id): a page never skips or repeats a
 -- row when new instances arrive meanwhile, and the cost does not grow with the page
--- number. NULL filters are off. The caller asks for one row more than the page to
+-- number. NULL filters are off; $9 is an id prefix (lower-case hex and dashes only, so
+-- it holds no LIKE wildcard). The caller asks for one row more than the page to
 -- learn whether there is a next page.
 SELECT i.tenant_id, i.id, i.definition_id, d.key AS definition_key,
        d.version AS definition_version, i.status, i.snapshot, i.output, i.error,
@@ -18,6 +19,7 @@ WHERE i.tenant_id = $1
   AND ($4::timestamptz IS NULL OR i.created_at >= $4)
   AND ($5::timestamptz IS NULL OR i.created_at < $5)
   AND ($6::timestamptz IS NULL OR (i.created_at, i.id) < ($6, $7::uuid))
+  AND ($9::text IS NULL OR i.id::text LIKE $9 || '%')
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $8;
 
@@ -102,3 +104,19 @@ RETURNING key_id;
 -- name: find_api_key
 -- Authentication: the key id is the lookup; the caller compares the secret's hash.
 SELECT tenant_id, secret_sha256, revoked_at FROM api_keys WHERE key_id = $1;
+
+-- name: list_tasks
+-- The tenant's tasks across instances, oldest first (the inbox: what has waited longest
+-- comes first), keyset-paginated on (created_at, id) like list_instances. NULL filters
+-- are off; with status 'pending' and a type, tasks_pending_by_type_idx serves it. The
+-- caller asks for one row more than the page to learn whether there is a next page.
+SELECT tenant_id, id, instance_id, kind, type, name, input, output, status, run_at, attempts,
+       max_attempts, backoff, timeout_ms, policy, idempotency_key, completion_event,
+       failure_event, last_error, created_at, updated_at, finished_at
+FROM tasks
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR type = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+ORDER BY created_at, id
+LIMIT $6;

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from statefleet.api.auth import TenantId
+from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import DefinitionIn, DefinitionList, DefinitionOut
 from statefleet.api.state import app_state
@@ -49,8 +51,25 @@ async def version(
 
 @router.get("/{key}/graph", response_class=PlainTextResponse)
 async def graph(
-    key: str, tenant: TenantId, request: Request, version: Version | None = None
+    key: str,
+    tenant: TenantId,
+    request: Request,
+    version: Version | None = None,
+    active: Annotated[str | None, Query(max_length=10_000)] = None,
 ) -> PlainTextResponse:
-    """Mermaid ``stateDiagram-v2`` source of the (latest or given) version."""
+    """Mermaid ``stateDiagram-v2`` source of the (latest or given) version.
+
+    ``active``: an instance's state value as JSON (its ``value``); those states get
+    the class ``active``, which is how the console highlights where an instance is.
+    """
     definition = await app_state(request).service.definition(tenant, key, version)
-    return PlainTextResponse(to_mermaid(validate_spec(definition.spec)))
+    value = None
+    if active is not None:
+        try:
+            value = orjson.loads(active)
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "invalid_request", "active: not JSON") from None
+    try:
+        return PlainTextResponse(to_mermaid(validate_spec(definition.spec), active=value))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None

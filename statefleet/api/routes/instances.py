@@ -55,8 +55,12 @@ async def list_instances(
     created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    id_prefix: Annotated[
+        str | None, Query(alias="idPrefix", pattern=r"^[0-9A-Fa-f-]{1,36}$")
+    ] = None,
 ) -> InstanceList:
-    """Newest first; pass ``nextCursor`` back as ``cursor`` for the next page."""
+    """Newest first; pass ``nextCursor`` back as ``cursor`` for the next page.
+    ``idPrefix`` keeps the instances whose id starts with it (the console's search)."""
     page = await app_state(request).service.list_instances(
         tenant,
         definition_key=definition_key,
@@ -65,6 +69,7 @@ async def list_instances(
         created_before=created_before,
         limit=limit,
         cursor=cursor,
+        id_prefix=id_prefix,
     )
     return InstanceList(items=[InstanceOut.of(v) for v in page.items], next_cursor=page.next_cursor)
 

@@ -1,14 +1,16 @@
-"""Tasks: read one, and finish manual tasks from outside (complete, fail, retry)."""
+"""Tasks: list them across instances (the inbox), read one, and finish manual tasks
+from outside (complete, fail, retry)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from statefleet.api.auth import TenantId
 from statefleet.api.jsonbody import StrictJsonRoute
-from statefleet.api.models import CompleteTaskIn, FailTaskIn, TaskOut
+from statefleet.api.models import CompleteTaskIn, FailTaskIn, TaskOut, TaskPage
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 from statefleet.engine.runtime import WorkflowService
@@ -21,6 +23,26 @@ async def _existing(service: WorkflowService, tenant: str, raw: str) -> uuid.UUI
     ident = parse_id(raw, "unknown_task", "task")
     await service.get_task(tenant, ident)
     return ident
+
+
+MAX_PAGE = 1000
+
+
+@router.get("", response_model=TaskPage)
+async def list_tasks(
+    tenant: TenantId,
+    request: Request,
+    status: Literal["pending", "running", "succeeded", "failed", "cancelled"] | None = None,
+    task_type: Annotated[str | None, Query(alias="type", min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TaskPage:
+    """The tenant's tasks across instances, oldest first; ``?status=pending&type=HUMAN``
+    is the inbox. Pass ``nextCursor`` back as ``cursor`` for the next page."""
+    page = await app_state(request).service.list_tasks(
+        tenant, status=status, task_type=task_type, limit=limit, cursor=cursor
+    )
+    return TaskPage(items=[TaskOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{task_id}", response_model=TaskOut)
