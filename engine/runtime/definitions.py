@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import orjson
 
 from statefleet.engine.spec import validate_spec
-from statefleet.engine.store.db import Connection
+from statefleet.engine.store.db import Connection, Record
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -38,7 +37,7 @@ class Definition:
     created: bool = False
 
     @classmethod
-    def from_record(cls, record: asyncpg.Record, created: bool = False) -> Definition:
+    def from_record(cls, record: Record, created: bool = False) -> Definition:
         return cls(
             id=record["id"],
             tenant_id=record["tenant_id"],

@@ -25,9 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
-
-import asyncpg
+from typing import TypeVar
 
 from statefleet.engine.ports.backend import Backend, ShardReply
 from statefleet.engine.ports.queue import (
@@ -48,6 +46,7 @@ from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.runtime.sweeper import Sweeper
+from statefleet.engine.store.db import Pool
 
 __all__ = ["Engine", "stable_hash"]
 
@@ -72,7 +71,7 @@ class Engine:
 
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         queue: Queue,
         backend: Backend,
         settings: EngineSettings | None = None,

@@ -18,15 +18,13 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncpg
 
 from statefleet.engine.handlers import HandlerRegistry
 from statefleet.engine.ports.queue import TaskJobData
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
+from statefleet.engine.store.db import Pool
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["ExecutorResult", "ExecutorSettings", "TaskExecutor"]
@@ -57,7 +55,7 @@ class ExecutorResult:
 class TaskExecutor:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         registry: HandlerRegistry,
         settings: ExecutorSettings | None = None,
         *,

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
-
-import asyncpg
 
 from statefleet.engine.handlers.registry import HandlerFactory, load_handler_factory
 from statefleet.engine.ports.backend import PoolReply, ShardReply
@@ -29,7 +26,7 @@ from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
-from statefleet.engine.store.db import create_pool
+from statefleet.engine.store.db import Pool, create_pool
 
 __all__ = ["PoolHost", "ShardHost"]
 
@@ -37,12 +34,12 @@ __all__ = ["PoolHost", "ShardHost"]
 class _Database:
     """A DSN to open a pool from lazily, or a pool to share."""
 
-    def __init__(self, database: str | asyncpg.Pool[Any], size: int) -> None:
+    def __init__(self, database: str | Pool, size: int) -> None:
         self._dsn = database if isinstance(database, str) else None
         self._pool = None if isinstance(database, str) else database
         self._size = size
 
-    async def pool(self) -> asyncpg.Pool[Any]:
+    async def pool(self) -> Pool:
         if self._pool is None:
             assert self._dsn is not None
             self._pool = await create_pool(self._dsn, max_size=self._size)
@@ -60,7 +57,7 @@ class ShardHost:
     def __init__(
         self,
         index: int,
-        database: str | asyncpg.Pool[Any],
+        database: str | Pool,
         settings: ShardSettings,
         db_pool_size: int = 4,
         *,
@@ -120,7 +117,7 @@ class PoolHost:
     def __init__(
         self,
         index: int,
-        database: str | asyncpg.Pool[Any],
+        database: str | Pool,
         handlers: HandlerFactory,
         settings: ExecutorSettings,
         db_pool_size: int = 4,

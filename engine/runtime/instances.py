@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
-
 from statefleet.engine.interpreter import Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
@@ -43,7 +41,7 @@ from statefleet.engine.runtime.plan import (
     instance_status,
     plan_effects,
 )
-from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.store.db import Connection, Pool, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -179,7 +177,7 @@ class InstanceRuntime:
 
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         publisher: OutboxSink,
         machines: MachineCache | None = None,
         *,

@@ -8,9 +8,6 @@ called directly, sharing this process's database pool, machine cache and observe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import asyncpg
 
 from statefleet.engine.handlers.registry import HandlerFactory
 from statefleet.engine.ports.backend import PoolReply, ShardReply
@@ -19,6 +16,7 @@ from statefleet.engine.runtime.hosts import PoolHost, ShardHost
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.settings import EngineSettings
+from statefleet.engine.store.db import Pool
 
 __all__ = ["LocalBackend"]
 
@@ -28,7 +26,7 @@ class LocalBackend:
 
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         handlers: HandlerFactory,
         settings: EngineSettings,
         *,

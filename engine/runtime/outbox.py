@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import asyncpg
 import orjson
 
 from statefleet.engine.ports.queue import (
@@ -25,7 +24,7 @@ from statefleet.engine.ports.queue import (
     task_dedupe_key,
 )
 from statefleet.engine.runtime.groupcommit import GroupCommit
-from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.store.db import Connection, Pool, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -163,7 +162,7 @@ class Publisher:
     company).
     """
 
-    def __init__(self, pool: asyncpg.Pool[Any], queue: Queue) -> None:
+    def __init__(self, pool: Pool, queue: Queue) -> None:
         self.pool = pool
         self.queue = queue
         self._marks: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(

@@ -15,13 +15,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
 
 from statefleet.engine.handlers import MANUAL_TYPES
 from statefleet.engine.ports.queue import task_job
 from statefleet.engine.runtime.outbox import Publisher
+from statefleet.engine.store.db import Pool
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["SweepReport", "Sweeper"]
@@ -40,7 +38,7 @@ class SweepReport:
 class Sweeper:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         publisher: Publisher,
         *,
         interval_ms: int = 5_000,

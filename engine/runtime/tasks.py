@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from statefleet.engine.handlers import (
     MANUAL_TYPES,
     Emit,
@@ -40,7 +38,7 @@ from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.runtime.instances import event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
-from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.store.db import Connection, Pool, Record, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["TaskRunner", "TaskRunnerSettings", "backoff_ms", "completion_payload"]
@@ -55,7 +53,7 @@ MANUAL = sorted(MANUAL_TYPES)
 class _Success:
     """A finished attempt waiting for its group commit."""
 
-    task: asyncpg.Record
+    task: Record
     #: The handler's output as JSON, made by the caller: a value that cannot be serialised then
     #: fails its own attempt, not the whole batch it would have joined.
     output_json: str | None
@@ -104,7 +102,7 @@ def completion_payload(output: Any) -> dict[str, Any]:
 class TaskRunner:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         registry: HandlerRegistry,
         publisher: OutboxSink,
         *,
@@ -189,9 +187,7 @@ class TaskRunner:
         await self._finish(task, output, event, completion_payload(output), emit, sink)
         return "succeeded"
 
-    async def _claim_many(
-        self, keys: Sequence[tuple[str, uuid.UUID]]
-    ) -> list[asyncpg.Record | None]:
+    async def _claim_many(self, keys: Sequence[tuple[str, uuid.UUID]]) -> list[Record | None]:
         async with self.pool.acquire() as connection:
             records = await connection.fetch(
                 SQL["claim_tasks"],
@@ -224,7 +220,7 @@ class TaskRunner:
 
     async def _finish(
         self,
-        task: asyncpg.Record,
+        task: Record,
         output: Any,
         deliver: str | None,
         payload: dict[str, Any],
@@ -261,9 +257,7 @@ class TaskRunner:
         kept = {row.id for row in written}
         return [None if rows is None else [r for r in rows if r.id in kept] for rows in planned]
 
-    async def _failed(
-        self, task: asyncpg.Record, message: str, *, final: bool, sink: OutboxSink
-    ) -> None:
+    async def _failed(self, task: Record, message: str, *, final: bool, sink: OutboxSink) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
         outbox: list[OutboxRow] = []
         async with self.pool.acquire() as connection, connection.transaction():
@@ -311,9 +305,7 @@ class TaskRunner:
                     await self._fail_instance(connection, task, message)
         await sink.publish(outbox)
 
-    async def _fail_instance(
-        self, connection: Connection, task: asyncpg.Record, message: str
-    ) -> None:
+    async def _fail_instance(self, connection: Connection, task: Record, message: str) -> None:
         """No failureEvent: the instance fails with the reason, and the audit log says why."""
         error = f"task '{task['name']}' ({task['type']}) failed: {message}"
         stopped = await connection.fetchrow(

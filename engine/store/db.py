@@ -13,10 +13,15 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["Connection", "create_pool", "init_connection", "json_text"]
+__all__ = ["Connection", "Pool", "Record", "create_pool", "init_connection", "json_text"]
 
 #: What store functions accept: a plain connection or one borrowed from a pool.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+#: A pool of connections. The rest of the engine names these types, never asyncpg:
+#: the store is the one adapter to the database driver (tests/unit/test_architecture.py).
+Pool: TypeAlias = "asyncpg.Pool[Any]"
+#: One row a query returned.
+Record: TypeAlias = asyncpg.Record
 
 
 def _dumps(value: Any) -> str:
