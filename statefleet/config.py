@@ -56,6 +56,8 @@ __all__ = ["ConfigError", "Settings"]
 #: Kept equal to ``statefleet.api.settings.DEFAULT_MAX_BODY_BYTES`` (a unit test checks),
 #: not imported from there: importing the API pulls in FastAPI.
 DEFAULT_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+#: Kept equal to ``statefleet.api.settings.DEFAULT_BODY_TIMEOUT_MS``, for the same reason.
+DEFAULT_BODY_TIMEOUT_MS: Final = 5_000
 #: Kept equal to ``statefleet.api.oidc.GOOGLE_CERTS_URL``, for the same reason.
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 
@@ -265,6 +267,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: Positive = _env(
         "STATEFLEET_API_MAX_BODY_BYTES", default=DEFAULT_MAX_BODY_BYTES
     )
+    api_body_timeout_ms: Positive = _env(
+        "STATEFLEET_API_BODY_TIMEOUT_MS", default=DEFAULT_BODY_TIMEOUT_MS
+    )
 
     # --- the worker's own HTTP server
     worker_host: str = _env("STATEFLEET_WORKER_HOST", default="127.0.0.1")
@@ -469,6 +474,7 @@ class Settings(BaseSettings):
             database_url=self.database_url,
             admin_key=_secret(self.admin_key),
             max_body_bytes=self.api_max_body_bytes,
+            body_timeout_ms=self.api_body_timeout_ms,
             env=self.env,
         )
 

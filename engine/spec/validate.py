@@ -38,6 +38,13 @@ from statefleet.engine.cel import CelCompileError, compile_expr
 from statefleet.engine.jsonkind import json_kind
 from statefleet.engine.spec.durations import parse_delay_ms, parse_instant
 from statefleet.engine.spec.errors import SpecError, SpecValidationError
+from statefleet.engine.spec.identifiers import (
+    DEFINITION_ID,
+    EVENT_TYPE,
+    IDEMPOTENCY_KEY,
+    TASK_NAME,
+    IdentifierRule,
+)
 from statefleet.engine.spec.models import BUILTIN_ACTIONS, LOGIC_GUARDS, WorkflowSpec
 from statefleet.engine.spec.targets import StateIndex, StatePath, name_list
 
@@ -289,8 +296,18 @@ class _Checker:
     def error(self, loc: Loc, message: str) -> None:
         self.problems.append((loc, message))
 
+    def check_identifier(self, rule: IdentifierRule, value: Any, loc: Loc) -> None:
+        """Ids, event types, task names and keys follow ``identifiers`` (what the API takes).
+
+        An empty string is left to the structural pass, which already names it.
+        """
+        problem = rule.problem(value) if value != "" else None
+        if problem is not None:
+            self.error(loc, problem)
+
     def run(self) -> list[_Problem]:
         raw = self.raw
+        self.check_identifier(DEFINITION_ID, raw.get("id"), ("id",))
         if "states" not in raw:
             self.error((), "missing required key 'states': a workflow needs at least one state")
         elif isinstance(raw["states"], dict) and not raw["states"]:
@@ -485,6 +502,10 @@ class _Checker:
                     f"invalid wildcard '{event}': use '*' alone or one trailing '.*' "
                     "token, as in 'order.*'",
                 )
+            else:
+                self.check_identifier(EVENT_TYPE, prefix, loc)
+        elif event != "*":
+            self.check_identifier(EVENT_TYPE, event, loc)
 
     def check_after(self, after: dict[str, Any], loc: Loc, path: StatePath) -> None:
         seen: dict[int, str] = {}
@@ -602,11 +623,15 @@ class _Checker:
                 self.check_task(task, (*loc, "task"))
         elif kind == "raise":
             event = action.get("event")
+            if isinstance(event, dict) and event.get("type"):
+                self.check_identifier(EVENT_TYPE, event["type"], (*loc, "event", "type"))
             if isinstance(event, dict) and "payload" in event:
                 self.check_value(event["payload"], (*loc, "event", "payload"))
         elif kind == "cancelTask":
             if "idempotencyKey" in action:
                 self.check_key_value(action["idempotencyKey"], (*loc, "idempotencyKey"))
+            if action.get("name"):
+                self.check_identifier(TASK_NAME, action["name"], (*loc, "name"))
         elif isinstance(kind, str):
             self.check_action_name(kind, (*loc, "type"), definition=definition)
             if "params" in action:
@@ -664,9 +689,12 @@ class _Checker:
             self.check_value(delay, (*loc, "delay"))
         elif delay is not None:
             self.check_delay(delay, (*loc, "delay"))
+        self.check_identifier(TASK_NAME, task.get("name"), (*loc, "name"))
         for key in ("completionEvent", "failureEvent"):
             if task.get(key) == "":
                 self.error((*loc, key), f"`{key}` must be a non-empty event type")
+            else:
+                self.check_identifier(EVENT_TYPE, task.get(key), (*loc, key))
         if "idempotencyKey" in task:
             self.check_key_value(task["idempotencyKey"], (*loc, "idempotencyKey"))
         timeout = task.get("timeout")
@@ -692,6 +720,8 @@ class _Checker:
                 loc,
                 f"an idempotency key must be a string or an `$expr` object, not {_kind(value)}",
             )
+        else:
+            self.check_identifier(IDEMPOTENCY_KEY, value, loc)
 
     def check_value(self, value: Any, loc: Loc) -> None:
         """Checks every ``$expr`` in a value; literal objects and lists are walked."""

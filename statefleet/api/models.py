@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from statefleet.engine.runtime import Definition, InstanceView
 from statefleet.engine.runtime.service import BatchProgress
+from statefleet.engine.spec.identifiers import (
+    DEFINITION_ID,
+    EVENT_ID,
+    EVENT_TYPE,
+    IDEMPOTENCY_KEY,
+    IdentifierRule,
+)
 
 __all__ = [
     "BatchCounts",
@@ -47,6 +54,18 @@ __all__ = [
 Status = Literal["running", "done", "failed", "cancelled"]
 
 
+def _identifier(rule: IdentifierRule) -> StringConstraints:
+    """The rule deploy applies (``engine.spec.identifiers``), as a pydantic constraint."""
+    return StringConstraints(pattern=rule.pattern, max_length=rule.max_length)
+
+
+#: Field types of identifiers: what deploy accepts, no more and no less (docs/spec.md).
+DefinitionKey = Annotated[str, _identifier(DEFINITION_ID)]
+EventType = Annotated[str, _identifier(EVENT_TYPE)]
+EventId = Annotated[str, _identifier(EVENT_ID)]
+IdempotencyKey = Annotated[str, _identifier(IDEMPOTENCY_KEY)]
+
+
 class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -60,24 +79,24 @@ class Body(Wire):
 
 class DefinitionIn(Body):
     spec: dict[str, Any]
-    key: str | None = Field(default=None, min_length=1, max_length=200)
+    key: DefinitionKey | None = None
 
 
 class StartIn(Body):
-    definition_key: str = Field(min_length=1, max_length=200)
+    definition_key: DefinitionKey
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     input: dict[str, Any] | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: IdempotencyKey | None = None
 
 
 class EventIn(Body):
-    type: str = Field(min_length=1, max_length=200)
+    type: EventType
     payload: dict[str, Any] | None = None
-    id: str | None = Field(default=None, min_length=1, max_length=200)
+    id: EventId | None = None
 
 
 class BatchIn(Body):
-    definition_key: str = Field(min_length=1, max_length=200)
+    definition_key: DefinitionKey
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     inputs: list[dict[str, Any]] = Field(min_length=1, max_length=100_000)
 

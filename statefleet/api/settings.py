@@ -6,10 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ApiSettings"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_MS", "DEFAULT_MAX_BODY_BYTES", "ApiSettings"]
 
 #: 10 MiB: room for a batch of tens of thousands of small inputs, not for a DoS.
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: 5 s for a whole request body: 10 MiB needs only 2 MB/s, and a client that stalls
+#: (a ``Content-Length`` larger than what it sends) stops holding a connection soon.
+DEFAULT_BODY_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +23,15 @@ class ApiSettings:
         database_url: Postgres DSN; unused when a pool is injected.
         admin_key: the bearer key of the admin routes; None disables them (403).
         max_body_bytes: larger request bodies answer 413 before they are read whole.
+        body_timeout_ms: a body not complete this long after the route starts reading
+            it answers 408 ``request_timeout`` and the connection is closed.
         env: the environment the queue driver is selected from (``drivers.config``).
     """
 
     database_url: str | None = None
     admin_key: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS
     env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

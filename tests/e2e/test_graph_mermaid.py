@@ -183,7 +183,7 @@ TRICKY: list[dict[str, Any]] = [
         "states": {
             'say "hi"; <b>#1': {
                 "on": {
-                    "semi;colon": {"target": "x-y", "guard": {"expr": "'a;b' != \"<#>\""}},
+                    "semi:colon": {"target": "x-y", "guard": {"expr": "'a;b' != \"<#>\""}},
                     "*": "x_y",
                 }
             },
@@ -237,7 +237,8 @@ KEY_POOL = [
     "default",
     "a__b",
 ]
-EVENT_POOL = ["GO", "*", "order.*", "x;y", 'say "hi"']
+#: Event types follow the identifier rule (docs/spec.md), so only ``.`` ``:`` ``-`` ``_``.
+EVENT_POOL = ["GO", "*", "order.*", "x:y", "_a.b-c"]
 
 
 def random_spec(rng: random.Random) -> dict[str, Any]:

@@ -95,11 +95,12 @@ def test_defaults_match_the_objects_they_build() -> None:
 def test_constants_copied_to_keep_load_light_match_their_sources() -> None:
     from statefleet import config
     from statefleet.api.oidc import GOOGLE_CERTS_URL
-    from statefleet.api.settings import DEFAULT_MAX_BODY_BYTES
+    from statefleet.api.settings import DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES
     from statefleet.engine.handlers.ai import PROVIDERS, RESPONSE_FORMATS
 
     assert config.GOOGLE_CERTS_URL == GOOGLE_CERTS_URL
     assert config.DEFAULT_MAX_BODY_BYTES == DEFAULT_MAX_BODY_BYTES
+    assert config.DEFAULT_BODY_TIMEOUT_MS == DEFAULT_BODY_TIMEOUT_MS
     assert get_args(get_args(config.AiProvider)[0]) == PROVIDERS
     assert get_args(get_args(config.AiResponseFormat)[0]) == RESPONSE_FORMATS
 

@@ -360,14 +360,17 @@ def test_state_labels_escape_quotes_and_html_as_entities() -> None:
 
 
 def test_edge_labels_cannot_hold_a_semicolon_or_a_tag() -> None:
-    """``;`` ends a Mermaid statement and every HTML entity ends in one: look-alikes instead."""
+    """``;`` ends a Mermaid statement and every HTML entity ends in one: look-alikes instead.
+
+    Event types cannot hold ``;`` (docs/spec.md, "Identifiers"); guards can.
+    """
     raw = machine(
         {
-            "a": {"on": {"x;y": {"target": "b", "guard": {"expr": "'a;b' != \"<b>\" && 1 < 2"}}}},
+            "a": {"on": {"x:y": {"target": "b", "guard": {"expr": "'a;b' != \"<b>\" && 1 < 2"}}}},
             "b": {},
         }
     )
-    label = "x\u037ey ['a\u037eb' != \"<\u200bb>\" && 1 < 2]"
+    label = "x:y ['a\u037eb' != \"<\u200bb>\" && 1 < 2]"
     assert edges(graph(raw)) == [("a", "b", label)]
 
 

@@ -12,6 +12,7 @@ from statefleet.api.auth import TenantId
 from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import DefinitionIn, DefinitionList, DefinitionOut
+from statefleet.api.routes._ids import DefinitionKeyPath
 from statefleet.api.state import app_state
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.spec import validate_spec
@@ -38,20 +39,23 @@ async def list_definitions(tenant: TenantId, request: Request) -> DefinitionList
 
 
 @router.get("/{key}", response_model=DefinitionOut)
-async def latest(key: str, tenant: TenantId, request: Request) -> DefinitionOut:
+async def latest(key: DefinitionKeyPath, tenant: TenantId, request: Request) -> DefinitionOut:
     return DefinitionOut.of(await app_state(request).service.definition(tenant, key))
 
 
 @router.get("/{key}/versions/{version}", response_model=DefinitionOut)
 async def version(
-    key: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], tenant: TenantId, request: Request
+    key: DefinitionKeyPath,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    tenant: TenantId,
+    request: Request,
 ) -> DefinitionOut:
     return DefinitionOut.of(await app_state(request).service.definition(tenant, key, version))
 
 
 @router.get("/{key}/graph", response_class=PlainTextResponse)
 async def graph(
-    key: str,
+    key: DefinitionKeyPath,
     tenant: TenantId,
     request: Request,
     version: Version | None = None,

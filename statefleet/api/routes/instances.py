@@ -22,6 +22,7 @@ from statefleet.api.models import (
 )
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
+from statefleet.engine.spec.identifiers import DEFINITION_ID
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"], route_class=StrictJsonRoute)
 
@@ -49,7 +50,14 @@ async def start(
 async def list_instances(
     tenant: TenantId,
     request: Request,
-    definition_key: Annotated[str | None, Query(alias="definitionKey", max_length=200)] = None,
+    definition_key: Annotated[
+        str | None,
+        Query(
+            alias="definitionKey",
+            pattern=DEFINITION_ID.pattern,
+            max_length=DEFINITION_ID.max_length,
+        ),
+    ] = None,
     status: Literal["running", "done", "failed", "cancelled"] | None = None,
     created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
     created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
