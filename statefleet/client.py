@@ -34,7 +34,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -269,13 +269,21 @@ class _Call(Generic[T]):
     params: Mapping[str, Any] = field(default_factory=dict)
     body: Any = None
     has_body: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def request_kwargs(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if v is not None}
         kwargs: dict[str, Any] = {"params": params}
         if self.has_body:
             kwargs["json"] = self.body
+        if self.headers:
+            kwargs["headers"] = dict(self.headers)
         return kwargs
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    """The ``Idempotency-Key`` header of a starting request, when there is a key."""
+    return {"Idempotency-Key": key} if key is not None else {}
 
 
 def _model(cls: type[_Model]) -> Callable[[httpx.Response], Any]:
@@ -344,18 +352,34 @@ def _start(
 ) -> _Call[Instance]:
     """Starts an instance of definition ``key`` (latest version unless ``version``).
 
-    With ``idempotency_key``, starting again with the same key returns the instance the
-    first call created instead of starting another: safe to retry after a timeout.
+    With ``idempotency_key`` (sent as the ``Idempotency-Key`` header, and in the body
+    for servers that predate the header), starting again with the same key returns the
+    instance the first call created instead of starting another: safe to retry after a
+    timeout.
     """
     body = _body(definitionKey=key, version=version, input=input, idempotencyKey=idempotency_key)
-    return _Call("POST", "/v1/instances", _model(Instance), body=body, has_body=True)
+    headers = _idempotency(idempotency_key)
+    return _Call(
+        "POST", "/v1/instances", _model(Instance), body=body, has_body=True, headers=headers
+    )
 
 
 def _start_batch(
-    key: str, inputs: builtins.list[Any], version: int | None = None
+    key: str,
+    inputs: builtins.list[Any],
+    version: int | None = None,
+    idempotency_key: str | None = None,
 ) -> _Call[StartedBatch]:
     body = _body(definitionKey=key, version=version, inputs=inputs)
-    return _Call("POST", "/v1/batches", _model(StartedBatch), body=body, has_body=True)
+    headers = _idempotency(idempotency_key)
+    return _Call(
+        "POST", "/v1/batches", _model(StartedBatch), body=body, has_body=True, headers=headers
+    )
+
+
+def _chunk_key(idempotency_key: str | None, index: int) -> str | None:
+    """The key of ``start_many``'s ``index``-th chunk: each chunk is a batch of its own."""
+    return None if idempotency_key is None else f"{idempotency_key}:{index}"
 
 
 def _batch(batch_id: str) -> _Call[BatchProgress]:
@@ -546,7 +570,6 @@ class Client:
     definitions = _sync(_definitions)
     graph = _sync(_graph)
     start = _sync(_start)
-    batch = _sync(_batch)
     send = _sync(_send)
     get = _sync(_get)
     cancel = _sync(_cancel)
@@ -563,16 +586,54 @@ class Client:
         *,
         version: int | None = None,
         chunk_size: int = 5000,
+        idempotency_key: str | None = None,
     ) -> builtins.list[StartedBatch]:
         """Starts one instance per input, ``chunk_size`` inputs per ``POST /v1/batches``.
 
         Chunks keep each request under the server's body limit; every chunk is its own
         batch, so the result lists one :class:`StartedBatch` per chunk, in order. If a
         chunk fails, the batches already started keep running (the error is raised).
+        With ``idempotency_key``, chunk ``i`` is sent with the key ``"<key>:<i>"``, so
+        calling again with the same key and inputs (after a timeout, say) returns the
+        same batches and starts nothing twice.
         """
         return [
-            self._run(_start_batch(key, chunk, version)) for chunk in _chunks(inputs, chunk_size)
+            self._run(_start_batch(key, chunk, version, _chunk_key(idempotency_key, i)))
+            for i, chunk in enumerate(_chunks(inputs, chunk_size))
         ]
+
+    @overload
+    def batch(self, batch_id: str, /) -> BatchProgress: ...
+
+    @overload
+    def batch(
+        self,
+        key: str,
+        inputs: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> StartedBatch: ...
+
+    def batch(
+        self,
+        key_or_batch_id: str,
+        inputs: Iterable[Mapping[str, Any]] | None = None,
+        /,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchProgress | StartedBatch:
+        """``batch(batch_id)``: a batch's progress. ``batch(key, inputs)``: starts them.
+
+        Starting sends every input in one ``POST /v1/batches`` (one batch); with
+        ``idempotency_key`` the same key returns the same batch instead of a second one.
+        """
+        if inputs is None:
+            return self._run(_batch(key_or_batch_id))
+        call = _start_batch(key_or_batch_id, builtins.list(inputs), version, idempotency_key)
+        return self._run(call)
 
     def wait(self, instance_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> Instance:
         """Polls until the instance is done, failed or cancelled, and returns it.
@@ -665,7 +726,6 @@ class AsyncClient:
     definitions = _async(_definitions)
     graph = _async(_graph)
     start = _async(_start)
-    batch = _async(_batch)
     send = _async(_send)
     get = _async(_get)
     cancel = _async(_cancel)
@@ -682,12 +742,42 @@ class AsyncClient:
         *,
         version: int | None = None,
         chunk_size: int = 5000,
+        idempotency_key: str | None = None,
     ) -> builtins.list[StartedBatch]:
         """See :meth:`Client.start_many`; chunks are sent one after the other."""
         return [
-            await self._run(_start_batch(key, chunk, version))
-            for chunk in _chunks(inputs, chunk_size)
+            await self._run(_start_batch(key, chunk, version, _chunk_key(idempotency_key, i)))
+            for i, chunk in enumerate(_chunks(inputs, chunk_size))
         ]
+
+    @overload
+    async def batch(self, batch_id: str, /) -> BatchProgress: ...
+
+    @overload
+    async def batch(
+        self,
+        key: str,
+        inputs: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> StartedBatch: ...
+
+    async def batch(
+        self,
+        key_or_batch_id: str,
+        inputs: Iterable[Mapping[str, Any]] | None = None,
+        /,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchProgress | StartedBatch:
+        """See :meth:`Client.batch`."""
+        if inputs is None:
+            return await self._run(_batch(key_or_batch_id))
+        call = _start_batch(key_or_batch_id, builtins.list(inputs), version, idempotency_key)
+        return await self._run(call)
 
     async def wait(
         self, instance_id: str, timeout: float = 60.0, poll_interval: float = 0.5

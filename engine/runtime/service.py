@@ -41,6 +41,8 @@ from statefleet.engine.store.queries import load_queries
 __all__ = [
     "BATCH_CHUNK",
     "BatchProgress",
+    "BatchStarted",
+    "IdempotencyKeyReused",
     "InstanceNotFound",
     "InstanceNotRunning",
     "InstancePage",
@@ -97,6 +99,10 @@ class InvalidCursor(ValueError):
     """A pagination cursor this service did not hand out (or one that was altered)."""
 
 
+class IdempotencyKeyReused(ValueError):
+    """An idempotency key the tenant already used for a different request."""
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceView:
     id: uuid.UUID
@@ -144,10 +150,24 @@ class TaskPage:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchStarted:
+    """What ``start_batch`` did: ``created`` is False when the idempotency key found it."""
+
+    batch_id: uuid.UUID
+    count: int
+    created: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class BatchProgress:
     batch_id: uuid.UUID
     total: int
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def _batch_item_key(batch_id: uuid.UUID, index: int) -> str:
+    """The start idempotency key of a keyed batch's ``index``-th instance."""
+    return f"batch:{batch_id}:{index}"
 
 
 def _encode_cursor(created_at: datetime, instance_id: uuid.UUID) -> str:
@@ -387,7 +407,8 @@ class WorkflowService:
         version: int | None = None,
         start_event: str | None = START_EVENT,
         chunk_size: int = BATCH_CHUNK,
-    ) -> tuple[uuid.UUID, int]:
+        idempotency_key: str | None = None,
+    ) -> BatchStarted:
         """Starts one instance per input, in bulk, and records them as one batch.
 
         Each chunk of ``chunk_size`` inputs is one transaction of one statement per
@@ -395,23 +416,58 @@ class WorkflowService:
         written first (with the total asked for), so its progress can be read while
         later chunks are still being inserted.
 
+        With ``idempotency_key``, a second call with the same key returns the batch the
+        first one recorded (``created=False``). Its instances carry start idempotency
+        keys made of the batch id and their position, so the second call also inserts
+        whatever a first call that died half-way never did, and starts nothing twice.
+
         Raises:
             UnknownDefinitionKey: no such definition (or version); nothing is written.
+            IdempotencyKeyReused: the key started a batch of another definition or size.
         """
         definition = await self.definition(tenant_id, key, version)
         batch_id = uuid.uuid4()
+        created = True
         async with self.pool.acquire() as connection:
-            await connection.execute(
-                SQL["insert_batch"], tenant_id, batch_id, definition.id, len(inputs)
+            inserted = await connection.fetchval(
+                SQL["insert_batch"],
+                tenant_id,
+                batch_id,
+                definition.id,
+                len(inputs),
+                idempotency_key,
             )
+            if inserted is None:  # the key was used before
+                found = await connection.fetchrow(
+                    SQL["get_batch_by_key"], tenant_id, idempotency_key
+                )
+                assert found is not None, "batch rows are never deleted"
+                if found["definition_key"] != definition.key or found["total"] != len(inputs):
+                    raise IdempotencyKeyReused(
+                        f"Idempotency-Key {idempotency_key!r} already started batch "
+                        f"{found['id']} of {found['total']} '{found['definition_key']}' "
+                        f"instances; use a new key for a different batch"
+                    )
+                batch_id, created = found["id"], False
+                definition_id = found["definition_id"]
+                rows = await connection.fetch(SQL["batch_counts"], tenant_id, batch_id)
+                if sum(r["n"] for r in rows) == found["total"]:  # nothing left to insert
+                    return BatchStarted(batch_id, found["total"], created=False)
+            else:
+                definition_id = definition.id
         count = 0
         for start in range(0, len(inputs), chunk_size):
-            chunk = [StartRequest(i) for i in inputs[start : start + chunk_size]]
+            chunk = [
+                StartRequest(
+                    item, _batch_item_key(batch_id, start + i) if idempotency_key else None
+                )
+                for i, item in enumerate(inputs[start : start + chunk_size])
+            ]
             results = await self.runtime.start_many(
-                tenant_id, definition.id, chunk, start_event=start_event, batch_id=batch_id
+                tenant_id, definition_id, chunk, start_event=start_event, batch_id=batch_id
             )
             count += len(results)
-        return batch_id, count
+        return BatchStarted(batch_id, count, created)
 
     async def batch_progress(self, tenant_id: str, batch_id: uuid.UUID) -> BatchProgress:
         """How many instances of a batch are running, done, failed or cancelled.

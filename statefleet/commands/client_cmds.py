@@ -16,6 +16,7 @@ Tests inject an ``httpx.BaseTransport`` as click's context object
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -518,6 +519,20 @@ def _read_inputs(path: str) -> list[dict[str, Any]]:
     return inputs
 
 
+def _batch_key(key: str, version: int | None, chunk_size: int, inputs: list[Any]) -> str:
+    """An idempotency key for ``batch start``, derived from what it would start.
+
+    The same command on the same file (after a timeout, or a Ctrl-C before the answer)
+    then gets the batches the first run started instead of starting them again. The
+    inputs are hashed as canonical JSON, so blank lines and comments do not count.
+    """
+    digest = hashlib.sha256(orjson.dumps([key, version, chunk_size]))
+    for item in inputs:
+        digest.update(orjson.dumps(item, option=orjson.OPT_SORT_KEYS))
+        digest.update(b"\n")
+    return f"cli-batch-{digest.hexdigest()[:32]}"
+
+
 def _progress_bar() -> Any:
     from rich.console import Console
     from rich.progress import (
@@ -626,6 +641,12 @@ def _poll_option(command: F) -> F:
     help="Inputs per request; each request is one batch.",
 )
 @click.option("--no-watch", is_flag=True, help="Print the batch ids and return at once.")
+@click.option(
+    "--idempotency-key",
+    help="Key of this start (default: derived from KEY, the version, the chunk size and the "
+    "inputs, so running the same command again starts nothing twice; pass a new key to "
+    "start the same inputs again on purpose).",
+)
 @_poll_option
 @_json_option
 @_connection_options
@@ -635,6 +656,7 @@ def batch_start(
     version: int | None,
     chunk_size: int,
     no_watch: bool,
+    idempotency_key: str | None,
     poll_interval: float,
     as_json: bool,
     url: str,
@@ -649,12 +671,13 @@ def batch_start(
     inputs = _read_inputs(inputs_path)
     if not inputs:
         raise CliError(f"{inputs_path}: no inputs")
+    idempotency_key = idempotency_key or _batch_key(key, version, chunk_size, inputs)
     started: list[StartedBatch] = []
     watch = not (as_json or no_watch)
     with _client(url, api_key) as client:
         if not watch:
             for started_batch in client.start_many(
-                key, inputs, version=version, chunk_size=chunk_size
+                key, inputs, version=version, chunk_size=chunk_size, idempotency_key=idempotency_key
             ):
                 if as_json:
                     _echo_json(started_batch)
@@ -664,10 +687,12 @@ def batch_start(
         try:
             with _progress_bar() as progress:
                 task = progress.add_task(key, total=len(inputs), started=0, done=0, failed=0)
-                for offset in range(0, len(inputs), chunk_size):
+                for index, offset in enumerate(range(0, len(inputs), chunk_size)):
                     chunk = inputs[offset : offset + chunk_size]
-                    started.extend(
-                        client.start_many(key, chunk, version=version, chunk_size=len(chunk))
+                    # The key start_many gives its index-th chunk, one chunk at a time.
+                    chunk_key = f"{idempotency_key}:{index}"
+                    started.append(
+                        client.batch(key, chunk, version=version, idempotency_key=chunk_key)
                     )
                     progress.update(task, started=sum(b.count for b in started))
                 batch_ids = [b.batch_id for b in started]

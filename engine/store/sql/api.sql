@@ -48,7 +48,17 @@ ORDER BY seq DESC
 LIMIT 1;
 
 -- name: insert_batch
-INSERT INTO batches (tenant_id, id, definition_id, total) VALUES ($1, $2, $3, $4);
+-- Returns the id, or nothing when the idempotency key $5 was used before (NULL: no key).
+INSERT INTO batches (tenant_id, id, definition_id, total, idempotency_key)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: get_batch_by_key
+SELECT b.id, b.definition_id, d.key AS definition_key, b.total
+FROM batches b
+JOIN workflow_definitions d ON d.tenant_id = b.tenant_id AND d.id = b.definition_id
+WHERE b.tenant_id = $1 AND b.idempotency_key = $2;
 
 -- name: get_batch
 SELECT tenant_id, id, definition_id, total, created_at

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 
 from statefleet.api.auth import TenantId
+from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import BatchCreated, BatchIn, BatchOut
 from statefleet.api.routes._ids import parse_id
@@ -13,13 +16,39 @@ from statefleet.api.state import app_state
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 
+#: The ``Idempotency-Key`` request header of the starting routes.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+]
+
+
 @router.post("", response_model=BatchCreated, status_code=201)
-async def start_batch(body: BatchIn, tenant: TenantId, request: Request) -> BatchCreated:
-    """Inserted in bulk (chunks of 5,000 per transaction), not one round trip each."""
-    batch_id, count = await app_state(request).service.start_batch(
-        tenant, body.definition_key, body.inputs, version=body.version
-    )
-    return BatchCreated(batch_id=batch_id, count=count)
+async def start_batch(
+    body: BatchIn,
+    tenant: TenantId,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchCreated:
+    """Inserted in bulk (chunks of 5,000 per transaction), not one round trip each.
+
+    With an ``Idempotency-Key`` header, the same key returns the same batch (200, and any
+    instance a first, interrupted request did not insert is inserted now).
+    """
+    from statefleet.engine.runtime.service import IdempotencyKeyReused
+
+    try:
+        started = await app_state(request).service.start_batch(
+            tenant,
+            body.definition_key,
+            body.inputs,
+            version=body.version,
+            idempotency_key=idempotency_key,
+        )
+    except IdempotencyKeyReused as exc:
+        raise ApiError(409, "idempotency_key_reused", str(exc)) from None
+    response.status_code = 201 if started.created else 200
+    return BatchCreated(batch_id=started.batch_id, count=started.count)
 
 
 @router.get("/{batch_id}", response_model=BatchOut)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from statefleet.api.auth import TenantId
+from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import (
     EventAccepted,
@@ -31,16 +32,32 @@ MAX_PAGE = 1000
 
 @router.post("", response_model=InstanceOut, status_code=201)
 async def start(
-    body: StartIn, tenant: TenantId, request: Request, response: Response
+    body: StartIn,
+    tenant: TenantId,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
 ) -> InstanceOut:
-    """201 for a new instance; 200 with the existing one when the idempotency key was used."""
+    """201 for a new instance; 200 with the existing one when the idempotency key was used.
+
+    The key comes from the ``Idempotency-Key`` header or the body's ``idempotencyKey``
+    (the same value if both are given).
+    """
+    if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "header Idempotency-Key and body idempotencyKey differ; send one of them",
+        )
     service = app_state(request).service
     result = await service.start(
         tenant,
         body.definition_key,
         body.input,
         version=body.version,
-        idempotency_key=body.idempotency_key,
+        idempotency_key=idempotency_key or body.idempotency_key,
     )
     response.status_code = 201 if result.created else 200
     return InstanceOut.of(await service.get(tenant, result.instance_id))
