@@ -9,8 +9,11 @@ active nodes in a list: a microstep removes the states it exits and appends the
 states it enters (in document order), unless the resulting set is the one it
 started from, in which case the old order is kept. Within one macrostep that
 order decides which region's eventless transitions are selected first (atomic
-states in configuration order) and in which order regions take a raised event
-(a parallel state's regions in the order they became active). A snapshot
+states in configuration order). Raised events still meet a parallel state's
+regions in document order: XState takes them in the order the regions became
+active, and regions are only ever exited and entered all together (a
+transition that exits one region has the parallel state or an ancestor as its
+domain), in document order, so that order never changes. A snapshot
 restored from a checkpoint starts from the order XState's ``resolveState``
 gives, which is document order except that atomic regions of a parallel state
 come right after that state, before the states inside its other regions.
@@ -78,9 +81,6 @@ class Configuration:
 
     def discard(self, node: Node) -> None:
         self._seq.pop(node, None)
-
-    def position(self, node: Node) -> int:
-        return self._seq[node]
 
     def save(self) -> dict[Node, int]:
         return dict(self._seq)
@@ -188,14 +188,6 @@ def _next(node: Node, event: Mapping[str, Any], state: StepState) -> list[Transi
     return []
 
 
-def _regions(node: Node, config: Configuration) -> Iterable[Node]:
-    """A parallel state's regions in the order they became active (precise point 13)."""
-    children = node.children
-    if len(children) < 2:
-        return children
-    return sorted(children, key=config.position)
-
-
 def _transition_node(
     node: Node, config: Configuration, event: Mapping[str, Any], state: StepState
 ) -> list[Transition]:
@@ -207,7 +199,7 @@ def _transition_node(
         return _next(node, event, state)
     if node.kind == "parallel":
         found = []
-        for child in _regions(node, config):
+        for child in node.children:
             found.extend(_transition_node(child, config, event, state))
         return found or _next(node, event, state)
     return _next(node, event, state)
@@ -216,7 +208,7 @@ def _transition_node(
 def select_transitions(
     root: Node, config: Configuration, event: Mapping[str, Any], state: StepState
 ) -> list[Transition]:
-    """Deepest state first, regions in configuration order; guards see the context as is."""
+    """Deepest state first, document order across regions; guards see the context as is."""
     return _transition_node(root, config, event, state)
 
 

@@ -729,7 +729,7 @@ class _Checker:
         while stack:
             item, item_loc = stack.pop()
             if isinstance(item, dict):
-                if EXPR_KEY in item:
+                if _is_expr_object(item):
                     self.check_expr_object(item, item_loc)
                 else:
                     stack.extend((v, (*item_loc, k)) for k, v in item.items())
@@ -737,13 +737,6 @@ class _Checker:
                 stack.extend((v, (*item_loc, i)) for i, v in enumerate(item))
 
     def check_expr_object(self, item: dict[str, Any], loc: Loc) -> None:
-        if len(item) != 1:
-            others = ", ".join(f"'{k}'" for k in item if k != EXPR_KEY)
-            self.error(
-                loc,
-                f"`$expr` must be the only key of its object (found also {others}); "
-                'give each computed field its own `{"$expr": ...}`',
-            )
         source = item[EXPR_KEY]
         if isinstance(source, str):
             self.check_cel(source, (*loc, EXPR_KEY))
@@ -755,7 +748,7 @@ class _Checker:
         while stack:
             item, item_loc = stack.pop()
             if isinstance(item, dict):
-                if EXPR_KEY in item:
+                if _is_expr_object(item):
                     self.error(
                         item_loc,
                         "`params` are literal JSON and `$expr` is not evaluated here; "
@@ -802,7 +795,12 @@ def _is_delay_literal(value: Any) -> bool:
 
 
 def _is_expr_object(value: Any) -> bool:
-    return isinstance(value, Mapping) and EXPR_KEY in value
+    """Precise point 12: only an object whose single key is ``$expr`` is an expression.
+
+    An object with ``$expr`` beside other keys is an ordinary literal object,
+    evaluated member by member, as XState passes it through.
+    """
+    return isinstance(value, Mapping) and len(value) == 1 and EXPR_KEY in value
 
 
 def _cel_message(message: str) -> str:

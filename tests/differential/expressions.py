@@ -61,6 +61,7 @@ COUNTER_EXPRS: Final[dict[str, str]] = {
     "context.t < 1": "context.t < 1",
     "context.t < 2": "context.t < 2",
     "context.t < 3": "context.t < 3",
+    "context.t < 6": "context.t < 6",
 }
 
 #: The budget of handlers that raised events reach: ``u`` only ever grows.

@@ -6,7 +6,9 @@ features whose XState semantics are easy to get subtly wrong: nested compound
 states (depth <= 3), parallel states with 2-3 regions, final states and
 ``onDone``, guarded ``always`` transitions, ``after`` timers, entry/exit actions
 (assign, createTask, raise, cancelTask, named actions with params), wildcard
-handlers (``*``, ``order.*``), ``reenter``, targets by sibling key, ``.child``
+handlers (``*``, ``order.*``), ``reenter``, ``always`` transitions in several
+parallel regions that leave an ordered trace (precise point 13), literal objects
+that hold a ``$expr`` key beside others (precise point 12), targets by sibling key, ``.child``
 and ``#id``, targetless transitions, and guards named/inline/and/or/not. It
 also uses every shorthand the contract allows (bare target strings, ``cond``,
 a single action instead of a list, a guard or action as a bare name).
@@ -198,8 +200,11 @@ class _Generator:
             return {"$expr": self.rng.choice(["[context.n, context.s]", "context.d", "context"])}
         if roll < 0.7:
             return {"$expr": '{"n": context.n, "type": event.type}'}
-        if roll < 0.85:
+        if roll < 0.8:
             return {"lit": [1, "two", None, True], "v": self.int_value()}
+        if roll < 0.88:
+            # Precise point 12: `$expr` beside other keys is an ordinary literal key.
+            return {"$expr": self.rng.choice(["context.n", "1"]), "v": self.int_value()}
         return [self.string_value(), {"deep": self.int_value()}]
 
     # --- actions ---------------------------------------------------------------
@@ -347,7 +352,14 @@ class _Generator:
         return out
 
     def eventless(self, source: _Node, root: _Node) -> list[Any]:
+        """``always`` transitions; in a parallel region each also leaves an ordered trace.
+
+        The trace (a task named after the state) makes the order in which regions'
+        eventless transitions run visible (precise point 13: states entered during
+        the macrostep come after those already active).
+        """
         items = []
+        traced = _in_region(source) and self.chance(0.6)
         for _ in range(self.rng.randint(1, 2)):
             counter = {"expr": self.rng.choice(list(COUNTER_EXPRS))}
             guard: Any = counter
@@ -356,6 +368,9 @@ class _Generator:
             actions = [{"type": "assign", "path": "t", "value": {"$expr": "context.t + 1"}}]
             if self.chance(0.4):
                 actions.append(self.action())
+            if traced:
+                trace = {"type": "LOG", "name": f"always-{source.state_id}"}
+                actions.append({"type": "createTask", "task": trace})
             item: dict[str, Any] = {"guard": guard, "actions": actions}
             targets = self.targets(source, root)
             if targets and self.chance(0.6):
@@ -408,7 +423,7 @@ class _Generator:
                 )
                 for event in self.events_of(node)
             }
-        if self.chance(0.12):
+        if self.chance(0.4 if _in_region(node) else 0.12):
             spec["always"] = self.eventless(node, root)
         if self.chance(0.2 if not is_root else 0.05):
             delays = self.rng.sample(DELAYS, self.rng.randint(1, 2))
@@ -469,6 +484,16 @@ class _Generator:
             payload = self.rng.choice([{}, {}, {"x": self.rng.randint(0, 3)}, {"x": 1, "y": "z"}])
             events.append({"type": event_type, "payload": payload})
         return events
+
+
+def _in_region(node: _Node) -> bool:
+    """Whether ``node`` lies inside a region of a parallel state."""
+    parent = node.parent
+    while parent is not None:
+        if parent.kind == "parallel":
+            return True
+        parent = parent.parent
+    return False
 
 
 def _copy(value: Any) -> Any:

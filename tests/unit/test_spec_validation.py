@@ -11,6 +11,7 @@ import pytest
 
 import statefleet.engine.spec as spec_package
 from statefleet.engine.cel import compile_expr
+from statefleet.engine.interpreter import load_machine
 from statefleet.engine.spec import (
     SpecError,
     SpecValidationError,
@@ -907,9 +908,9 @@ def test_output_expr_must_compile() -> None:
     ("value", "path", "message"),
     [
         (
-            {"$expr": "context.x", "y": 1},
-            "states.a.entry.value",
-            "`$expr` must be the only key of its object (found also 'y')",
+            {"$expr": "context.x", "y": {"$expr": "1 +"}},
+            "states.a.entry.value.y.$expr",
+            "CEL expression does not compile",
         ),
         ({"$expr": 5}, "states.a.entry.value.$expr", "`$expr` must be a CEL string, not a number"),
         ({"a": [{"$expr": ""}]}, "states.a.entry.value.a[0].$expr", "must be a non-empty string"),
@@ -918,6 +919,18 @@ def test_output_expr_must_compile() -> None:
 def test_expr_objects(value: Any, path: str, message: str) -> None:
     spec = machine({"a": {"entry": {"type": "assign", "path": "x", "value": value}}})
     assert_only_error(spec, path, message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"$expr": "context.x", "y": 1}, {"$expr": 5, "y": "z"}, {"$expr": [1], "a": {"b": 2}}],
+)
+def test_expr_beside_other_keys_is_a_literal_object(value: Any) -> None:
+    """Precise point 12: only an object whose single key is `$expr` is an expression."""
+    spec = machine({"a": {"entry": {"type": "assign", "path": "x", "value": value}}})
+    validate_spec(spec)
+    machine_ = load_machine(spec)
+    assert machine_.initial_state().snapshot.context["x"] == value
 
 
 def test_named_action_params_are_literal() -> None:
