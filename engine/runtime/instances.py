@@ -41,6 +41,7 @@ from statefleet.engine.runtime.plan import (
     instance_status,
     plan_effects,
 )
+from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves, move_instance
 from statefleet.engine.store.db import Connection, Pool, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -55,7 +56,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SQL = {**load_queries("instances.sql"), **load_queries("tasks.sql")}
+SQL = {
+    **load_queries("instances.sql"),
+    **load_queries("tasks.sql"),
+    **load_queries("upgrades.sql"),
+}
 
 #: The event a started instance receives first (the seed's execution model).
 START_EVENT = "WORKFLOW_START"
@@ -398,6 +403,7 @@ class InstanceRuntime:
                 )
             }
             plans: list[tuple[InstancePlan, list[tuple[int, EventJobData]]]] = []
+            moves = await self._load_moves(connection, groups, seen)
             for (tenant_id, instance_id), group in groups.items():
                 row = rows.get((tenant_id, instance_id))
                 if row is None:
@@ -406,7 +412,7 @@ class InstanceRuntime:
                             ev.event_id, ev.instance_id, "unknown_instance"
                         )
                     continue
-                plan = await self._plan_events(connection, row, group, seen, outcomes)
+                plan = await self._plan_events(connection, row, group, seen, outcomes, moves)
                 if plan is not None:
                     plans.append((plan, group))
             if not plans:
@@ -427,6 +433,7 @@ class InstanceRuntime:
                         [p.status for p in steps],
                         [json_text(p.output) for p in steps],
                         [p.error for p in steps],
+                        [p.definition_id for p in steps],
                     )
                 )
             if records:
@@ -487,7 +494,7 @@ class InstanceRuntime:
                 Checkpoint(
                     tenant_id=plan.tenant_id,
                     instance_id=plan.instance_id,
-                    definition_id=previous.definition_id,
+                    definition_id=plan.definition_id or previous.definition_id,
                     status=plan.status,
                     snapshot=plan.snapshot,
                     version=plan.version + 1,  # update_instances bumps it
@@ -502,6 +509,7 @@ class InstanceRuntime:
         group: list[tuple[int, EventJobData]],
         seen: set[tuple[uuid.UUID, str]],
         outcomes: dict[int, ApplyOutcome],
+        moves: Moves | None = None,
     ) -> InstancePlan | None:
         tenant_id = row.tenant_id
         instance_id = row.instance_id
@@ -533,6 +541,22 @@ class InstanceRuntime:
                     _audit_late(plan, seq, ev, snapshot.value)
                 continue
             seen.add(key)
+            if ev.event_type == UPGRADE_EVENT:  # a move to another version (upgrades.py)
+                seq += 1
+                machine, snapshot, moved = await move_instance(
+                    connection,
+                    self.machines,
+                    plan,
+                    plan.definition_id or row.definition_id,
+                    machine,
+                    snapshot,
+                    seq,
+                    ev,
+                    moves or Moves(),
+                )
+                applied_any = True
+                outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "applied", moved)
+                continue
             event = {"type": ev.event_type, "payload": ev.payload}
             step = machine.transition(snapshot, event)
             seq += 1
@@ -548,6 +572,21 @@ class InstanceRuntime:
             return None
         plan.snapshot = snapshot.as_dict()
         return plan
+
+    @staticmethod
+    async def _load_moves(
+        connection: Connection,
+        groups: Mapping[InstanceKey, list[tuple[int, EventJobData]]],
+        seen: set[tuple[uuid.UUID, str]],
+    ) -> Moves | None:
+        """What the batch's moves to other versions need, in bulk (none: no statement)."""
+        wanted = [
+            (t, i, ev)
+            for (t, i), group in groups.items()
+            for _, ev in group
+            if ev.event_type == UPGRADE_EVENT and (i, ev.event_id) not in seen
+        ]
+        return await load_moves(connection, wanted) if wanted else None
 
     @staticmethod
     def _plan_late(
@@ -612,6 +651,16 @@ class InstanceRuntime:
                 [c.kind for c in cancellations],
                 [c.idempotency_key for c in cancellations],
                 [c.name for c in cancellations],
+            )
+        marks = [(p, *m) for p in plans for m in p.upgrade_marks]
+        if marks:
+            await connection.execute(
+                SQL["mark_items"],
+                [p.tenant_id for p, *_ in marks],
+                [upgrade for _, upgrade, _, _ in marks],
+                [p.instance_id for p, *_ in marks],
+                [outcome for _, _, outcome, _ in marks],
+                [verdict for _, _, _, verdict in marks],
             )
         finished = [p for p in plans if p.status != "running" and not p.records_only]
         if finished:

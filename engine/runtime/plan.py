@@ -106,6 +106,10 @@ class InstancePlan:
     #: Only late events of a finished instance are recorded: its checkpoint, status and
     #: output stay as they are, and only its version moves (for the concurrency check).
     records_only: bool = False
+    #: Set by an upgrade step (``upgrades.py``): the definition version the instance moves to.
+    definition_id: uuid.UUID | None = None
+    #: Upgrade items this batch handled: (upgrade id, outcome, verdict at the move).
+    upgrade_marks: list[tuple[uuid.UUID, str, str | None]] = field(default_factory=list)
 
 
 def instance_status(step: Step) -> str:

@@ -35,6 +35,7 @@ from statefleet.engine.runtime.instances import (
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
 from statefleet.engine.runtime.tasks import completion_payload
+from statefleet.engine.runtime.upgrade_plans import Upgrades
 from statefleet.engine.store.db import Connection, json_text
 from statefleet.engine.store.queries import load_queries
 
@@ -191,6 +192,8 @@ class WorkflowService:
     def __init__(self, pool: asyncpg.Pool[Any], runtime: InstanceRuntime) -> None:
         self.pool = pool
         self.runtime = runtime
+        #: Moving running instances between definition versions (docs/upgrades.md).
+        self.upgrades = Upgrades(pool, runtime, self.definition)
 
     async def deploy(self, tenant_id: str, spec: Any, key: str | None = None) -> Definition:
         async with self.pool.acquire() as connection:

@@ -34,6 +34,8 @@ TABLES = {
     "schema_migrations",
     "tasks",
     "tenants",
+    "upgrade_items",
+    "upgrades",
     "workflow_definitions",
     "workflow_events",
     "workflow_instances",

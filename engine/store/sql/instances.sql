@@ -63,6 +63,7 @@ CROSS JOIN LATERAL (
 -- step was computed from; the ids returned are the instances whose step won. Rows are
 -- found per key and updated by ctid (see cancel_open_tasks_of_instances in tasks.sql);
 -- a row another writer changed meanwhile is skipped, which is a lost version check.
+-- $8: the definition version a step moves the instance to (an upgrade), NULL for none.
 UPDATE workflow_instances AS i
 SET snapshot = u.snapshot::jsonb,
     status = u.status,
@@ -70,11 +71,12 @@ SET snapshot = u.snapshot::jsonb,
     error = u.error,
     version = i.version + 1,
     updated_at = now(),
-    finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END
+    finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END,
+    definition_id = coalesce(u.definition_id, i.definition_id)
 FROM (SELECT x.ctid AS row_id, k.*
       FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                  $7::text[])
-           AS k(tenant_id, id, version, snapshot, status, output, error)
+                  $7::text[], $8::uuid[])
+           AS k(tenant_id, id, version, snapshot, status, output, error, definition_id)
       CROSS JOIN LATERAL (
           SELECT ctid FROM workflow_instances w
           WHERE w.tenant_id = k.tenant_id AND w.id = k.id LIMIT 1

@@ -1,0 +1,117 @@
+-- Upgrades between definition versions: the request, its per-instance verdicts, and
+-- the reads the dry run and the move make in bulk (docs/upgrades.md).
+
+-- name: insert_upgrade
+INSERT INTO upgrades
+    (tenant_id, id, definition_key, from_definition_id, to_definition_id, from_version,
+     to_version, state_map, context_defaults, dry_run, force, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'planning');
+
+-- name: finish_planning
+-- $4: the status the request goes on in (done for a dry run, applying for an apply).
+UPDATE upgrades
+SET status = $4, total = $3, counts = $5, updated_at = now(),
+    finished_at = CASE WHEN $4 = 'done' THEN now() ELSE NULL END
+WHERE tenant_id = $1 AND id = $2;
+
+-- name: fail_upgrade
+UPDATE upgrades
+SET status = 'failed', error = $3, updated_at = now(), finished_at = now()
+WHERE tenant_id = $1 AND id = $2;
+
+-- name: finish_upgrade
+-- An apply whose chosen instances were all moved or skipped.
+UPDATE upgrades
+SET status = 'done', updated_at = now(), finished_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'applying';
+
+-- name: get_upgrade
+SELECT tenant_id, id, definition_key, from_definition_id, to_definition_id, from_version,
+       to_version, state_map, context_defaults, dry_run, force, status, total, counts, error,
+       created_at, updated_at, finished_at
+FROM upgrades
+WHERE tenant_id = $1 AND id = $2;
+
+-- name: plan_page
+-- One page of the running instances of version A, in id order (keyset on the primary
+-- key: each page reads its own rows, never the ones before it). $5: only these ids
+-- (NULL: all of them).
+SELECT id, snapshot, version
+FROM workflow_instances
+WHERE tenant_id = $1 AND id > $3 AND definition_id = $2 AND status = 'running'
+  AND ($5::uuid[] IS NULL OR id = ANY($5::uuid[]))
+ORDER BY id
+LIMIT $4;
+
+-- name: histories
+-- The audit logs of a page of instances, in one statement (one index range per instance).
+SELECT instance_id, seq, type, payload, state_after, effects
+FROM workflow_events
+WHERE instance_id = ANY($2::uuid[]) AND tenant_id = $1
+ORDER BY instance_id, seq;
+
+-- name: open_work
+-- The open tasks and timers of a page of instances.
+SELECT instance_id, id, kind, name, idempotency_key, created_at
+FROM tasks
+WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[]) AND status IN ('pending', 'running')
+ORDER BY instance_id, created_at, id;
+
+-- name: insert_items
+INSERT INTO upgrade_items (tenant_id, upgrade_id, instance_id, verdict, detail, chosen)
+SELECT $1, $2, u.instance_id, u.verdict, u.detail::jsonb, u.chosen
+FROM unnest($3::uuid[], $4::text[], $5::text[], $6::boolean[])
+     AS u(instance_id, verdict, detail, chosen);
+
+-- name: list_items
+SELECT instance_id, verdict, detail, chosen, outcome, applied_verdict
+FROM upgrade_items
+WHERE tenant_id = $1 AND upgrade_id = $2 AND instance_id > $3
+ORDER BY instance_id
+LIMIT $4;
+
+-- name: item_progress
+-- An apply's progress. A chosen instance still planned but no longer running (it
+-- finished before its move was handled) will never move: it counts as skipped.
+SELECT count(*) FILTER (WHERE u.outcome = 'moved') AS moved,
+       count(*) FILTER (WHERE u.outcome = 'skipped'
+                        OR (u.outcome = 'planned' AND i.status <> 'running')) AS skipped,
+       count(*) FILTER (WHERE u.outcome = 'planned' AND i.status = 'running') AS pending
+FROM upgrade_items u
+LEFT JOIN workflow_instances i
+       ON u.outcome = 'planned' AND i.tenant_id = u.tenant_id AND i.id = u.instance_id
+WHERE u.tenant_id = $1 AND u.upgrade_id = $2 AND u.chosen;
+
+-- name: load_moves
+-- What the shard needs to make the moves a batch of xstate.upgrade events ask for.
+SELECT u.id AS upgrade_id, k.instance_id, u.from_definition_id, u.to_definition_id,
+       u.from_version, u.to_version, u.state_map, u.context_defaults, u.force, u.dry_run,
+       x.verdict, x.chosen, x.outcome
+FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS k(tenant_id, upgrade_id, instance_id)
+JOIN upgrades u ON u.tenant_id = k.tenant_id AND u.id = k.upgrade_id
+JOIN upgrade_items x
+  ON x.tenant_id = k.tenant_id AND x.upgrade_id = k.upgrade_id
+     AND x.instance_id = k.instance_id;
+
+-- name: histories_of
+-- The audit logs of the instances a batch moves (see histories), tenant per key.
+SELECT e.instance_id, e.seq, e.type, e.payload, e.state_after, e.effects
+FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)
+JOIN workflow_events e ON e.instance_id = k.instance_id AND e.tenant_id = k.tenant_id
+ORDER BY e.instance_id, e.seq;
+
+-- name: open_work_of
+SELECT t.instance_id, t.id, t.kind, t.name, t.idempotency_key, t.created_at
+FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)
+JOIN tasks t ON t.tenant_id = k.tenant_id AND t.instance_id = k.instance_id
+WHERE t.status IN ('pending', 'running')
+ORDER BY t.instance_id, t.created_at, t.id;
+
+-- name: mark_items
+-- Written by the step that handled each move, in its transaction.
+UPDATE upgrade_items AS x
+SET outcome = u.outcome, applied_verdict = u.applied_verdict
+FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+     AS u(tenant_id, upgrade_id, instance_id, outcome, applied_verdict)
+WHERE x.tenant_id = u.tenant_id AND x.upgrade_id = u.upgrade_id
+  AND x.instance_id = u.instance_id AND x.outcome = 'planned';
