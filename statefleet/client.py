@@ -14,7 +14,13 @@ Both take an injectable ``transport``: tests run the real app in-process with
 Results are pydantic models with snake_case attributes over the API's camelCase
 JSON; unknown fields are kept (``extra="allow"``), so a newer server does not break an
 older client. Errors raise :class:`StatefleetError` subclasses carrying the API's
-``code`` and ``message``.
+``code`` and ``message``; a server that cannot be reached or does not answer in time
+raises one too (:class:`ConnectionFailed`, :class:`RequestTimedOut`), never an httpx
+exception, and each message says what to do next.
+
+Where to connect is resolved once, in :func:`resolve_connection`, for the client and
+the CLI alike: arguments, then ``STATEFLEET_URL`` / ``STATEFLEET_API_KEY``, then the
+credentials file ``statefleet up`` keeps (:mod:`statefleet.credentials`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import builtins
 import functools
 import itertools
+import os
 import time
 from collections.abc import (
     AsyncIterator,
@@ -35,11 +42,13 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from statefleet.credentials import credentials_path, read_credentials, same_server
 
 __all__ = [
     "AsyncClient",
@@ -48,15 +57,22 @@ __all__ = [
     "BatchProgress",
     "Client",
     "Conflict",
+    "ConnectionFailed",
     "Definition",
     "HistoryEntry",
     "Instance",
     "InvalidRequest",
+    "InvalidUrl",
+    "KeyCreated",
+    "KeyInfo",
     "NotFound",
+    "RequestTimedOut",
     "ServerError",
     "StartedBatch",
     "StatefleetError",
     "Task",
+    "TenantCreated",
+    "resolve_connection",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -178,6 +194,28 @@ class BatchProgress(_Model):
         return self.counts.done + self.counts.failed + self.counts.cancelled
 
 
+class TenantCreated(_Model):
+    """A new tenant and its first API key (shown once: store it)."""
+
+    tenant_id: str
+    api_key: str
+
+
+class KeyCreated(_Model):
+    """A new API key of a tenant (shown once: store it)."""
+
+    key_id: str
+    api_key: str
+
+
+class KeyInfo(_Model):
+    """An API key as listed: its id and dates, never its secret."""
+
+    key_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 class _Page(_Model, Generic[T]):
     items: builtins.list[T]
     next_cursor: str | None = None
@@ -186,22 +224,57 @@ class _Page(_Model, Generic[T]):
 # --- errors -----------------------------------------------------------------
 
 
+#: Where API keys come from, said after every 401.
+KEYS_HINT = (
+    "API keys come from `statefleet up` (it prints one and keeps it in "
+    "$STATEFLEET_HOME/credentials.json), `statefleet tenants create NAME` and "
+    "`statefleet keys create TENANT_ID`; give one with STATEFLEET_API_KEY "
+    "(the CLI's --api-key, the client's api_key=)"
+)
+
+
 class StatefleetError(Exception):
-    """An error answer from the API.
+    """An error answer from the API, or no answer at all.
 
     Attributes:
-        status: the HTTP status code.
-        code: the API's machine-readable code (``unknown_instance``, ...).
-        message: the API's sentence.
+        status: the HTTP status code; 0 when no answer came (the subclasses
+            :class:`ConnectionFailed`, :class:`RequestTimedOut`, :class:`InvalidUrl`).
+        code: the API's machine-readable code (``unknown_instance``, ...), or the
+            client's own (``unreachable``, ``timeout``, ``invalid_url``).
+        message: the API's sentence, or the client's.
         details: extra data; for ``invalid_spec``, a list of ``{path, message}``.
+        hint: what to do next, when the client knows (e.g. where keys come from).
     """
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, hint: str | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}" + (f"\n{hint}" if hint else ""))
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.hint = hint
+
+
+class ConnectionFailed(StatefleetError):
+    """No server answered: nothing listens at the URL, or the connection broke.
+
+    A request whose connection broke after it was sent may have been applied; the
+    message says so.
+    """
+
+
+class RequestTimedOut(StatefleetError):
+    """The server did not answer within the client's ``timeout``.
+
+    The request may have been applied: retry with an idempotency key or event id.
+    """
+
+
+class InvalidUrl(StatefleetError, ValueError):
+    """The server URL cannot be right (no ``http://``, or ending in ``/v1``); raised
+    when the client is made, before any request."""
 
 
 class AuthError(StatefleetError):
@@ -253,7 +326,40 @@ def _error_for(response: httpx.Response) -> StatefleetError:
         message = str(error.get("message") or message)
         details = error.get("details")
     cls = ServerError if status >= 500 else _BY_STATUS.get(status, StatefleetError)
-    return cls(status, code, message, details)
+    hint = None
+    if status == 401:
+        sent = "authorization" in response.request.headers
+        hint = (
+            "the server does not know this key (revoked, or made by another server). "
+            if sent
+            else "no API key was sent. "
+        ) + KEYS_HINT
+    return cls(status, code, message, details, hint)
+
+
+def _transport_error(
+    error: httpx.TransportError, url: str, request: str, timeout: float
+) -> StatefleetError:
+    """The :class:`StatefleetError` for an httpx failure without an answer."""
+    reason = str(error) or type(error).__name__
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return ConnectionFailed(
+            0,
+            "unreachable",
+            f"cannot connect ({reason}): is `statefleet up` running? ({url}); "
+            "to use another server, set STATEFLEET_URL",
+        )
+    if isinstance(error, httpx.TimeoutException):
+        return RequestTimedOut(
+            0,
+            "timeout",
+            f"{request} timed out after {timeout:g} s; the request may have been applied",
+        )
+    return ConnectionFailed(
+        0,
+        "connection_failed",
+        f"{request}: the connection to {url} failed ({reason}); the request may have been applied",
+    )
 
 
 # --- calls as data ----------------------------------------------------------
@@ -497,6 +603,90 @@ def _chunks(inputs: Iterable[Any], size: int) -> Iterator[builtins.list[Any]]:
         yield chunk
 
 
+def _create_tenant(name: str) -> _Call[TenantCreated]:
+    """Creates a tenant and its first key (admin key only)."""
+    return _Call(
+        "POST", "/v1/admin/tenants", _model(TenantCreated), body={"name": name}, has_body=True
+    )
+
+
+def _create_key(tenant_id: str) -> _Call[KeyCreated]:
+    """Adds an API key to a tenant (admin key only)."""
+    return _Call(
+        "POST",
+        f"/v1/admin/tenants/{_seg(tenant_id)}/keys",
+        _model(KeyCreated),
+        body={},
+        has_body=True,
+    )
+
+
+def _keys(tenant_id: str) -> _Call[builtins.list[KeyInfo]]:
+    """A tenant's API keys, without their secrets (admin key only)."""
+    return _Call("GET", f"/v1/admin/tenants/{_seg(tenant_id)}/keys", _items(KeyInfo))
+
+
+def _revoke_key(tenant_id: str, key_id: str) -> _Call[None]:
+    """Revokes a tenant's API key for good; revoking twice is fine (admin key only)."""
+    return _Call(
+        "DELETE", f"/v1/admin/tenants/{_seg(tenant_id)}/keys/{_seg(key_id)}", lambda _: None
+    )
+
+
+def _given(value: str | None) -> str | None:
+    """An argument or variable, with blank meaning unset (as ``statefleet.config`` reads)."""
+    value = value.strip() if value else None
+    return value or None
+
+
+def resolve_connection(
+    base_url: str | None = None, api_key: str | None = None
+) -> tuple[str, str | None]:
+    """Where to connect and with which key, as the client and the CLI both decide it.
+
+    The URL is ``base_url``, else ``$STATEFLEET_URL``, else the URL in the credentials
+    file of ``statefleet up`` (``$STATEFLEET_HOME/credentials.json``), else
+    ``http://127.0.0.1:8080``. The key is ``api_key``, else ``$STATEFLEET_API_KEY``,
+    else the file's tenant key, but only when the URL is the server the file names.
+
+    Raises:
+        InvalidUrl: the URL lacks ``http://``/``https://`` or ends in ``/v1``.
+    """
+    saved = read_credentials()
+    url, source = _given(base_url), "base_url"
+    if url is None and (url := _given(os.environ.get("STATEFLEET_URL"))):
+        source = "STATEFLEET_URL"
+    if url is None and saved is not None and saved.url:
+        url, source = saved.url, str(credentials_path())
+    if url is None:
+        url, source = DEFAULT_URL, "the default"
+    key = _given(api_key) or _given(os.environ.get("STATEFLEET_API_KEY"))
+    if key is None and saved is not None and saved.url and same_server(url, saved.url):
+        key = saved.api_key
+    _check_url(url, source)
+    return url, key
+
+
+def _check_url(url: str, source: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidUrl(
+            0,
+            "invalid_url",
+            f"the server URL {url!r} (from {source}) needs http:// or https:// and a host, "
+            f"e.g. {DEFAULT_URL}",
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        fixed = urlunsplit(parts._replace(path=path[: -len("/v1")], query="", fragment=""))
+        raise InvalidUrl(
+            0,
+            "invalid_url",
+            f"the server URL {url} (from {source}) ends in /v1: drop /v1, the client adds "
+            f"it to every path (use {fixed})",
+        )
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     headers = {"Accept": "application/json", "User-Agent": "statefleet-client"}
     if api_key:
@@ -530,23 +720,33 @@ def _async(build: Callable[P, _Call[T]]) -> Callable[Concatenate[AsyncClient, P]
 class Client:
     """Blocking client; use as a context manager, or call :meth:`close`.
 
+    ``Client()`` alone works against ``statefleet up`` on this machine, and with
+    ``STATEFLEET_URL`` / ``STATEFLEET_API_KEY`` set, against any server (see
+    :func:`resolve_connection`; explicit arguments win).
+
     Args:
-        base_url: the server, e.g. ``http://127.0.0.1:8080``.
-        api_key: the tenant's key (``sf_<keyId>_<secret>``).
+        base_url: the server, e.g. ``http://127.0.0.1:8080`` (without ``/v1``).
+        api_key: the tenant's key (``sf_<keyId>_<secret>``), or the admin key for the
+            tenant and key methods.
         timeout: seconds per HTTP request (not for :meth:`wait`, which has its own).
         transport: an ``httpx.BaseTransport`` to use instead of the network (tests).
+
+    Raises:
+        InvalidUrl: the URL lacks ``http://`` or ends in ``/v1``.
     """
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self.base_url, key = resolve_connection(base_url, api_key)
+        self._timeout = timeout
         self._http = httpx.Client(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=_headers(key), timeout=timeout, transport=transport
         )
 
     def __enter__(self) -> Client:
@@ -560,7 +760,12 @@ class Client:
         self._http.close()
 
     def _run(self, call: _Call[T]) -> T:
-        response = self._http.request(call.method, call.path, **call.request_kwargs())
+        try:
+            response = self._http.request(call.method, call.path, **call.request_kwargs())
+        except httpx.TransportError as error:
+            raise _transport_error(
+                error, self.base_url, f"{call.method} {call.path}", self._timeout
+            ) from error
         if response.is_error:
             raise _error_for(response)
         return call.parse(response)
@@ -578,6 +783,10 @@ class Client:
     complete_task = _sync(_complete_task)
     fail_task = _sync(_fail_task)
     retry_task = _sync(_retry_task)
+    create_tenant = _sync(_create_tenant)
+    create_key = _sync(_create_key)
+    keys = _sync(_keys)
+    revoke_key = _sync(_revoke_key)
 
     def start_many(
         self,
@@ -686,23 +895,30 @@ class Client:
 class AsyncClient:
     """The :class:`Client` API with coroutines; use ``async with``, or ``await aclose()``.
 
+    Connects where :class:`Client` does (:func:`resolve_connection`).
+
     Args:
-        base_url: the server, e.g. ``http://127.0.0.1:8080``.
-        api_key: the tenant's key (``sf_<keyId>_<secret>``).
+        base_url: the server, e.g. ``http://127.0.0.1:8080`` (without ``/v1``).
+        api_key: the tenant's key (``sf_<keyId>_<secret>``), or the admin key.
         timeout: seconds per HTTP request (not for :meth:`wait`, which has its own).
         transport: an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport(app)``.
+
+    Raises:
+        InvalidUrl: the URL lacks ``http://`` or ends in ``/v1``.
     """
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.base_url, key = resolve_connection(base_url, api_key)
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=self.base_url, headers=_headers(key), timeout=timeout, transport=transport
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -716,7 +932,12 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _run(self, call: _Call[T]) -> T:
-        response = await self._http.request(call.method, call.path, **call.request_kwargs())
+        try:
+            response = await self._http.request(call.method, call.path, **call.request_kwargs())
+        except httpx.TransportError as error:
+            raise _transport_error(
+                error, self.base_url, f"{call.method} {call.path}", self._timeout
+            ) from error
         if response.is_error:
             raise _error_for(response)
         return call.parse(response)
@@ -734,6 +955,10 @@ class AsyncClient:
     complete_task = _async(_complete_task)
     fail_task = _async(_fail_task)
     retry_task = _async(_retry_task)
+    create_tenant = _async(_create_tenant)
+    create_key = _async(_create_key)
+    keys = _async(_keys)
+    revoke_key = _async(_revoke_key)
 
     async def start_many(
         self,

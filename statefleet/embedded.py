@@ -25,7 +25,6 @@ import ctypes
 import dataclasses
 import glob
 import importlib.util
-import json
 import logging
 import os
 import pathlib
@@ -39,7 +38,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any, Literal
+from typing import Any, Literal
+
+from statefleet.credentials import (
+    CREDENTIALS_FILE,
+    Credentials,
+    read_credentials,
+    state_dir,
+    write_credentials,
+)
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -60,7 +67,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT = "statefleet-pg"
 #: The tenant ``statefleet up`` creates on first start; its key goes to credentials.json.
 DEFAULT_TENANT = "default"
-CREDENTIALS_FILE = "credentials.json"
 #: postmaster.pid's 8th line is the server status; "ready" once it accepts connections.
 _PID_STATUS_LINE = 7
 _PR_SET_PDEATHSIG = 1
@@ -68,13 +74,6 @@ _PR_SET_PDEATHSIG = 1
 
 class PostgresUnavailable(RuntimeError):
     """A server could not be started here; the message says why."""
-
-
-def state_dir(env: Mapping[str, str] | None = None) -> pathlib.Path:
-    """``$STATEFLEET_HOME``, default ``~/.statefleet``: where ``up`` keeps its data."""
-    env = os.environ if env is None else env
-    raw = env.get("STATEFLEET_HOME", "").strip()
-    return pathlib.Path(raw).expanduser() if raw else pathlib.Path.home() / ".statefleet"
 
 
 def api_url(host: str, port: int) -> str:
@@ -513,6 +512,8 @@ class EmbeddedStack:
     say: Callable[[str], None] = print
     dsn: str = ""
     api_key: str = ""
+    #: The key of the ``/v1/admin`` routes (``STATEFLEET_ADMIN_KEY``, or one of its own).
+    admin_key: str = ""
     engine: Any = None
     #: Why the stack cannot go on (the embedded Postgres died and did not come back);
     #: empty while it is healthy. :meth:`wait_failed` returns it once set.
@@ -561,7 +562,7 @@ class EmbeddedStack:
         applied = await migrate(self.dsn)
         if applied:
             self.say(f"migrated: {', '.join(applied)}")
-        self.api_key = await self._credentials()
+        await self._credentials(settings)
         pool = await create_pool(self.dsn)
         self._cleanup.append(pool.close)
         await self._start_engine(settings, pool, queue)
@@ -617,34 +618,48 @@ class EmbeddedStack:
         from statefleet.api import create_app
         from statefleet.serving import serve
 
-        api = dataclasses.replace(settings.api(), database_url=self.dsn)
+        api = dataclasses.replace(settings.api(), database_url=self.dsn, admin_key=self.admin_key)
         # The same queue as the engine's, and no engine in the app: this stack runs it.
         app = create_app(api, pool=pool, queue=queue, run_engine=False)
         self._cleanup.append(await serve(app, self.host, self.port))
 
-    async def _credentials(self) -> str:
-        """The ``default`` tenant's key: read from credentials.json, created on first start."""
+    async def _credentials(self, settings: Any) -> None:
+        """The ``default`` tenant's key and the admin key, kept in credentials.json.
+
+        The tenant key is the file's, or made on first start (or when the file was lost
+        or belongs to another database). The admin key is ``STATEFLEET_ADMIN_KEY`` when
+        set, else the file's, else a new random one: so ``statefleet tenants`` and
+        ``keys`` work against this server without a DSN. The file is rewritten on every
+        start because the URL may have changed.
+        """
+        import secrets
+
         import asyncpg
 
         from statefleet.engine.runtime.tenants import authenticate, create_key, create_tenant
 
         path = self.home / CREDENTIALS_FILE
+        saved = read_credentials(path) or Credentials()
+        key = saved.api_key
         connection = await asyncpg.connect(self.dsn)
         try:
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                key = str(json.loads(path.read_text())["apiKey"])
-                if await authenticate(connection, key) is not None:
-                    return key
-            try:
-                created = await create_tenant(connection, DEFAULT_TENANT, tenant_id=DEFAULT_TENANT)
-            except asyncpg.UniqueViolationError:
-                # The tenant exists but its key file was lost (or is for another database).
-                created = await create_key(connection, DEFAULT_TENANT)
+            if key is None or await authenticate(connection, key) is None:
+                try:
+                    created = await create_tenant(
+                        connection, DEFAULT_TENANT, tenant_id=DEFAULT_TENANT
+                    )
+                except asyncpg.UniqueViolationError:
+                    # The tenant exists but its key file was lost (or is for another database).
+                    created = await create_key(connection, DEFAULT_TENANT)
+                key = str(created.api_key)
+                self.say(f"created an API key of tenant {DEFAULT_TENANT!r}; it is in {path}")
         finally:
             await connection.close()
-        _write_private(path, {"tenantId": DEFAULT_TENANT, "apiKey": created.api_key})
-        self.say(f"created tenant {DEFAULT_TENANT!r}; its API key is in {path}")
-        return str(created.api_key)
+        self.api_key = key
+        self.admin_key = (
+            settings.api().admin_key or saved.admin_key or f"sfa_{secrets.token_urlsafe(32)}"
+        )
+        write_credentials(path, Credentials(self.url, DEFAULT_TENANT, key, self.admin_key))
 
     async def aclose(self) -> None:
         """Stops everything started, in reverse order; safe to call twice."""
@@ -656,15 +671,3 @@ class EmbeddedStack:
                     await result
             except Exception:
                 log.exception("error while stopping %s", step)
-
-
-def _write_private(path: pathlib.Path, data: Mapping[str, Any]) -> None:
-    """Writes ``data`` as JSON readable by the owner only, atomically."""
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    stream: IO[str]
-    with os.fdopen(fd, "w") as stream:
-        json.dump(data, stream, indent=2)
-        stream.write("\n")
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)

@@ -110,6 +110,21 @@ class Machine:
             return Step(snapshot=failed, effects=(), handled=False)
         return self._finish(config, state, handled=handled)
 
+    def next_events(self, value: Any) -> tuple[str, ...]:
+        """The event types the active states of ``value`` have transitions for, sorted.
+
+        XState's ``getNextEvents``: what an instance in that state can take, guards
+        aside (a guarded transition may still refuse an event). It includes the engine's
+        own events (``xstate.after.*`` timers, ``xstate.done.*``) and wildcard
+        descriptors as written (``*``, ``order.*``). Tools use it to tell people what
+        a waiting instance waits for.
+
+        Raises:
+            EvaluationError: ``value`` names a state this machine does not have.
+        """
+        config = config_from_value(self.root, value)
+        return tuple(sorted({event for node in config for event in node.transitions}))
+
     def _finish(self, config: Configuration, state: StepState, handled: bool) -> Step:
         done = state.status == "done"
         snapshot = Snapshot(

@@ -1,14 +1,18 @@
 """CLI commands that drive a statefleet server through :mod:`statefleet.client`.
 
-``register(group)`` adds them to the ``statefleet`` group: ``deploy``, ``start``,
+``register(group)`` adds them to the ``statefleet`` group: ``deploy``,
+``definitions ls|get``, ``start``,
 ``send``, ``get``, ``history``, ``ls``, ``cancel``, ``tasks ls|complete|fail|retry``
 and ``batch [start] KEY INPUTS.jsonl`` / ``batch status ID...``.
 
-Every command takes ``--url`` (``$STATEFLEET_URL``) and ``--api-key``
-(``$STATEFLEET_API_KEY``); every command that prints a resource takes ``--json``:
-one JSON object (camelCase, as the API sends it) or, for lists, JSON Lines, so that
-output can be piped without waiting for the last page. An API error prints
-``error: <code>: <message>`` on stderr and exits 1; so does an unreachable server.
+Every command takes ``--url`` and ``--api-key``; left out, the client resolves them
+(:func:`statefleet.client.resolve_connection`: ``$STATEFLEET_URL`` /
+``$STATEFLEET_API_KEY``, else the server and key ``statefleet up`` keeps in
+``$STATEFLEET_HOME/credentials.json``), so the CLI and the Python client always agree.
+Every command that prints a resource takes ``--json``: one JSON object (camelCase, as
+the API sends it) or, for lists, JSON Lines, so that output can be piped without
+waiting for the last page. An API error prints ``error: <code>: <message>`` on stderr,
+then each problem once and what to do next, and exits 1; so does an unreachable server.
 
 Tests inject an ``httpx.BaseTransport`` as click's context object
 (``CliRunner().invoke(statefleet, args, obj=transport)``); users never see it.
@@ -21,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,35 +60,46 @@ class CliError(click.ClickException):
 
 
 class ApiFailure(click.ClickException):
-    """An API error or an unreachable server: ``error: <code>: <message>``, exit 1."""
+    """An API error or an unreachable server: ``error: <code>: <message>``, exit 1.
 
-    def __init__(self, code: str, message: str, details: Sequence[str] = ()) -> None:
+    With ``details`` (the problems of a refused spec or body), the first line counts
+    them and each follows on its own line: the API's message repeats the first
+    problem, which printed both ways would show twice. ``hint`` says what to do next.
+    """
+
+    def __init__(
+        self, code: str, message: str, details: Sequence[str] = (), hint: str | None = None
+    ) -> None:
+        if details:
+            message = f"{len(details)} problem{'s' if len(details) > 1 else ''}:"
         super().__init__(f"{code}: {message}")
         self.details = tuple(details)
+        self.hint = hint
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)
         for line in self.details:
             click.echo(f"  {line}", err=True)
+        if self.hint:
+            click.echo(self.hint, err=True)
 
 
 # --- plumbing ---------------------------------------------------------------
 
 
 def _connection_options(command: F) -> F:
+    # No click envvar or default: the client resolves both, the same way for everyone.
     command = click.option(
         "--api-key",
-        envvar="STATEFLEET_API_KEY",
         metavar="KEY",
-        help="Tenant API key; $STATEFLEET_API_KEY.",
+        help="Tenant API key [default: $STATEFLEET_API_KEY, else the key `statefleet up` "
+        "keeps for its own server].",
     )(command)
     return click.option(
         "--url",
-        envvar="STATEFLEET_URL",
-        default=DEFAULT_URL,
-        show_default=True,
         metavar="URL",
-        help="Server address; $STATEFLEET_URL.",
+        help="Server address, without /v1 [default: $STATEFLEET_URL, else the server "
+        f"`statefleet up` runs on this machine, else {DEFAULT_URL}].",
     )(command)
 
 
@@ -107,16 +123,14 @@ def _details(error: StatefleetError) -> list[str]:
 
 
 @contextmanager
-def _client(url: str, api_key: str | None) -> Iterator[Client]:
-    """A client for one command; turns API and network errors into one-line exits."""
+def _client(url: str | None, api_key: str | None) -> Iterator[Client]:
+    """A client for one command; turns API and network errors into short exits."""
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
         with Client(url, api_key, transport=transport) as client:
             yield client
     except StatefleetError as error:
-        raise ApiFailure(error.code, error.message, _details(error)) from None
-    except httpx.TransportError as error:
-        raise ApiFailure("unreachable", f"cannot reach {url}: {error}") from None
+        raise ApiFailure(error.code, error.message, _details(error), error.hint) from None
 
 
 def _parse_json(text: str, source: str) -> Any:
@@ -211,7 +225,9 @@ def _show_task(task: Task) -> None:
 @click.option("--key", help="Definition key (default: the spec's id).")
 @_json_option
 @_connection_options
-def deploy(spec_path: str, key: str | None, as_json: bool, url: str, api_key: str | None) -> None:
+def deploy(
+    spec_path: str, key: str | None, as_json: bool, url: str | None, api_key: str | None
+) -> None:
     """Deploy a workflow spec as a new version of its definition.
 
     Deploying the same spec again is a no-op that prints the existing version. The
@@ -249,7 +265,7 @@ def start(
     wait: bool,
     timeout: float,
     as_json: bool,
-    url: str,
+    url: str | None,
     api_key: str | None,
 ) -> None:
     """Start an instance of definition KEY and print it.
@@ -261,17 +277,46 @@ def start(
         instance = client.start(
             key, instance_input, version=version, idempotency_key=idempotency_key
         )
+        waits_for: list[str] = []
         if wait:
             try:
                 instance = client.wait(instance.id, timeout=timeout)
-            except TimeoutError as exc:
-                raise ApiFailure("timeout", f"{exc} after {timeout:g}s") from None
+            except TimeoutError:
+                instance = client.get(instance.id)
+                waits_for = _waits_for(client, instance)
     if as_json:
         _echo_json(instance)
     else:
         _show_instance(instance)
+    if waits_for:
+        raise WaitTimedOut(instance, timeout, waits_for)
     if wait and instance.status != "done":
         raise SystemExit(1)
+
+
+class WaitTimedOut(click.ClickException):
+    """``start --wait`` ran out of time: says what the instance waits for, exit 1."""
+
+    def __init__(self, instance: Instance, timeout: float, waits_for: Sequence[str]) -> None:
+        super().__init__(
+            f"timeout: instance {instance.id} is still {instance.status} after {timeout:g}s, "
+            f"in state {_compact(instance.value)}; it waits for"
+        )
+        self.waits_for = tuple(waits_for)
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+        for line in self.waits_for:
+            click.echo(f"  {line}", err=True)
+
+
+def _waits_for(client: Client, instance: Instance) -> list[str]:
+    from statefleet.commands.waiting import waiting_for
+
+    if instance.finished:  # it finished between the last poll and this read
+        return []
+    definition = client.definition(instance.definition_key, instance.definition_version)
+    return waiting_for(instance, definition.spec, client.tasks(instance.id))
 
 
 @click.command()
@@ -289,7 +334,7 @@ def send(
     payload_json: str | None,
     event_id: str | None,
     as_json: bool,
-    url: str,
+    url: str | None,
     api_key: str | None,
 ) -> None:
     """Send event TYPE to instance ID; it is applied asynchronously."""
@@ -306,7 +351,7 @@ def send(
 @click.argument("instance_id", metavar="ID")
 @_json_option
 @_connection_options
-def get(instance_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+def get(instance_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
     """Show an instance: status, state value, context, output, error."""
     with _client(url, api_key) as client:
         instance = client.get(instance_id)
@@ -320,7 +365,7 @@ def get(instance_id: str, as_json: bool, url: str, api_key: str | None) -> None:
 @click.argument("instance_id", metavar="ID")
 @_json_option
 @_connection_options
-def cancel(instance_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+def cancel(instance_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
     """Cancel a running instance and its open tasks."""
     with _client(url, api_key) as client:
         instance = client.cancel(instance_id)
@@ -334,7 +379,7 @@ def cancel(instance_id: str, as_json: bool, url: str, api_key: str | None) -> No
 @click.argument("instance_id", metavar="ID")
 @_json_option
 @_connection_options
-def history(instance_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+def history(instance_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
     """Print an instance's audit log: every event applied, oldest first."""
     with _client(url, api_key) as client:
         entries = client.history(instance_id)
@@ -372,7 +417,7 @@ def ls(
     status: str | None,
     limit: int,
     as_json: bool,
-    url: str,
+    url: str | None,
     api_key: str | None,
 ) -> None:
     """List instances, newest first."""
@@ -398,6 +443,60 @@ def ls(
         )
 
 
+# --- definitions ------------------------------------------------------------
+
+
+@click.group()
+def definitions() -> None:
+    """List the deployed definitions; show one with its spec."""
+
+
+@definitions.command("ls")
+@_json_option
+@_connection_options
+def definitions_ls(as_json: bool, url: str | None, api_key: str | None) -> None:
+    """List every definition at its latest version."""
+    with _client(url, api_key) as client:
+        found = client.definitions()
+    if as_json:
+        for definition in found:
+            _echo_json(definition)
+        return
+    _table(
+        ("KEY", "VERSION", "CHECKSUM", "CREATED"),
+        ((d.key, d.version, d.checksum[:12], d.created_at.isoformat()) for d in found),
+    )
+
+
+@definitions.command("get")
+@click.argument("key")
+@click.option("--version", type=int, help="This version (default: the latest).")
+@_json_option
+@_connection_options
+def definitions_get(
+    key: str, version: int | None, as_json: bool, url: str | None, api_key: str | None
+) -> None:
+    """Show definition KEY (its latest version unless --version) and its spec.
+
+    With --json, the definition as the API sends it, spec included
+    (`statefleet definitions get KEY --json | jq .spec > spec.json`).
+    """
+    with _client(url, api_key) as client:
+        definition = client.definition(key, version)
+    if as_json:
+        _echo_json(definition)
+        return
+    for name, value in (
+        ("key", definition.key),
+        ("version", definition.version),
+        ("checksum", definition.checksum),
+        ("created", definition.created_at.isoformat()),
+    ):
+        click.echo(f"{name + ':':<12}{value}")
+    click.echo("spec:")
+    click.echo(orjson.dumps(definition.spec, option=orjson.OPT_INDENT_2).decode())
+
+
 # --- tasks ------------------------------------------------------------------
 
 
@@ -410,7 +509,7 @@ def tasks() -> None:
 @click.argument("instance_id", metavar="INSTANCE_ID")
 @_json_option
 @_connection_options
-def tasks_ls(instance_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+def tasks_ls(instance_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
     """List the tasks an instance created."""
     with _client(url, api_key) as client:
         found = client.tasks(instance_id)
@@ -418,9 +517,63 @@ def tasks_ls(instance_id: str, as_json: bool, url: str, api_key: str | None) -> 
         for task in found:
             _echo_json(task)
         return
-    _table(
-        ("ID", "TYPE", "NAME", "STATUS", "ATTEMPTS", "LAST ERROR"),
-        ((t.id, t.type, t.name, t.status, t.attempts, t.last_error) for t in found),
+    decisions = {t.id: d for t in found if (d := _decision(t)) is not None}
+    headers: tuple[str, ...] = ("ID", "TYPE", "NAME", "STATUS", "ATTEMPTS", "LAST ERROR")
+    rows = [[t.id, t.type, t.name, t.status, t.attempts, t.last_error] for t in found]
+    if decisions:
+        headers += ("DECISION",)
+        for row, task in zip(rows, found, strict=True):
+            row.append(decisions[task.id].summary if task.id in decisions else None)
+    _table(headers, rows)
+    for task in found:
+        if task.id in decisions:
+            click.echo("")
+            for line in decisions[task.id].lines(task):
+                click.echo(line)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """An AI task's stored decision (``docs/ai.md``): the proposal and the policy's verdict."""
+
+    event: str
+    confidence: Any
+    reason: str | None
+    emitted: bool
+    rejected: bool
+    why: str | None
+
+    @property
+    def summary(self) -> str:
+        return f"{self.event} {'emitted' if self.emitted else 'not emitted'}"
+
+    def lines(self, task: Task) -> list[str]:
+        verdict = "emitted" if self.emitted else ("rejected" if self.rejected else "held")
+        label = f"{task.name} ({task.id})" if task.name else task.id
+        head = f"decision of {label}: {self.event}, confidence {_compact(self.confidence)}"
+        out = [f"{head}, {verdict}" + (f": {self.why}" if self.why else "")]
+        if self.reason:
+            out.append(f"  the model's reason: {self.reason}")
+        return out
+
+
+def _decision(task: Task) -> _Decision | None:
+    """The decision an ``AI`` task stored in its output, or None (no answer yet)."""
+    output = task.output
+    if task.type != "AI" or not isinstance(output, dict):
+        return None
+    decision = output.get("decision")
+    if not isinstance(decision, dict) or "emitted" not in output:
+        return None
+    reason = decision.get("reason")
+    why = output.get("rejectionReason")
+    return _Decision(
+        event=str(decision.get("event")),
+        confidence=decision.get("confidence"),
+        reason=reason if isinstance(reason, str) and reason else None,
+        emitted=output.get("emitted") is True,
+        rejected=output.get("rejected") is True,
+        why=why if isinstance(why, str) and why else None,
     )
 
 
@@ -430,7 +583,7 @@ def tasks_ls(instance_id: str, as_json: bool, url: str, api_key: str | None) -> 
 @_json_option
 @_connection_options
 def tasks_complete(
-    task_id: str, output_json: str | None, as_json: bool, url: str, api_key: str | None
+    task_id: str, output_json: str | None, as_json: bool, url: str | None, api_key: str | None
 ) -> None:
     """Complete a pending HUMAN task; its completion event fires."""
     output = None if output_json is None else _parse_json(output_json, "--output")
@@ -447,7 +600,9 @@ def tasks_complete(
 @click.option("--error", "message", required=True, help="Why it failed.")
 @_json_option
 @_connection_options
-def tasks_fail(task_id: str, message: str, as_json: bool, url: str, api_key: str | None) -> None:
+def tasks_fail(
+    task_id: str, message: str, as_json: bool, url: str | None, api_key: str | None
+) -> None:
     """Fail a pending HUMAN task; its failure event fires, or the instance fails."""
     with _client(url, api_key) as client:
         task = client.fail_task(task_id, message)
@@ -461,7 +616,7 @@ def tasks_fail(task_id: str, message: str, as_json: bool, url: str, api_key: str
 @click.argument("task_id", metavar="TASK_ID")
 @_json_option
 @_connection_options
-def tasks_retry(task_id: str, as_json: bool, url: str, api_key: str | None) -> None:
+def tasks_retry(task_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
     """Make a failed task pending again (and the instance it failed running again)."""
     with _client(url, api_key) as client:
         task = client.retry_task(task_id)
@@ -533,18 +688,28 @@ def _batch_key(key: str, version: int | None, chunk_size: int, inputs: list[Any]
     return f"cli-batch-{digest.hexdigest()[:32]}"
 
 
-def _progress_bar() -> Any:
+def _progress_bar(console: Any = None) -> Any:
+    """The batch bar, laid out to stay whole in an 80-column terminal.
+
+    Everything but the bar has a fixed, short width (the description is cut to 20
+    characters): the bar takes what is left, so a wide terminal gets a longer bar and
+    a narrow one still shows every figure. While inputs are still being sent it
+    counts the started instances, then the finished ones and the failed ones.
+    """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.table import Column
     from rich.text import Text
+
+    class CountsColumn(ProgressColumn):
+        """``starting 5,000/10,000``, then ``6,210/10,000 failed 12``."""
+
+        def render(self, task: Any) -> Text:
+            total = int(task.total or 0)
+            started = int(task.fields["started"])
+            if started < total:
+                return Text(f"starting {started:,}/{total:,}")
+            return Text(f"{int(task.completed):,}/{total:,} failed {task.fields['failed']:,}")
 
     class RateColumn(ProgressColumn):
         """Instances finished per second, as rich estimates it from recent updates."""
@@ -554,19 +719,18 @@ def _progress_bar() -> Any:
             return Text("-/s" if speed is None else f"{speed:,.0f}/s")
 
     return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
         TextColumn(
-            "started {task.fields[started]:,} · done {task.fields[done]:,}"
-            " · failed {task.fields[failed]:,}"
+            "{task.description}",
+            table_column=Column(max_width=20, no_wrap=True, overflow="ellipsis"),
         ),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        BarColumn(bar_width=None, table_column=Column(min_width=10, ratio=1)),
+        CountsColumn(table_column=Column(no_wrap=True)),
+        RateColumn(table_column=Column(no_wrap=True)),
+        TextColumn("ETA", table_column=Column(no_wrap=True)),
+        TimeRemainingColumn(compact=True, table_column=Column(no_wrap=True)),
+        expand=True,
         # The bar goes to stderr: stdout stays for results a script may read.
-        console=Console(stderr=True),
+        console=console or Console(stderr=True),
     )
 
 
@@ -640,7 +804,9 @@ def _poll_option(command: F) -> F:
     show_default=True,
     help="Inputs per request; each request is one batch.",
 )
-@click.option("--no-watch", is_flag=True, help="Print the batch ids and return at once.")
+@click.option(
+    "--no-watch", is_flag=True, help="Print the batch ids, one per line, and return at once."
+)
 @click.option(
     "--idempotency-key",
     help="Key of this start (default: derived from KEY, the version, the chunk size and the "
@@ -659,14 +825,15 @@ def batch_start(
     idempotency_key: str | None,
     poll_interval: float,
     as_json: bool,
-    url: str,
+    url: str | None,
     api_key: str | None,
 ) -> None:
     """Start one instance of KEY per line of INPUTS.jsonl and watch them finish.
 
     Each line is an input object. Ctrl-C stops watching only: the instances keep
-    running, and `statefleet batch status ID...` resumes the bar. With --json (or
-    --no-watch) the started batches are printed as JSON Lines and nothing is watched.
+    running, and `statefleet batch status ID...` resumes the bar. With --no-watch the
+    ids of the started batches are printed, one per line, and nothing is watched;
+    with --json the started batches are printed as JSON Lines (`{"batchId", "count"}`).
     """
     inputs = _read_inputs(inputs_path)
     if not inputs:
@@ -682,7 +849,11 @@ def batch_start(
                 if as_json:
                     _echo_json(started_batch)
                 else:
-                    click.echo(f"started batch {started_batch.batch_id} ({started_batch.count:,})")
+                    click.echo(started_batch.batch_id)
+                started.append(started_batch)
+            if not as_json:
+                ids = " ".join(b.batch_id for b in started)
+                click.echo(f"watch them with: statefleet batch status {ids}", err=True)
             return
         try:
             with _progress_bar() as progress:
@@ -709,7 +880,11 @@ def batch_start(
 @_json_option
 @_connection_options
 def batch_status(
-    batch_ids: tuple[str, ...], poll_interval: float, as_json: bool, url: str, api_key: str | None
+    batch_ids: tuple[str, ...],
+    poll_interval: float,
+    as_json: bool,
+    url: str | None,
+    api_key: str | None,
 ) -> None:
     """Watch running batches again (several ids add up into one bar).
 
@@ -737,5 +912,5 @@ def batch_status(
 
 def register(group: click.Group) -> None:
     """Adds the client commands to ``group`` (the ``statefleet`` CLI)."""
-    for command in (deploy, start, send, get, history, ls, cancel, tasks, batch):
+    for command in (deploy, definitions, start, send, get, history, ls, cancel, tasks, batch):
         group.add_command(command)

@@ -1,20 +1,28 @@
-"""Operator commands on the database directly: ``tenants create`` and ``keys create|list|revoke``.
+"""Operator commands: ``tenants create`` and ``keys create|list|revoke``.
 
-They need ``DATABASE_URL`` (or ``--database-url``), not a running API or the admin
-key: whoever can reach the database already owns every tenant. A new key is printed
-once; only its SHA-256 is stored.
+Two ways in, chosen by what is at hand. With ``DATABASE_URL`` (or ``--database-url``)
+they work on the database directly, with no running API: whoever can reach the
+database already owns every tenant. Without it they call the admin routes of a running
+server (``--url``, resolved as every client command resolves it) with the admin key:
+``--admin-key`` / ``$STATEFLEET_ADMIN_KEY``, else the one ``statefleet up`` keeps in
+``$STATEFLEET_HOME/credentials.json`` for its own server. So against ``statefleet up``
+they need nothing at all. A new key is printed once; only its SHA-256 is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import asyncpg
 import click
 import orjson
 
+from statefleet.client import Client, resolve_connection
+from statefleet.commands.client_cmds import _client
+from statefleet.credentials import credentials_path, read_credentials, same_server
 from statefleet.engine.runtime.tenants import (
     UnknownTenant,
     create_key,
@@ -28,13 +36,51 @@ __all__ = ["keys", "register", "tenants"]
 
 T = TypeVar("T")
 
-_database = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    required=True,
-    help="Postgres DSN (default: $DATABASE_URL).",
-)
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def _database(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ways in: ``--database-url``, else the admin API (``--url``, ``--admin-key``)."""
+    for option in (
+        click.option(
+            "--admin-key",
+            envvar="STATEFLEET_ADMIN_KEY",
+            metavar="KEY",
+            help="Admin key of the server at --url [default: $STATEFLEET_ADMIN_KEY, else "
+            "the one `statefleet up` keeps for its own server].",
+        ),
+        click.option(
+            "--url",
+            metavar="URL",
+            help="Server whose admin API to use when no database is given [default: as "
+            "every client command: $STATEFLEET_URL, else the local `statefleet up`].",
+        ),
+        click.option(
+            "--database-url",
+            envvar="DATABASE_URL",
+            help="Postgres DSN (default: $DATABASE_URL); work on the database directly.",
+        ),
+    ):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def _admin(url: str | None, admin_key: str | None) -> Iterator[Client]:
+    """A client of the admin routes, or a clear exit when no admin key is known."""
+    server, _ = resolve_connection(url, None)
+    if admin_key is None:
+        saved = read_credentials()
+        if saved is not None and saved.url and same_server(server, saved.url):
+            admin_key = saved.admin_key
+    if not admin_key:
+        raise click.ClickException(
+            f"no admin key for {server}: pass --admin-key or set STATEFLEET_ADMIN_KEY (the "
+            f"server's own); against `statefleet up` it is in {credentials_path()}. Or give "
+            "--database-url / DATABASE_URL to work on the database directly."
+        )
+    with _client(server, admin_key) as client:
+        yield client
 
 
 def _run(database_url: str, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -59,51 +105,81 @@ def _emit(data: dict[str, Any]) -> None:
 
 @click.group()
 def tenants() -> None:
-    """Manage tenants (directly in the database)."""
+    """Manage tenants (in the database, or through the admin API)."""
 
 
 @tenants.command("create")
 @click.argument("name")
 @_database
 @_json
-def tenants_create(name: str, database_url: str, as_json: bool) -> None:
+def tenants_create(
+    name: str, database_url: str | None, url: str | None, admin_key: str | None, as_json: bool
+) -> None:
     """Create tenant NAME and its first API key (shown once)."""
-    try:
-        created = _run(database_url, lambda c: create_tenant(c, name))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        _emit({"tenantId": created.tenant_id, "apiKey": created.api_key})
+    if database_url:
+        try:
+            created = _run(database_url, lambda c: create_tenant(c, name))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        tenant_id, api_key = created.tenant_id, created.api_key
     else:
-        click.echo(f"tenant {created.tenant_id}")
-        click.echo(f"api key {created.api_key}  (shown once: store it now)")
+        with _admin(url, admin_key) as client:
+            answer = client.create_tenant(name)
+        tenant_id, api_key = answer.tenant_id, answer.api_key
+    if as_json:
+        _emit({"tenantId": tenant_id, "apiKey": api_key})
+    else:
+        click.echo(f"tenant {tenant_id}")
+        click.echo(f"api key {api_key}  (shown once: store it now)")
 
 
 @click.group()
 def keys() -> None:
-    """Manage a tenant's API keys (directly in the database)."""
+    """Manage a tenant's API keys (in the database, or through the admin API)."""
 
 
 @keys.command("create")
 @click.argument("tenant_id")
 @_database
 @_json
-def keys_create(tenant_id: str, database_url: str, as_json: bool) -> None:
+def keys_create(
+    tenant_id: str,
+    database_url: str | None,
+    url: str | None,
+    admin_key: str | None,
+    as_json: bool,
+) -> None:
     """Add an API key to TENANT_ID (shown once)."""
-    created = _run(database_url, lambda c: create_key(c, tenant_id))
-    if as_json:
-        _emit({"keyId": created.key_id, "apiKey": created.api_key})
+    if database_url:
+        created = _run(database_url, lambda c: create_key(c, tenant_id))
+        key_id, api_key = created.key_id, created.api_key
     else:
-        click.echo(f"api key {created.api_key}  (shown once: store it now)")
+        with _admin(url, admin_key) as client:
+            answer = client.create_key(tenant_id)
+        key_id, api_key = answer.key_id, answer.api_key
+    if as_json:
+        _emit({"keyId": key_id, "apiKey": api_key})
+    else:
+        click.echo(f"api key {api_key}  (shown once: store it now)")
 
 
 @keys.command("list")
 @click.argument("tenant_id")
 @_database
 @_json
-def keys_list(tenant_id: str, database_url: str, as_json: bool) -> None:
+def keys_list(
+    tenant_id: str,
+    database_url: str | None,
+    url: str | None,
+    admin_key: str | None,
+    as_json: bool,
+) -> None:
     """List TENANT_ID's keys (ids and dates, never secrets)."""
-    found = _run(database_url, lambda c: list_keys(c, tenant_id))
+    if database_url:
+        found: list[Any] = _run(database_url, lambda c: list_keys(c, tenant_id))
+    else:
+        with _admin(url, admin_key) as client:
+            found = client.keys(tenant_id)
     items = [
         {
             "keyId": k.key_id,
@@ -124,10 +200,16 @@ def keys_list(tenant_id: str, database_url: str, as_json: bool) -> None:
 @click.argument("tenant_id")
 @click.argument("key_id")
 @_database
-def keys_revoke(tenant_id: str, key_id: str, database_url: str) -> None:
+def keys_revoke(
+    tenant_id: str, key_id: str, database_url: str | None, url: str | None, admin_key: str | None
+) -> None:
     """Revoke KEY_ID of TENANT_ID for good (idempotent)."""
-    if not _run(database_url, lambda c: revoke_key(c, tenant_id, key_id)):
-        raise click.ClickException(f"tenant {tenant_id!r} has no key {key_id!r}")
+    if database_url:
+        if not _run(database_url, lambda c: revoke_key(c, tenant_id, key_id)):
+            raise click.ClickException(f"tenant {tenant_id!r} has no key {key_id!r}")
+    else:
+        with _admin(url, admin_key) as client:
+            client.revoke_key(tenant_id, key_id)
     click.echo(f"revoked {key_id}")
 
 

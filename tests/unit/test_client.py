@@ -14,7 +14,10 @@ workflows.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,9 +29,12 @@ from statefleet.client import (
     AuthError,
     Client,
     Conflict,
+    ConnectionFailed,
     Instance,
     InvalidRequest,
+    InvalidUrl,
     NotFound,
+    RequestTimedOut,
     ServerError,
     StatefleetError,
 )
@@ -104,6 +110,14 @@ class FakeApi:
         return [json.loads(r.content) if r.content else None for r in self.requests]
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither the developer's variables nor their ``statefleet up`` may leak in."""
+    monkeypatch.delenv("STATEFLEET_URL", raising=False)
+    monkeypatch.delenv("STATEFLEET_API_KEY", raising=False)
+    monkeypatch.setenv("STATEFLEET_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture
 def api() -> FakeApi:
     return FakeApi()
@@ -149,7 +163,7 @@ def test_error_answers_raise_their_class_with_code_and_message(
         code,
         "a sentence",
     )
-    assert str(caught.value) == f"{code}: a sentence"
+    assert str(caught.value).splitlines()[0] == f"{code}: a sentence"
 
 
 def test_spec_errors_carry_their_details() -> None:
@@ -175,6 +189,181 @@ def test_a_missing_key_is_an_auth_error(api: FakeApi) -> None:
         c.get("i1")
     assert caught.value.code == "unauthorized"
     assert "authorization" not in api.requests[0].headers
+
+
+def test_a_401_says_where_keys_come_from(api: FakeApi) -> None:
+    transport = httpx.MockTransport(api)
+    with Client("http://sf.test", transport=transport) as c, pytest.raises(AuthError) as unsent:
+        c.get("i1")
+    with (
+        Client("http://sf.test", "sf_nope_x", transport=transport) as c,
+        pytest.raises(AuthError) as unknown,
+    ):
+        c.get("i1")
+    assert str(unsent.value.hint).startswith("no API key was sent")
+    assert str(unknown.value.hint).startswith("the server does not know this key")
+    for caught in (unsent, unknown):
+        assert "statefleet tenants create" in str(caught.value)
+        assert "$STATEFLEET_HOME/credentials.json" in str(caught.value)
+
+
+# --- no answer: real sockets, since what matters is what httpx raises on them --
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, threading.Event]]:
+    """A port that accepts connections and reads requests but never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    got_request = threading.Event()
+    done = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            got_request.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", got_request
+    finally:
+        done.set()
+        listener.close()
+        thread.join(5)
+
+
+def test_no_server_is_a_connection_failed_naming_the_url() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with Client(url, KEY) as c, pytest.raises(ConnectionFailed) as caught:
+        c.get("i1")
+    assert caught.value.code == "unreachable"
+    assert f"is `statefleet up` running? ({url})" in caught.value.message
+    assert "STATEFLEET_URL" in caught.value.message
+    assert not isinstance(caught.value, httpx.HTTPError)
+
+
+def test_a_timeout_says_the_request_may_have_been_applied(
+    silent_server: tuple[str, threading.Event],
+) -> None:
+    url, got_request = silent_server
+    with Client(url, KEY, timeout=0.3) as c, pytest.raises(RequestTimedOut) as caught:
+        c.start("hello-workflow")
+    assert got_request.is_set()  # it was sent, then nothing came back
+    assert caught.value.message == (
+        "POST /v1/instances timed out after 0.3 s; the request may have been applied"
+    )
+    assert "unreachable" not in str(caught.value)
+
+
+async def test_async_errors_are_the_same(silent_server: tuple[str, threading.Event]) -> None:
+    url, _ = silent_server
+    async with AsyncClient(url, KEY, timeout=0.3) as c:
+        with pytest.raises(RequestTimedOut):
+            await c.get("i1")
+
+
+def test_a_connection_closed_without_an_answer_is_a_connection_failed() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with Client(url, KEY) as c, pytest.raises(ConnectionFailed) as caught:
+            c.send("i1", "GO")
+    finally:
+        listener.close()
+        thread.join(5)
+    assert caught.value.code == "connection_failed"
+    assert caught.value.message.endswith("the request may have been applied")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "http://127.0.0.1:8080/v1",
+            "drop /v1, the client adds it to every path (use http://127.0.0.1:8080)",
+        ),
+        ("http://sf.example/api/v1/", "(use http://sf.example/api)"),
+        ("127.0.0.1:8080", "needs http:// or https://"),
+    ],
+)
+def test_a_wrong_url_is_refused_before_any_request(url: str, says: str) -> None:
+    with pytest.raises(InvalidUrl) as caught:
+        Client(url, KEY)
+    assert says in caught.value.message
+    assert isinstance(caught.value, ValueError)
+
+
+# --- where to connect -----------------------------------------------------------
+
+
+def recording_client(*args: Any) -> tuple[Client, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=instance("i1"))
+
+    return Client(*args, transport=httpx.MockTransport(answer)), seen
+
+
+def test_url_and_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATEFLEET_URL", " http://sf.example:9000 ")
+    monkeypatch.setenv("STATEFLEET_API_KEY", "sf_env_key")
+    client, seen = recording_client()
+    with client:
+        client.get("i1")
+    assert str(seen[0].url) == "http://sf.example:9000/v1/instances/i1"
+    assert seen[0].headers["authorization"] == "Bearer sf_env_key"
+    explicit, seen = recording_client("http://other.example", "sf_arg_key")
+    with explicit:
+        explicit.get("i1")
+    assert str(seen[0].url).startswith("http://other.example/v1/")
+    assert seen[0].headers["authorization"] == "Bearer sf_arg_key"
+
+
+def write_credentials_file(url: str) -> None:
+    from statefleet.credentials import Credentials, credentials_path, write_credentials
+
+    path = credentials_path()
+    path.parent.mkdir(parents=True)
+    write_credentials(path, Credentials(url, "default", "sf_saved_key", "sfa_admin"))
+
+
+def test_without_variables_the_client_talks_to_statefleet_up() -> None:
+    write_credentials_file("http://127.0.0.1:9123")
+    client, seen = recording_client()
+    with client:
+        client.get("i1")
+    assert client.base_url == "http://127.0.0.1:9123"
+    assert str(seen[0].url) == "http://127.0.0.1:9123/v1/instances/i1"
+    assert seen[0].headers["authorization"] == "Bearer sf_saved_key"
+
+
+def test_the_saved_key_goes_only_to_the_server_that_made_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_credentials_file("http://127.0.0.1:9123")
+    same, seen = recording_client("http://localhost:9123/")
+    with same:
+        same.get("i1")
+    assert seen[0].headers["authorization"] == "Bearer sf_saved_key"
+    monkeypatch.setenv("STATEFLEET_URL", "http://sf.example:9123")
+    other, seen = recording_client()
+    with other:
+        other.get("i1")
+    assert "authorization" not in seen[0].headers
 
 
 # --- requests ---------------------------------------------------------------
