@@ -29,6 +29,8 @@ __all__ = [
     "BatchIn",
     "BatchOut",
     "CompleteTaskIn",
+    "DeadLetter",
+    "DeadLetterList",
     "DefinitionIn",
     "DefinitionList",
     "DefinitionOut",
@@ -276,3 +278,18 @@ class KeyInfo(Wire):
 
 class KeyList(Wire):
     items: list[KeyInfo]
+
+
+class DeadLetter(Wire):
+    """A queue job that could never succeed; ``body`` is its raw body as UTF-8 text."""
+
+    id: uuid.UUID
+    tenant_id: str | None
+    queue: str
+    reason: str
+    body: str
+    created_at: datetime
+
+
+class DeadLetterList(Wire):
+    items: list[DeadLetter]

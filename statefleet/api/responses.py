@@ -61,12 +61,13 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "`unauthorized`: missing, malformed, unknown or revoked key",
     403: "`forbidden`: a tenant key on an admin route, or the admin key on a tenant route",
     404: "no such resource for this tenant (`unknown_definition`, `unknown_version`, "
-    "`unknown_instance`, `unknown_task`, `unknown_batch`, `not_found`)",
+    "`unknown_instance`, `unknown_task`, `unknown_batch`, `unknown_upgrade`, `not_found`)",
     408: "`request_timeout`: the body did not arrive in time",
     409: "the resource is not in a state that allows this (`instance_finished`, "
     "`task_not_completable`)",
     413: "`payload_too_large`: the body is over the limit",
     422: "`invalid_spec`: the spec is JSON of the right shape but not a valid workflow; "
+    "`invalid_upgrade`: the versions or the state map do not fit the definition; "
     "`error.details` lists every problem with its path",
     503: "a dependency is unavailable",
 }
@@ -95,7 +96,9 @@ def _is_fastapi_422(answer: Any) -> bool:
 
 
 def exact_openapi(app: FastAPI) -> None:
-    """Makes ``app.openapi()`` drop the 422s FastAPI adds that this API never answers."""
+    """Makes ``app.openapi()`` drop the 422s FastAPI adds that this API never answers, and
+    document errors as JSON on routes whose success is not (FastAPI files an extra
+    response's model under the route's own media type, such as ``text/plain``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -113,6 +116,10 @@ def exact_openapi(app: FastAPI) -> None:
                 answers = operation.get("responses", {})
                 if "422" in answers and _is_fastapi_422(answers["422"]):
                     del answers["422"]
+                for status, answer in answers.items():
+                    content = answer.get("content", {})
+                    if status[0] in "45" and "application/json" not in content and content:
+                        answer["content"] = {"application/json": next(iter(content.values()))}
         schemas = document.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query, Request, Response
 
 from statefleet.api.auth import Admin
 from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
-from statefleet.api.models import KeyCreated, KeyInfo, KeyList, TenantCreated, TenantIn
+from statefleet.api.models import (
+    DeadLetter,
+    DeadLetterList,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
+    TenantCreated,
+    TenantIn,
+)
+from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.state import app_state
 from statefleet.engine.runtime.tenants import (
     UnknownTenant,
@@ -30,7 +37,9 @@ def _unknown(tenant_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no tenant {tenant_id!r}")
 
 
-@router.post("/tenants", response_model=TenantCreated, status_code=201)
+@router.post(
+    "/tenants", response_model=TenantCreated, status_code=201, responses=errors(*BODY_ERRORS)
+)
 async def new_tenant(body: TenantIn, request: Request) -> TenantCreated:
     """The first key is in this answer only; it cannot be read again."""
     async with app_state(request).pool.acquire() as connection:
@@ -38,7 +47,9 @@ async def new_tenant(body: TenantIn, request: Request) -> TenantCreated:
     return TenantCreated(tenant_id=created.tenant_id, api_key=created.api_key)
 
 
-@router.post("/tenants/{tenant_id}/keys", response_model=KeyCreated, status_code=201)
+@router.post(
+    "/tenants/{tenant_id}/keys", response_model=KeyCreated, status_code=201, responses=errors(404)
+)
 async def new_key(tenant_id: str, request: Request) -> KeyCreated:
     async with app_state(request).pool.acquire() as connection:
         try:
@@ -48,7 +59,7 @@ async def new_key(tenant_id: str, request: Request) -> KeyCreated:
     return KeyCreated(key_id=created.key_id, api_key=created.api_key)
 
 
-@router.get("/tenants/{tenant_id}/keys", response_model=KeyList)
+@router.get("/tenants/{tenant_id}/keys", response_model=KeyList, responses=errors(404))
 async def keys(tenant_id: str, request: Request) -> KeyList:
     async with app_state(request).pool.acquire() as connection:
         try:
@@ -63,7 +74,12 @@ async def keys(tenant_id: str, request: Request) -> KeyList:
     )
 
 
-@router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/tenants/{tenant_id}/keys/{key_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(404),
+)
 async def revoke(tenant_id: str, key_id: str, request: Request) -> Response:
     async with app_state(request).pool.acquire() as connection:
         if not await revoke_key(connection, tenant_id, key_id):
@@ -71,10 +87,10 @@ async def revoke(tenant_id: str, key_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", response_model=DeadLetterList, responses=errors(400))
 async def dead_letters(
     request: Request, limit: int = Query(default=100, ge=1, le=1000)
-) -> dict[str, Any]:
+) -> DeadLetterList:
     """Queue jobs that could never succeed (malformed pushes), newest first.
 
     They belong to no tenant reliably (a malformed body may not name one), so only
@@ -83,16 +99,16 @@ async def dead_letters(
     """
     async with app_state(request).pool.acquire() as connection:
         rows = await connection.fetch(OUTBOX_SQL["list_dead_letters"], limit)
-    return {
-        "items": [
-            {
-                "id": str(r["id"]),
-                "tenantId": r["tenant_id"],
-                "queue": r["queue"],
-                "reason": r["reason"],
-                "body": bytes(r["body"]).decode("utf-8", "replace"),
-                "createdAt": r["created_at"].isoformat(),
-            }
+    return DeadLetterList(
+        items=[
+            DeadLetter(
+                id=r["id"],
+                tenant_id=r["tenant_id"],
+                queue=r["queue"],
+                reason=r["reason"],
+                body=bytes(r["body"]).decode("utf-8", "replace"),
+                created_at=r["created_at"],
+            )
             for r in rows
         ]
-    }
+    )

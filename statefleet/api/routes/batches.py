@@ -10,6 +10,7 @@ from statefleet.api.auth import TenantId
 from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import BatchCreated, BatchIn, BatchOut
+from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 
@@ -22,7 +23,15 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", response_model=BatchCreated, status_code=201)
+@router.post(
+    "",
+    response_model=BatchCreated,
+    status_code=201,
+    responses={
+        200: {"model": BatchCreated, "description": "the batch this Idempotency-Key started"},
+        **errors(*BODY_ERRORS, 404, 409),
+    },
+)
 async def start_batch(
     body: BatchIn,
     tenant: TenantId,
@@ -51,7 +60,7 @@ async def start_batch(
     return BatchCreated(batch_id=started.batch_id, count=started.count)
 
 
-@router.get("/{batch_id}", response_model=BatchOut)
+@router.get("/{batch_id}", response_model=BatchOut, responses=errors(404))
 async def progress(batch_id: str, tenant: TenantId, request: Request) -> BatchOut:
     ident = parse_id(batch_id, "unknown_batch", "batch")
     return BatchOut.of(await app_state(request).service.batch_progress(tenant, ident))

@@ -12,6 +12,7 @@ from statefleet.api.auth import TenantId
 from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import DefinitionIn, DefinitionList, DefinitionOut
+from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.routes._ids import DefinitionKeyPath
 from statefleet.api.state import app_state
 from statefleet.engine.graph import to_mermaid
@@ -22,7 +23,15 @@ router = APIRouter(prefix="/v1/definitions", tags=["definitions"], route_class=S
 Version = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 
-@router.post("", response_model=DefinitionOut, status_code=201)
+@router.post(
+    "",
+    response_model=DefinitionOut,
+    status_code=201,
+    responses={
+        200: {"model": DefinitionOut, "description": "this exact spec was already deployed"},
+        **errors(*BODY_ERRORS, 422),
+    },
+)
 async def deploy(
     body: DefinitionIn, tenant: TenantId, request: Request, response: Response
 ) -> DefinitionOut:
@@ -32,18 +41,18 @@ async def deploy(
     return DefinitionOut.of(definition)
 
 
-@router.get("", response_model=DefinitionList, response_model_exclude_none=True)
+@router.get("", response_model=DefinitionList, response_model_exclude_none=True, responses=errors())
 async def list_definitions(tenant: TenantId, request: Request) -> DefinitionList:
     found = await app_state(request).service.definitions(tenant)
     return DefinitionList(items=[DefinitionOut.of(d, with_spec=False) for d in found])
 
 
-@router.get("/{key}", response_model=DefinitionOut)
+@router.get("/{key}", response_model=DefinitionOut, responses=errors(400, 404))
 async def latest(key: DefinitionKeyPath, tenant: TenantId, request: Request) -> DefinitionOut:
     return DefinitionOut.of(await app_state(request).service.definition(tenant, key))
 
 
-@router.get("/{key}/versions/{version}", response_model=DefinitionOut)
+@router.get("/{key}/versions/{version}", response_model=DefinitionOut, responses=errors(400, 404))
 async def version(
     key: DefinitionKeyPath,
     version: Annotated[int, Path(ge=1, le=2**31 - 1)],
@@ -53,7 +62,14 @@ async def version(
     return DefinitionOut.of(await app_state(request).service.definition(tenant, key, version))
 
 
-@router.get("/{key}/graph", response_class=PlainTextResponse)
+@router.get(
+    "/{key}/graph",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors(400, 404),
+    },
+)
 async def graph(
     key: DefinitionKeyPath,
     tenant: TenantId,

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from statefleet.api.errors import error_response
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import HealthOut
+from statefleet.api.responses import errors
 from statefleet.api.state import app_state
 
 router = APIRouter(tags=["health"], route_class=StrictJsonRoute)
@@ -19,7 +20,7 @@ router = APIRouter(tags=["health"], route_class=StrictJsonRoute)
 READY_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz", response_model=HealthOut, responses={503: {"description": "stalled"}})
+@router.get("/healthz", response_model=HealthOut, responses=errors(503, auth=False))
 async def healthz(request: Request) -> Response | HealthOut:
     """The process is up and, if it runs the engine, its loop is alive (not its dependencies)."""
     engine = app_state(request).engine
@@ -28,7 +29,7 @@ async def healthz(request: Request) -> Response | HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/readyz", response_model=HealthOut, responses={503: {"description": "not ready"}})
+@router.get("/readyz", response_model=HealthOut, responses=errors(503, auth=False))
 async def readyz(request: Request) -> Response | HealthOut:
     """Postgres answers a query, and the queue answers its ``ping()`` when it has one."""
     state = app_state(request)
@@ -46,7 +47,11 @@ async def readyz(request: Request) -> Response | HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     state = app_state(request)
     body = await state.metrics.render(state.pool)

@@ -21,6 +21,7 @@ from statefleet.api.models import (
     TaskList,
     TaskOut,
 )
+from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 from statefleet.engine.spec.identifiers import DEFINITION_ID
@@ -30,7 +31,15 @@ router = APIRouter(prefix="/v1/instances", tags=["instances"], route_class=Stric
 MAX_PAGE = 1000
 
 
-@router.post("", response_model=InstanceOut, status_code=201)
+@router.post(
+    "",
+    response_model=InstanceOut,
+    status_code=201,
+    responses={
+        200: {"model": InstanceOut, "description": "the instance this idempotency key started"},
+        **errors(*BODY_ERRORS, 404),
+    },
+)
 async def start(
     body: StartIn,
     tenant: TenantId,
@@ -63,7 +72,7 @@ async def start(
     return InstanceOut.of(await service.get(tenant, result.instance_id))
 
 
-@router.get("", response_model=InstanceList)
+@router.get("", response_model=InstanceList, responses=errors(400))
 async def list_instances(
     tenant: TenantId,
     request: Request,
@@ -99,13 +108,18 @@ async def list_instances(
     return InstanceList(items=[InstanceOut.of(v) for v in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{instance_id}", response_model=InstanceOut)
+@router.get("/{instance_id}", response_model=InstanceOut, responses=errors(404))
 async def get(instance_id: str, tenant: TenantId, request: Request) -> InstanceOut:
     ident = parse_id(instance_id, "unknown_instance", "instance")
     return InstanceOut.of(await app_state(request).service.get(tenant, ident))
 
 
-@router.post("/{instance_id}/events", response_model=EventAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/events",
+    response_model=EventAccepted,
+    status_code=202,
+    responses=errors(*BODY_ERRORS, 404, 409),
+)
 async def send(
     instance_id: str, body: EventIn, tenant: TenantId, request: Request
 ) -> EventAccepted:
@@ -117,13 +131,13 @@ async def send(
     return EventAccepted(event_id=event_id)
 
 
-@router.post("/{instance_id}/cancel", response_model=InstanceOut)
+@router.post("/{instance_id}/cancel", response_model=InstanceOut, responses=errors(404, 409))
 async def cancel(instance_id: str, tenant: TenantId, request: Request) -> InstanceOut:
     ident = parse_id(instance_id, "unknown_instance", "instance")
     return InstanceOut.of(await app_state(request).service.cancel(tenant, ident))
 
 
-@router.get("/{instance_id}/history", response_model=HistoryPage)
+@router.get("/{instance_id}/history", response_model=HistoryPage, responses=errors(400, 404))
 async def history(
     instance_id: str,
     tenant: TenantId,
@@ -139,7 +153,7 @@ async def history(
     return HistoryPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{instance_id}/tasks", response_model=TaskList)
+@router.get("/{instance_id}/tasks", response_model=TaskList, responses=errors(404))
 async def tasks(instance_id: str, tenant: TenantId, request: Request) -> TaskList:
     ident = parse_id(instance_id, "unknown_instance", "instance")
     rows = await app_state(request).service.tasks(tenant, ident)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from statefleet.api.auth import TenantId
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import CompleteTaskIn, FailTaskIn, TaskOut, TaskPage
+from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.routes._ids import parse_id
 from statefleet.api.state import app_state
 from statefleet.engine.runtime import WorkflowService
@@ -28,7 +29,7 @@ async def _existing(service: WorkflowService, tenant: str, raw: str) -> uuid.UUI
 MAX_PAGE = 1000
 
 
-@router.get("", response_model=TaskPage)
+@router.get("", response_model=TaskPage, responses=errors(400))
 async def list_tasks(
     tenant: TenantId,
     request: Request,
@@ -45,13 +46,15 @@ async def list_tasks(
     return TaskPage(items=[TaskOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{task_id}", response_model=TaskOut)
+@router.get("/{task_id}", response_model=TaskOut, responses=errors(404))
 async def get(task_id: str, tenant: TenantId, request: Request) -> TaskOut:
     ident = parse_id(task_id, "unknown_task", "task")
     return TaskOut.of(await app_state(request).service.get_task(tenant, ident))
 
 
-@router.post("/{task_id}/complete", response_model=TaskOut)
+@router.post(
+    "/{task_id}/complete", response_model=TaskOut, responses=errors(*BODY_ERRORS, 404, 409)
+)
 async def complete(
     task_id: str, body: CompleteTaskIn, tenant: TenantId, request: Request
 ) -> TaskOut:
@@ -62,7 +65,7 @@ async def complete(
     return TaskOut.of(await service.get_task(tenant, ident))
 
 
-@router.post("/{task_id}/fail", response_model=TaskOut)
+@router.post("/{task_id}/fail", response_model=TaskOut, responses=errors(*BODY_ERRORS, 404, 409))
 async def fail(task_id: str, body: FailTaskIn, tenant: TenantId, request: Request) -> TaskOut:
     """A pending ``HUMAN`` task fails: its failure event, or the instance fails."""
     service = app_state(request).service
@@ -71,7 +74,7 @@ async def fail(task_id: str, body: FailTaskIn, tenant: TenantId, request: Reques
     return TaskOut.of(await service.get_task(tenant, ident))
 
 
-@router.post("/{task_id}/retry", response_model=TaskOut)
+@router.post("/{task_id}/retry", response_model=TaskOut, responses=errors(404, 409))
 async def retry(task_id: str, tenant: TenantId, request: Request) -> TaskOut:
     """A failed task is pending again; an instance it failed runs again."""
     service = app_state(request).service
