@@ -8,12 +8,13 @@ must never pass by silently comparing nothing.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.required import unavailable
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # translate/specgen/oracle are plain modules beside this file
@@ -22,22 +23,16 @@ if str(HERE) not in sys.path:  # translate/specgen/oracle are plain modules besi
 from oracle import XStateRunner, ensure_installed, find_node  # noqa: E402
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"XState oracle unavailable under CI: {reason}", pytrace=False)
-    pytest.skip(f"XState oracle unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def xstate_runner() -> XStateRunner:
     """The XState oracle, with ``npm ci`` run first if needed."""
     tools = find_node()
     if tools is None:
-        _unavailable("node and npm are not on PATH")
+        unavailable("XState oracle", "node and npm are not on PATH")
         raise AssertionError("unreachable")
     node, npm = tools
     try:
         ensure_installed(npm, HERE)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        _unavailable(f"npm ci failed: {exc}")
+        unavailable("XState oracle", f"npm ci failed: {exc}")
     return XStateRunner(node, HERE)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import statefleet
+from tests.required import unavailable
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HELLO = FIXTURES / "hello-workflow.json"
@@ -54,8 +55,9 @@ def test_version() -> None:
     assert result.stdout == f"statefleet {statefleet.__version__}\n"
 
 
-@pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="console script not installed")
 def test_the_console_script_is_the_same_cli() -> None:
+    if not CONSOLE_SCRIPT.exists():
+        unavailable("the statefleet console script", f"{CONSOLE_SCRIPT} (pip install -e .)")
     result = subprocess.run(
         [str(CONSOLE_SCRIPT), "validate", str(HELLO)], capture_output=True, text=True, check=False
     )

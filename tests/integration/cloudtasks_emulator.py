@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-import pytest
+from tests.required import unavailable
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VENV = ROOT / "build" / "cloudtasks-emulator-venv"
@@ -28,13 +28,6 @@ PACKAGE = "gcloud-tasks-emulator==0.6.2"
 
 class EmulatorUnavailable(RuntimeError):
     """The emulator could not be installed or did not start."""
-
-
-def emulator_unavailable(reason: str) -> None:
-    """Skip, or fail under ``CI=true``."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the Cloud Tasks emulator is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"Cloud Tasks emulator unavailable: {reason}")
 
 
 def _ensure_installed() -> None:
@@ -104,4 +97,4 @@ def emulator_for_tests() -> Iterator[str]:
         with running_emulator() as host:
             yield host
     except EmulatorUnavailable as error:
-        emulator_unavailable(str(error))
+        unavailable("the Cloud Tasks emulator", str(error))

@@ -24,6 +24,7 @@ import pytest_asyncio
 from postgres_server import PostgresUnavailable, running_postgres
 
 from statefleet.engine.store import migrate
+from tests.required import unavailable
 
 
 def dsn_for(dsn: str, database: str) -> str:
@@ -55,12 +56,6 @@ async def drop_database(admin_dsn: str, name: str) -> None:
         await connection.close()
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Postgres is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"Postgres unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
     """DSN of a server where the tests may create and drop databases."""
@@ -72,7 +67,7 @@ def postgres_dsn() -> Iterator[str]:
         with running_postgres() as server:
             yield server.dsn
     except PostgresUnavailable as error:
-        _unavailable(str(error))
+        unavailable("Postgres", str(error))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -86,7 +81,7 @@ async def template_database(postgres_dsn: str) -> AsyncIterator[str]:
     try:
         await create_database(postgres_dsn, name, template="template0")
     except (OSError, asyncpg.PostgresError) as error:
-        _unavailable(f"cannot create a database at {_redacted(postgres_dsn)}: {error!r}")
+        unavailable("Postgres", f"cannot create a database at {_redacted(postgres_dsn)}: {error!r}")
     try:
         # migrate() closes its connection: a template must have no sessions to be copied.
         await migrate(dsn_for(postgres_dsn, name))
@@ -113,7 +108,7 @@ async def empty_database_dsn(postgres_dsn: str) -> AsyncIterator[str]:
     try:
         await create_database(postgres_dsn, name, template="template0")
     except (OSError, asyncpg.PostgresError) as error:
-        _unavailable(f"cannot create a database at {_redacted(postgres_dsn)}: {error!r}")
+        unavailable("Postgres", f"cannot create a database at {_redacted(postgres_dsn)}: {error!r}")
     try:
         yield dsn_for(postgres_dsn, name)
     finally:

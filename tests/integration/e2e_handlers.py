@@ -80,10 +80,34 @@ def email_journal_registry(journal: pathlib.Path) -> HandlerRegistry:
     return registry
 
 
+def gated_email_registry(
+    journal: pathlib.Path, gate: pathlib.Path, open_first: int
+) -> HandlerRegistry:
+    """``EMAIL`` that journals the instance, lets its first ``open_first`` tasks through and
+    holds the others until ``gate`` (a file) exists: a test can stop the world with work
+    provably in flight. Built once per executor, so the count is that executor's."""
+    passed = 0
+
+    async def email(task: TaskContext) -> Any:
+        nonlocal passed
+        Journal(journal).write(instance=task.instance_id)
+        if passed < open_first:
+            passed += 1
+        else:
+            while not gate.exists():  # polls a condition; the test opens it
+                await asyncio.sleep(0.01)
+        return {"accepted": [task.input["to"]]}
+
+    registry = HandlerRegistry()
+    registry.register("EMAIL", email)
+    return registry
+
+
 __all__ = [
     "Journal",
     "email_journal_registry",
     "flaky_registry",
+    "gated_email_registry",
     "hello_registry",
     "no_handlers",
     "slow_quick_registry",

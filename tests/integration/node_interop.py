@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import shutil
 import subprocess
 from typing import Any
 
-import pytest
+from tests.required import unavailable
 
 INTEROP = pathlib.Path(__file__).resolve().parent.parent / "interop"
-
-
-def node_unavailable(reason: str) -> None:
-    """Skip, or fail under ``CI=true``."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Node is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"Node unavailable: {reason}")
 
 
 def ensure_node_modules() -> str:
     """The ``node`` binary, after making sure the pinned packages are installed."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        node_unavailable("node/npm are not on the PATH")
+        unavailable("Node", "node/npm are not on the PATH")
         raise AssertionError("unreachable")
     if not (INTEROP / "node_modules" / "bullmq" / "package.json").exists():
         result = subprocess.run(
@@ -40,7 +32,7 @@ def ensure_node_modules() -> str:
             check=False,
         )
         if result.returncode != 0:
-            node_unavailable(f"npm ci failed: {result.stderr[-2000:]}")
+            unavailable("Node", f"npm ci failed: {result.stderr[-2000:]}")
     return node
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pytest
+from tests.required import unavailable
 
 
 class RedisUnavailable(RuntimeError):
@@ -109,13 +109,6 @@ def running_redis() -> Iterator[RedisServer]:
             server.stop()
 
 
-def redis_unavailable(reason: str) -> None:
-    """Skip, or fail under ``CI=true``."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Redis is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"Redis unavailable: {reason}")
-
-
 @contextlib.contextmanager
 def redis_url_for_tests() -> Iterator[str]:
     """``REDIS_URL`` when set, else the URL of a throwaway server."""
@@ -127,4 +120,4 @@ def redis_url_for_tests() -> Iterator[str]:
         with running_redis() as server:
             yield server.url
     except RedisUnavailable as error:
-        redis_unavailable(str(error))
+        unavailable("Redis", str(error))

@@ -30,7 +30,6 @@ from e2e_handlers import Journal
 from redis_server import (
     RedisServer,
     RedisUnavailable,
-    redis_unavailable,
     redis_url_for_tests,
     running_redis,
 )
@@ -41,6 +40,7 @@ from statefleet.drivers.cloudtasks import CloudTasksQueue
 from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.ports import QUEUE_NAMES, QueueJob, event_job
 from statefleet.engine.runtime import StartRequest
+from tests.required import unavailable
 
 HERE = pathlib.Path(__file__).parent
 HELLO = json.loads((HERE.parent / "fixtures" / "hello-workflow.json").read_text())
@@ -115,7 +115,7 @@ def own_redis() -> Iterator[RedisServer]:
         with running_redis() as server:
             yield server
     except RedisUnavailable as error:
-        redis_unavailable(str(error))
+        unavailable("Redis", str(error))
 
 
 @pytest.fixture(
@@ -254,15 +254,32 @@ async def test_the_same_event_delivered_twice_is_applied_once(
 async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
     own_redis: RedisServer, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
-    """Instances started before and after a Redis restart all finish."""
+    """Instances started before and after a Redis restart all finish.
+
+    The restart happens with work provably in flight: some instances done, the e-mail
+    tasks of the others held at a gate until Redis is back.
+    """
     journal = Journal(tmp_path / "email.jsonl")
-    registry = functools.partial(e2e_handlers.email_journal_registry, journal.path)
+    gate = tmp_path / "gate"
+    first = 10
+    registry = functools.partial(e2e_handlers.gated_email_registry, journal.path, gate, first)
     server = own_redis
     async with bullmq_engine(database_dsn, registry, server.url) as engine:
         await engine.service.deploy(TENANT, HELLO)
         before = await engine.service.start_many(TENANT, "hello-workflow", _requests(40))
-        await wait_for(engine.service, TENANT, before[0].instance_id, timeout=WAIT_S)
+        ids = [started.instance_id for started in before]
+        count_done = (
+            "SELECT count(*) FROM workflow_instances WHERE status = 'done' AND id = ANY($1)"
+        )
+        deadline = time.monotonic() + WAIT_S
+        while await engine.pool.fetchval(count_done, ids) < first or len(journal.read()) <= first:
+            assert time.monotonic() < deadline, "the first e-mails never went out"
+            await asyncio.sleep(0.02)
         await asyncio.to_thread(server.restart, keep_data=True)
+        # Some-but-not-all work was done at the restart, and some was inside a handler.
+        assert await engine.pool.fetchval(count_done, ids) == first < len(before)
+        assert len(journal.read()) > first
+        gate.touch()
         after = await engine.service.start_many(TENANT, "hello-workflow", _requests(40))
         views = [
             await wait_for(engine.service, TENANT, started.instance_id, timeout=WAIT_S)

@@ -7,6 +7,7 @@ its own actors on its own database and kills them at the end.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import pathlib
 import sys
@@ -86,6 +87,28 @@ def hello_registry() -> HandlerRegistry:
     return noop_registry("EMAIL")
 
 
+def gated_hello_registry(gate: str, open_first: int) -> HandlerRegistry:
+    """``EMAIL`` lets its first ``open_first`` tasks through, then waits for ``gate`` (a file).
+
+    Built once per pool actor, so the count is that pool's; the file reaches it wherever
+    Ray placed it on this machine.
+    """
+    passed = 0
+
+    async def email(task: TaskContext) -> Any:
+        nonlocal passed
+        if passed < open_first:
+            passed += 1
+            return {}
+        while not pathlib.Path(gate).exists():  # polls a condition; the test opens it
+            await asyncio.sleep(0.01)
+        return {}
+
+    registry = HandlerRegistry()
+    registry.register("EMAIL", email)
+    return registry
+
+
 def slow_registry() -> HandlerRegistry:
     async def slow(task: TaskContext) -> Any:
         if task.attempt == 1:
@@ -163,16 +186,22 @@ async def test_hello_end_to_end_through_ray(local_ray: None, database_dsn: str) 
         assert all(s["commits"] > 0 for s in stats)  # both shards own instances
 
 
-async def test_a_shard_killed_mid_batch_loses_and_repeats_nothing(
-    local_ray: None, database_dsn: str
+async def test_a_shard_killed_mid_run_loses_and_repeats_nothing(
+    local_ray: None, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
-    n = 400
-    async with engine_on(database_dsn, hello_registry) as (engine, pool, runtime):
+    n, first = 400, 50
+    gate = tmp_path / "gate"
+    factory = functools.partial(gated_hello_registry, str(gate), first)
+    async with engine_on(database_dsn, factory) as (engine, pool, runtime):
         victim = engine.backend.shards[0]  # type: ignore[attr-defined]
         before = (await victim.stats.remote())["pid"]
         await start_batch(pool, runtime, HELLO, n)
-        await asyncio.sleep(0.05)
+        await wait_done(pool, first)  # the rest wait at the gate, their tasks running
         ray.kill(victim, no_restart=False)
+        # Work was in flight at the kill: some instances done, the others not.
+        done = await pool.fetchval("SELECT count(*) FROM workflow_instances WHERE status = 'done'")
+        assert done == first < n
+        gate.touch()
         await wait_done(pool, n)
         await assert_exactly_once(pool, n)
         assert (await victim.stats.remote())["pid"] != before  # it was restarted

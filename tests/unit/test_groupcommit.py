@@ -11,17 +11,45 @@ from statefleet.engine.runtime.groupcommit import GroupCommit
 
 
 class Recorder:
-    def __init__(self, gate: asyncio.Event | None = None) -> None:
+    """A flush that records its batches, says when one is being written (``writing``) and,
+    given a ``gate``, holds every batch until the test opens it: tests synchronise on
+    these events, never on time."""
+
+    def __init__(self, gate: asyncio.Event | None = None, fail_on: int | None = None) -> None:
         self.batches: list[list[int]] = []
         self.gate = gate
+        self.fail_on = fail_on
+        self.writing = asyncio.Event()
 
     async def flush(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
+        self.writing.set()
         if self.gate is not None:
             await self.gate.wait()
-        else:
-            await asyncio.sleep(0)
+        if self.fail_on in items:
+            raise ConnectionError("database went away")
         return [item * 10 for item in items]
+
+
+async def submitted(commit: GroupCommit[int, int], items: range) -> list[asyncio.Task[int]]:
+    """Submits each item from its own task; returns once every item has joined the queue.
+
+    ``submit`` queues its item before its first await, so once the last task has
+    started (the event is set just before that synchronous step) every item is queued.
+    """
+    started = 0
+    all_started = asyncio.Event()
+
+    async def one(item: int) -> int:
+        nonlocal started
+        started += 1
+        if started == len(items):
+            all_started.set()
+        return await commit.submit(item)
+
+    tasks = [asyncio.create_task(one(item)) for item in items]
+    await all_started.wait()
+    return tasks
 
 
 async def test_a_lone_submit_is_written_at_once_as_a_batch_of_one() -> None:
@@ -36,9 +64,8 @@ async def test_submits_arriving_during_a_write_form_the_next_batch() -> None:
     recorder = Recorder(gate)
     commit = GroupCommit(recorder.flush, max_in_flight=1)
     first = asyncio.create_task(commit.submit(1))
-    await asyncio.sleep(0.01)  # the first batch is now being written (held by the gate)
-    rest = [asyncio.create_task(commit.submit(n)) for n in range(2, 12)]
-    await asyncio.sleep(0.01)
+    await recorder.writing.wait()  # the first batch is being written (held by the gate)
+    rest = await submitted(commit, range(2, 12))
     gate.set()
     assert await first == 10
     assert await asyncio.gather(*rest) == [n * 10 for n in range(2, 12)]
@@ -50,44 +77,35 @@ async def test_max_batch_splits_a_crowd() -> None:
     recorder = Recorder(gate)
     commit = GroupCommit(recorder.flush, max_batch=4, max_in_flight=1)
     blocker = asyncio.create_task(commit.submit(0))
-    await asyncio.sleep(0.01)
-    crowd = [asyncio.create_task(commit.submit(n)) for n in range(1, 11)]
-    await asyncio.sleep(0.01)
+    await recorder.writing.wait()
+    crowd = await submitted(commit, range(1, 11))
     gate.set()
     await asyncio.gather(blocker, *crowd)
     assert recorder.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
 
 
 async def test_a_failed_batch_fails_every_caller_in_it_and_the_next_batch_still_runs() -> None:
-    calls: list[list[int]] = []
-
-    async def flush(items: Sequence[int]) -> list[int]:
-        calls.append(list(items))
-        await asyncio.sleep(0.01)
-        if 2 in items:
-            raise ConnectionError("database went away")
-        return list(items)
-
-    commit = GroupCommit(flush, max_in_flight=1)
+    gate = asyncio.Event()
+    recorder = Recorder(gate, fail_on=2)
+    commit = GroupCommit(recorder.flush, max_in_flight=1)
     first = asyncio.create_task(commit.submit(1))
-    await asyncio.sleep(0)
-    doomed = [asyncio.create_task(commit.submit(n)) for n in (2, 3)]
-    await asyncio.sleep(0)
-    assert await first == 1
+    await recorder.writing.wait()
+    doomed = await submitted(commit, range(2, 4))
+    gate.set()
+    assert await first == 10
     for task in doomed:
         with pytest.raises(ConnectionError):
             await task
-    assert await commit.submit(4) == 4
-    assert calls == [[1], [2, 3], [4]]
+    assert await commit.submit(4) == 40
+    assert recorder.batches == [[1], [2, 3], [4]]
 
 
 async def test_a_cancelled_caller_does_not_cancel_its_batch() -> None:
     gate = asyncio.Event()
     recorder = Recorder(gate)
     commit = GroupCommit(recorder.flush)
-    leaving = asyncio.create_task(commit.submit(1))
-    staying = asyncio.create_task(commit.submit(2))
-    await asyncio.sleep(0.01)
+    leaving, staying = await submitted(commit, range(1, 3))
+    await recorder.writing.wait()
     leaving.cancel()
     gate.set()
     assert await staying == 20
