@@ -26,6 +26,8 @@ from statefleet.commands import tenants as tenant_commands
 from statefleet.commands import up as up_commands
 from statefleet.commands import worker as worker_commands
 from statefleet.commands.client_cmds import register as register_client_commands
+from statefleet.commands.upgrade import fetch_history
+from statefleet.commands.upgrade import upgrade as upgrade_command
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.interpreter import Machine, Step, load_machine, make_event
 from statefleet.engine.spec import SpecError, SpecValidationError, WorkflowSpec, validate_spec
@@ -242,8 +244,17 @@ def _step_record(number: int, event: Mapping[str, Any], step: Step) -> dict[str,
     return record
 
 
-def _run(machine: Machine, instance_input: dict[str, Any], events: Iterable[Any]) -> int:
-    """Prints one record per step; returns the exit code (1 after a failed step)."""
+def _run(
+    machine: Machine,
+    instance_input: dict[str, Any],
+    events: Iterable[Any],
+    recorded: Sequence[tuple[int, Any]] | None = None,
+) -> int:
+    """Prints one record per step; returns the exit code (1 after a failed step).
+
+    With ``recorded`` (``--history``: each event's audit seq and the state the live
+    instance reached), each record also carries ``seq``, ``recorded`` and ``matches``.
+    """
     step = machine.initial_state(instance_input)
     # The contract: internal events carry an empty payload; the input shows in the context.
     _write_json_line(_step_record(0, make_event(INIT_EVENT), step))
@@ -255,7 +266,11 @@ def _run(machine: Machine, instance_input: dict[str, Any], events: Iterable[Any]
             return 0
         number += 1
         step = machine.transition(step.snapshot, event)
-        _write_json_line(_step_record(number, event, step))
+        record = _step_record(number, event, step)
+        if recorded is not None and number <= len(recorded):
+            seq, state = recorded[number - 1]
+            record.update(seq=seq, recorded=state, matches=state == step.snapshot.value)
+        _write_json_line(record)
     click.echo(f"Error: step {number} failed: {step.error}", err=True)
     return 1
 
@@ -281,8 +296,22 @@ def _run(machine: Machine, instance_input: dict[str, Any], events: Iterable[Any]
     metavar="JSON",
     help="Instance input, a JSON object merged over context.",
 )
+@click.option(
+    "--history",
+    "history_id",
+    metavar="ID",
+    help="Replay a live instance's events (and input), fetched through the API.",
+)
+@click.option("--url", metavar="URL", help="With --history: the server, as for `statefleet get`.")
+@click.option("--api-key", metavar="KEY", help="With --history: the tenant key.")
 def simulate(
-    spec_path: str, events_path: str | None, event_types: tuple[str, ...], input_json: str | None
+    spec_path: str,
+    events_path: str | None,
+    event_types: tuple[str, ...],
+    input_json: str | None,
+    history_id: str | None,
+    url: str | None,
+    api_key: str | None,
 ) -> None:
     """Run a spec on a list of events and print every step as a JSON line.
 
@@ -290,10 +319,19 @@ def simulate(
     context, status (and output once done), the effects the step produced, and
     whether any transition handled the event. A step that fails to evaluate is
     printed with its error and ends the run with exit code 1.
+
+    With --history ID the input and events are the live instance's (its audit log,
+    read through the API), and each line also holds the recorded state and whether the
+    replay matches it: the offline view of an upgrade's `diverged` verdict.
     """
     if spec_path == "-" and events_path == "-":
         raise CliError("the spec and the events cannot both be read from stdin")
     loaded = _load_spec_or_exit(spec_path)
+    if history_id is not None:
+        if events_path is not None or event_types or input_json is not None:
+            raise CliError("--history brings its own input and events")
+        live = fetch_history(history_id, url, api_key)
+        raise SystemExit(_run(loaded.machine, live.input, live.events, live.recorded))
     instance_input = _parse_input(input_json)
     # Read every event before the first step, so bad input prints no steps.
     events = list(_read_events(events_path)) if events_path is not None else []
@@ -347,6 +385,7 @@ def migrate(database_url: str) -> None:
 
 
 register_client_commands(statefleet)
+statefleet.add_command(upgrade_command)
 tenant_commands.register(statefleet)
 api_commands.register(statefleet)
 up_commands.register(statefleet)

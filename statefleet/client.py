@@ -72,6 +72,10 @@ __all__ = [
     "StatefleetError",
     "Task",
     "TenantCreated",
+    "Upgrade",
+    "UpgradeCounts",
+    "UpgradeEntry",
+    "UpgradeProgress",
     "resolve_connection",
 ]
 
@@ -192,6 +196,66 @@ class BatchProgress(_Model):
     def finished(self) -> int:
         """Instances that will not change any more (done, failed or cancelled)."""
         return self.counts.done + self.counts.failed + self.counts.cancelled
+
+
+class UpgradeCounts(_Model):
+    """Instances by dry-run verdict."""
+
+    compatible: int = 0
+    diverged: int = 0
+    unmappable: int = 0
+    error: int = 0
+
+
+class UpgradeProgress(_Model):
+    """Of the instances an apply chose: moved, skipped, still pending."""
+
+    chosen: int = 0
+    moved: int = 0
+    skipped: int = 0
+    pending: int = 0
+
+
+class UpgradeEntry(_Model):
+    """One instance's verdict (docs/upgrades.md): and, for an apply, what became of it."""
+
+    instance_id: str
+    verdict: str
+    target_state: Any = None
+    divergence: dict[str, Any] | None = None
+    message: str | None = None
+    seq: int | None = None
+    tasks: builtins.list[dict[str, Any]] = []
+    chosen: bool = False
+    outcome: str = "planned"
+    applied_verdict: str | None = None
+
+
+class Upgrade(_Model):
+    """An upgrade request's report: counts by verdict, progress, a page of entries."""
+
+    id: str
+    definition_key: str
+    from_version: int
+    to_version: int
+    state_map: dict[str, str] = {}
+    context_defaults: dict[str, Any] = {}
+    dry_run: bool
+    force: bool
+    status: str
+    total: int
+    counts: UpgradeCounts
+    progress: UpgradeProgress
+    items: builtins.list[UpgradeEntry] = []
+    next_cursor: str | None = None
+    error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """A dry run once planned; an apply once every chosen instance moved or was skipped."""
+        return self.status in ("done", "failed")
 
 
 class TenantCreated(_Model):
@@ -493,6 +557,44 @@ def _batch(batch_id: str) -> _Call[BatchProgress]:
     return _Call("GET", f"/v1/batches/{_seg(batch_id)}", _model(BatchProgress))
 
 
+def _upgrade(
+    key: str,
+    from_version: int,
+    to_version: int,
+    state_map: Mapping[str, str] | None = None,
+    context_defaults: Mapping[str, Any] | None = None,
+    instance_ids: Iterable[str] | None = None,
+    dry_run: bool = True,
+    force: bool = False,
+) -> _Call[Upgrade]:
+    """Plans moving the running instances of ``key`` from one version to another.
+
+    A dry run (the default) replays each instance's history on ``to_version`` and
+    reports a verdict per instance; ``dry_run=False`` also moves the ``compatible``
+    ones (with ``force``, the ``diverged`` ones too) as a job: poll
+    :meth:`Client.get_upgrade` until ``finished``. The report holds the first page of
+    entries; ``get_upgrade(id, cursor=report.next_cursor)`` reads the next.
+    """
+    body = _body(
+        fromVersion=from_version,
+        toVersion=to_version,
+        stateMap=dict(state_map) if state_map is not None else None,
+        contextDefaults=dict(context_defaults) if context_defaults is not None else None,
+        instanceIds=[str(i) for i in instance_ids] if instance_ids is not None else None,
+    )
+    body.update(dryRun=dry_run, force=force)
+    path = f"/v1/definitions/{_seg(key)}/upgrades"
+    return _Call("POST", path, _model(Upgrade), body=body, has_body=True)
+
+
+def _get_upgrade(
+    upgrade_id: str, cursor: str | None = None, limit: int | None = None
+) -> _Call[Upgrade]:
+    """An upgrade's report and progress, with the page of entries after ``cursor``."""
+    params = {"cursor": cursor, "limit": limit}
+    return _Call("GET", f"/v1/upgrades/{_seg(upgrade_id)}", _model(Upgrade), params=params)
+
+
 def _send(
     instance_id: str,
     type: str,
@@ -592,6 +694,13 @@ def _history_page(instance_id: str, after: str | None, limit: int) -> _Call[_Pag
     return _Call(
         "GET", f"/v1/instances/{_seg(instance_id)}/history", _page(HistoryEntry), params=params
     )
+
+
+def _tasks_page(
+    cursor: str | None, limit: int, status: str | None, task_type: str | None
+) -> _Call[_Page[Task]]:
+    params = {"status": status, "type": task_type, "limit": limit, "cursor": cursor}
+    return _Call("GET", "/v1/tasks", _page(Task), params=params)
 
 
 def _chunks(inputs: Iterable[Any], size: int) -> Iterator[builtins.list[Any]]:
@@ -787,6 +896,8 @@ class Client:
     create_key = _sync(_create_key)
     keys = _sync(_keys)
     revoke_key = _sync(_revoke_key)
+    upgrade = _sync(_upgrade)
+    get_upgrade = _sync(_get_upgrade)
 
     def start_many(
         self,
@@ -882,6 +993,15 @@ class Client:
             )
         )
 
+    def list_tasks(
+        self, status: str | None = None, task_type: str | None = None, page_size: int = 100
+    ) -> Iterator[Task]:
+        """The tenant's tasks across its instances, oldest first, page by page.
+
+        ``list_tasks("pending", "HUMAN")`` is the inbox: what waits for a person.
+        """
+        return self._pages(lambda cursor: _tasks_page(cursor, page_size, status, task_type))
+
     def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> Iterator[T]:
         cursor: str | None = None
         while True:
@@ -959,6 +1079,8 @@ class AsyncClient:
     create_key = _async(_create_key)
     keys = _async(_keys)
     revoke_key = _async(_revoke_key)
+    upgrade = _async(_upgrade)
+    get_upgrade = _async(_get_upgrade)
 
     async def start_many(
         self,
@@ -1040,6 +1162,12 @@ class AsyncClient:
                 cursor, page_size, definition_key, status, created_after, created_before
             )
         )
+
+    def list_tasks(
+        self, status: str | None = None, task_type: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[Task]:
+        """See :meth:`Client.list_tasks`; iterate with ``async for``."""
+        return self._pages(lambda cursor: _tasks_page(cursor, page_size, status, task_type))
 
     async def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> AsyncIterator[T]:
         cursor: str | None = None

@@ -29,6 +29,7 @@ from statefleet.api.routes import (
     instances,
     internal,
     tasks,
+    upgrades,
 )
 from statefleet.api.settings import ApiSettings
 from statefleet.api.state import AppState
@@ -129,7 +130,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (definitions, instances, batches, tasks, admin, health, internal):
+    for module in (definitions, instances, batches, tasks, upgrades, admin, health, internal):
         app.include_router(module.router)
     install_console(app)
     exact_openapi(app)

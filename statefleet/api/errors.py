@@ -33,6 +33,7 @@ from statefleet.engine.runtime.service import (
     UnknownBatch,
     UnknownDefinitionVersion,
 )
+from statefleet.engine.runtime.upgrade_plans import InvalidUpgrade, UnknownUpgrade
 from statefleet.engine.spec import SpecValidationError
 
 __all__ = ["ApiError", "JSONBody", "error_response", "install_error_handlers"]
@@ -167,6 +168,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InstanceNotFound, mapped(404, "unknown_instance"))
     app.add_exception_handler(InstanceNotRunning, mapped(409, "instance_finished"))
     app.add_exception_handler(TaskNotFound, mapped(404, "unknown_task"))
+    app.add_exception_handler(UnknownUpgrade, mapped(404, "unknown_upgrade"))
+
+    async def invalid_upgrade(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidUpgrade)
+        details = [{"path": exc.path, "message": exc.message}]
+        return error_response(422, "invalid_upgrade", str(exc), details=details)
+
+    app.add_exception_handler(InvalidUpgrade, invalid_upgrade)
     app.add_exception_handler(TaskNotCompletable, mapped(409, "task_not_completable"))
     app.add_exception_handler(UnknownBatch, mapped(404, "unknown_batch"))
     app.add_exception_handler(InvalidCursor, mapped(400, "invalid_request"))

@@ -127,7 +127,9 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
         report = await service.upgrades.create(
             TENANT, "review-flow", UpgradeRequest(1, 2, state_map=partial)
         )
-        assert report.dry_run and report.status == "done" and report.total == N
+        assert report.dry_run
+        assert report.status == "done"
+        assert report.total == N
         want = {i: expected_verdict(p, partial, {}) for i, p in path_of.items()}
         got = await all_items(service, report.id)
         assert {i: item.verdict for i, item in got.items()} == want
@@ -180,9 +182,7 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
             service.upgrades.create(
                 TENANT,
                 "review-flow",
-                UpgradeRequest(
-                    1, 2, state_map=FULL_MAP, context_defaults=defaults, dry_run=False
-                ),
+                UpgradeRequest(1, 2, state_map=FULL_MAP, context_defaults=defaults, dry_run=False),
             ),
             concurrent_events(),
         )
@@ -206,7 +206,8 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
         assert sorted(r["instance_id"] for r in moves) == sorted(compatible)
         for r in moves:
             assert r["handled"]
-            assert r["payload"]["fromVersion"] == 1 and r["payload"]["toVersion"] == 2
+            assert r["payload"]["fromVersion"] == 1
+            assert r["payload"]["toVersion"] == 2
             assert r["payload"]["stateMap"] == FULL_MAP
             assert r["payload"]["verdict"] == "compatible"
         # Open tasks of the removed state are cancelled.
@@ -216,7 +217,7 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
         # Nothing the concurrent events carried was lost, whichever side of the move.
         expected_now = {i: PATHS[p][0] for i, p in path_of.items()}
         expected_now.update({i: "legal_review" for i in compatible if path_of[i] == 1})
-        expected_now.update({i: "approved" for i in archived})
+        expected_now.update(dict.fromkeys(archived, "approved"))
         expected_now.update(dict.fromkeys(submit, "legal_review"))
         expected_now.update(dict.fromkeys(review_done, "approved"))
         await settle(service, expected_now)
@@ -236,7 +237,8 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
         entry = next(
             e for e in await service.history(TENANT, late) if e["event_id"] == f"late-{late}"
         )
-        assert not entry["handled"] and entry["state_after"] == "approved"
+        assert not entry["handled"]
+        assert entry["state_after"] == "approved"
 
         # The moved instances finish on v2.
         finish = {
@@ -260,7 +262,8 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
                 1, 2, state_map=FULL_MAP, context_defaults=defaults, dry_run=False, force=True
             ),
         )
-        assert forced.counts["diverged"] == N // 5 and forced.total == N // 5
+        assert forced.counts["diverged"] == N // 5
+        assert forced.total == N // 5
         done = await finished(service, forced.id)
         assert done.moved == N // 5
         diverged = [i for i, p in path_of.items() if p == 2]
