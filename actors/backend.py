@@ -27,6 +27,7 @@ from statefleet.actors.factory import (
     make_shards,
 )
 from statefleet.engine.handlers import HandlerFactory
+from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.ports.backend import BackendUnavailable, PoolReply, ShardReply
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.settings import EngineSettings
@@ -125,6 +126,7 @@ class RayBackend:
         *,
         address: str | None = None,
         resources: ResourceMode = "require",
+        log: LogSettings | None = None,
     ) -> RayBackend:
         """Joins or starts Ray and creates (or finds) the actors; see the module docstring.
 
@@ -134,8 +136,8 @@ class RayBackend:
         started = init_ray(address, settings, resources)
         try:
             _check_resources(resources)
-            shards = make_shards(dsn, settings, resources)
-            pools = make_pools(dsn, handlers, settings, resources)
+            shards = make_shards(dsn, settings, resources, log)
+            pools = make_pools(dsn, handlers, settings, resources, log)
         except BaseException:
             if started:
                 ray.shutdown()

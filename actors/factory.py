@@ -28,6 +28,7 @@ from statefleet import __version__
 from statefleet.actors.pools import PoolActor
 from statefleet.actors.shards import ShardActor
 from statefleet.engine.handlers import HandlerFactory
+from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.runtime.settings import EngineSettings
 
 __all__ = [
@@ -80,27 +81,33 @@ def _resources(mode: ResourceMode, name: str) -> dict[str, Any]:
     return {} if mode == "off" else {"resources": {name: 1}}
 
 
-def make_shards(dsn: str, settings: EngineSettings, resources: ResourceMode) -> list[Any]:
+def make_shards(
+    dsn: str, settings: EngineSettings, resources: ResourceMode, log: LogSettings | None = None
+) -> list[Any]:
     """The shard actors (created, or found running); handles in index order."""
     names, _ = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
         _Shard.options(name=name, **options).remote(
-            i, dsn, settings.shard(), settings.db_pool_size
+            i, dsn, settings.shard(), settings.db_pool_size, log=log
         )
         for i, name in enumerate(names)
     ]
 
 
 def make_pools(
-    dsn: str, handlers: HandlerFactory, settings: EngineSettings, resources: ResourceMode
+    dsn: str,
+    handlers: HandlerFactory,
+    settings: EngineSettings,
+    resources: ResourceMode,
+    log: LogSettings | None = None,
 ) -> list[Any]:
     """The executor pool actors (created, or found running); handles in index order."""
     _, names = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, POOL_RESOURCE)
     return [
         _Pool.options(name=name, **options).remote(
-            i, dsn, handlers, settings.executor(), settings.db_pool_size
+            i, dsn, handlers, settings.executor(), settings.db_pool_size, log=log
         )
         for i, name in enumerate(names)
     ]

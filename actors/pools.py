@@ -9,7 +9,9 @@ outbox rows instead of publishing them.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from statefleet.engine.logging_setup import LogSettings, configure_logging
 from statefleet.engine.runtime.hosts import PoolHost
 
 __all__ = ["PoolActor"]
@@ -17,6 +19,12 @@ __all__ = ["PoolActor"]
 
 class PoolActor(PoolHost):
     """A :class:`PoolHost` whose methods are the actor's remote API."""
+
+    def __init__(self, *args: Any, log: LogSettings | None = None) -> None:
+        # The actor's process logs like the one that created it (its settings came
+        # along in the constructor, never from the Ray node's environment).
+        configure_logging(log)
+        super().__init__(*args)
 
     async def pid(self) -> int:
         return os.getpid()

@@ -8,7 +8,9 @@ first call, inside the actor's event loop, and never touches a queue.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from statefleet.engine.logging_setup import LogSettings, configure_logging
 from statefleet.engine.runtime.hosts import ShardHost
 
 __all__ = ["ShardActor"]
@@ -16,6 +18,12 @@ __all__ = ["ShardActor"]
 
 class ShardActor(ShardHost):
     """A :class:`ShardHost` whose methods are the actor's remote API."""
+
+    def __init__(self, *args: Any, log: LogSettings | None = None) -> None:
+        # The actor's process logs like the one that created it (its settings came
+        # along in the constructor, never from the Ray node's environment).
+        configure_logging(log)
+        super().__init__(*args)
 
     async def pid(self) -> int:
         return os.getpid()

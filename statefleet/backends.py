@@ -51,4 +51,5 @@ def start_backend(
         engine,
         address=settings.ray_address,
         resources=settings.ray_resources,
+        log=settings.logging(),
     )

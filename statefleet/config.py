@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from statefleet.api.settings import ApiSettings
     from statefleet.engine.handlers import AiSettings, HandlerFactory, SmtpSettings
+    from statefleet.engine.logging_setup import LogSettings
     from statefleet.engine.runtime.settings import EngineSettings
 
 __all__ = ["ConfigError", "Settings"]
@@ -125,6 +126,10 @@ QueueDriver = Annotated[DriverName, BeforeValidator(_choice)]
 AiProvider = Annotated[Literal["openai", "anthropic"], BeforeValidator(_choice)]
 AiResponseFormat = Annotated[
     Literal["json_schema", "json_object", "none"], BeforeValidator(_choice)
+]
+LogFormat = Annotated[Literal["text", "json"], BeforeValidator(_choice)]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_choice)
 ]
 
 
@@ -351,6 +356,10 @@ class Settings(BaseSettings):
     client_url: str = _env("STATEFLEET_URL", default="http://127.0.0.1:8080")
     client_api_key: SecretStr | None = _env("STATEFLEET_API_KEY")
 
+    # --- logging (every process: api, worker, up, and the actors)
+    log_level: LogLevel = _env("STATEFLEET_LOG_LEVEL", default="info")
+    log_format: LogFormat = _env("STATEFLEET_LOG_FORMAT", default="text")
+
     _env_mapping: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -430,6 +439,12 @@ class Settings(BaseSettings):
         from statefleet.engine.runtime.settings import EngineSettings
 
         return EngineSettings(**{name: getattr(self, name) for name in ENGINE_FIELDS})
+
+    def logging(self) -> LogSettings:
+        """``STATEFLEET_LOG_LEVEL`` and ``STATEFLEET_LOG_FORMAT``, for ``configure_logging``."""
+        from statefleet.engine.logging_setup import LogSettings
+
+        return LogSettings(level=self.log_level.upper(), format=self.log_format)
 
     def smtp(self) -> SmtpSettings:
         """Where ``EMAIL`` tasks go; the defaults (localhost:25) when nothing is set."""

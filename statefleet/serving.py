@@ -57,8 +57,10 @@ async def serve(app: Any, host: str, port: int) -> Callable[[], Awaitable[None]]
     Raises:
         OSError: the address cannot be bound (the message names it).
     """
+    # log_config=None: uvicorn's records go through the process's one logging setup
+    # (statefleet.engine.logging_setup), its access log included.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", ws="none"
+        app, host=host, port=port, log_config=None, access_log=True, lifespan="on", ws="none"
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(), name=f"http-{host}:{port}")

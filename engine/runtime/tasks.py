@@ -259,6 +259,23 @@ class TaskRunner:
 
     async def _failed(self, task: Record, message: str, *, final: bool, sink: OutboxSink) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
+        # One line per failed attempt, with its error: a task that keeps failing (an AI
+        # provider down, say) must show in the logs before it fails for good.
+        log.warning(
+            "task %s (%s %r) attempt %d/%d failed: %s; %s",
+            task_id,
+            task["type"],
+            task["name"],
+            task["attempts"],
+            task["max_attempts"],
+            message,
+            "no retry left" if final else "retrying",
+            extra={
+                "tenant_id": tenant_id,
+                "instance_id": str(task["instance_id"]),
+                "task_id": str(task_id),
+            },
+        )
         outbox: list[OutboxRow] = []
         async with self.pool.acquire() as connection, connection.transaction():
             if not final:

@@ -31,11 +31,13 @@ def api(host: str, port: int, allow_memory: bool) -> None:
 
     from statefleet.api import create_app
     from statefleet.config import ConfigError, Settings
+    from statefleet.engine.logging_setup import configure_logging
 
     try:
         settings = Settings.load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    configure_logging(settings.logging())
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is not set")
     memory = settings.queue_driver == "memory"
@@ -49,7 +51,10 @@ def api(host: str, port: int, allow_memory: bool) -> None:
         engine_settings=settings.engine(),
         run_engine=memory,
     )
-    uvicorn.run(app, host=host, port=port, loop="uvloop", ws="none")
+    # log_config=None: uvicorn logs (access lines included) through configure_logging's setup.
+    uvicorn.run(
+        app, host=host, port=port, loop="uvloop", ws="none", log_config=None, access_log=True
+    )
 
 
 def register(group: click.Group) -> None:

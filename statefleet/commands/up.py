@@ -91,7 +91,7 @@ def up(host: str, port: int) -> None:
     `default` is created and its key written to $STATEFLEET_HOME/credentials.json;
     the export lines printed at start-up point the CLI at this server.
     """
-    from statefleet.config import ConfigError
+    from statefleet.config import ConfigError, Settings
     from statefleet.drivers.config import DriverNotImplementedError, QueueConfigError
     from statefleet.embedded import PostgresUnavailable
     from statefleet.engine.ports.backend import BackendUnavailable
@@ -107,7 +107,10 @@ def up(host: str, port: int) -> None:
         BackendUnavailable,
         OSError,
     )
+    from statefleet.engine.logging_setup import configure_logging
+
     try:
+        configure_logging(Settings.load().logging())
         asyncio.run(_run_until_signal(host, port))
     except problems as exc:
         raise click.ClickException(str(exc)) from None

@@ -79,12 +79,14 @@ def worker(database_url: str) -> None:
     (STATEFLEET_BACKEND=local: no Ray at all). `statefleet config` shows the settings.
     """
     from statefleet.drivers.config import DriverNotImplementedError
+    from statefleet.engine.logging_setup import configure_logging
     from statefleet.engine.ports.backend import BackendUnavailable
 
     try:
         settings = Settings.load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    configure_logging(settings.logging())
     if settings.queue_driver == "memory":
         raise click.ClickException(
             MEMORY_WARNING.replace("pass --allow-memory", "run `statefleet up`")
