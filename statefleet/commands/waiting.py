@@ -36,10 +36,10 @@ def _events(spec: Mapping[str, Any] | None, value: Any) -> list[str]:
 
 
 def _task_line(task: Task) -> str:
-    name = f" {task.name}" if task.name else ""
-    if task.kind == "timer":
+    if task.kind == "timer":  # its name is the engine's event (xstate.after.<ms>.<state>)
         when = task.run_at.isoformat() if task.run_at else "an unknown time"
-        return f"a timer{name} until {when}"
+        return f"a timer until {when}"
+    name = f" {task.name}" if task.name else ""
     if task.type == "HUMAN":
         return (
             f"the HUMAN task{name} ({task.id}): statefleet tasks complete {task.id} --output JSON"

@@ -3,7 +3,7 @@
 The server is an ``httpx.MockTransport`` fake handed to the commands as click's
 context object (``invoke(..., obj=transport)``), so these tests pin the CLI's
 parsing and formatting only; what the real server answers is covered by
-``tests/integration/test_client_e2e.py``, and ``tests/e2e/test_cli.py`` drives these
+``tests/integration/test_client_e2e.py``, and ``tests/e2e/test_cli_server.py`` drives these
 commands as processes against a real ``statefleet api`` process.
 """
 
