@@ -20,7 +20,7 @@ from statefleet.api.console import install_console
 from statefleet.api.errors import JSONBody, install_error_handlers
 from statefleet.api.limits import BodyLimit
 from statefleet.api.metrics import ApiMetrics, MetricsMiddleware
-from statefleet.api.responses import exact_openapi
+from statefleet.api.responses import exact_openapi, operation_id
 from statefleet.api.routes import (
     admin,
     batches,
@@ -128,6 +128,7 @@ def create_app(
         description="Durable XState-style workflows on Postgres. Contract: docs/api.md.",
         default_response_class=JSONBody,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     for module in (definitions, instances, batches, tasks, upgrades, admin, health, internal):

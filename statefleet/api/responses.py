@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,7 @@ __all__ = [
     "ErrorResponse",
     "errors",
     "exact_openapi",
+    "operation_id",
 ]
 
 
@@ -88,6 +90,12 @@ def errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]
         status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
         for status in sorted(wanted)
     }
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<tag>_<function>`` (``instances_start``, ``tasks_complete``): short, unique names
+    for generated clients, instead of FastAPI's default that repeats the path and method."""
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
 
 
 def _is_fastapi_422(answer: Any) -> bool:
