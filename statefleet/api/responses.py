@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 __all__ = [
@@ -66,7 +66,8 @@ _DESCRIPTIONS: dict[int, str] = {
     "`unknown_instance`, `unknown_task`, `unknown_batch`, `unknown_upgrade`, `not_found`)",
     408: "`request_timeout`: the body did not arrive in time",
     409: "the resource is not in a state that allows this (`instance_finished`, "
-    "`task_not_completable`)",
+    "`task_not_completable`), or the idempotency key was used for another request "
+    "(`idempotency_key_reused`)",
     413: "`payload_too_large`: the body is over the limit",
     422: "`invalid_spec`: the spec is JSON of the right shape but not a valid workflow; "
     "`invalid_upgrade`: the versions or the state map do not fit the definition; "

@@ -140,6 +140,14 @@ async def test_identifiers_follow_one_rule_on_deploy_and_on_every_route(database
             )
             assert again.status_code == 400
             assert again.json()["error"]["details"][0]["path"] == "idempotencyKey"
+            if key.isascii():  # a header holds ASCII only
+                by_header = await client.post(
+                    "/v1/instances",
+                    json={"definitionKey": "Order:v2.1_beta-3"},
+                    headers={"Idempotency-Key": key},
+                )
+                assert by_header.status_code == 400
+                assert by_header.json()["error"]["details"][0]["path"] == "Idempotency-Key"
         sent = await client.post(
             f"/v1/instances/{instance}/events", json={"type": "order.paid:v2", "id": "e-1:x"}
         )

@@ -9,15 +9,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Header, Path
 
 from statefleet.api.errors import ApiError
-from statefleet.engine.spec.identifiers import DEFINITION_ID
+from statefleet.engine.spec.identifiers import DEFINITION_ID, IDEMPOTENCY_KEY
 
-__all__ = ["DefinitionKeyPath", "parse_id"]
+__all__ = ["DefinitionKeyPath", "IdempotencyKeyHeader", "parse_id"]
 
 DefinitionKeyPath = Annotated[
     str, Path(pattern=DEFINITION_ID.pattern, max_length=DEFINITION_ID.max_length)
+]
+#: The ``Idempotency-Key`` request header of the starting routes: the same rule as the
+#: body's ``idempotencyKey``.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY.pattern,
+        max_length=IDEMPOTENCY_KEY.max_length,
+    ),
 ]
 
 

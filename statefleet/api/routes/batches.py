@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from statefleet.api.auth import TenantId
 from statefleet.api.errors import ApiError
 from statefleet.api.jsonbody import StrictJsonRoute
 from statefleet.api.models import BatchCreated, BatchIn, BatchOut
 from statefleet.api.responses import BODY_ERRORS, errors
-from statefleet.api.routes._ids import parse_id
+from statefleet.api.routes._ids import IdempotencyKeyHeader, parse_id
 from statefleet.api.state import app_state
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
-
-
-#: The ``Idempotency-Key`` request header of the starting routes.
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-]
 
 
 @router.post(
@@ -37,7 +29,7 @@ async def start_batch(
     tenant: TenantId,
     request: Request,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchCreated:
     """Inserted in bulk (chunks of 5,000 per transaction), not one round trip each.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from statefleet.api.auth import TenantId
 from statefleet.api.errors import ApiError
@@ -22,7 +22,7 @@ from statefleet.api.models import (
     TaskOut,
 )
 from statefleet.api.responses import BODY_ERRORS, errors
-from statefleet.api.routes._ids import parse_id
+from statefleet.api.routes._ids import IdempotencyKeyHeader, parse_id
 from statefleet.api.state import app_state
 from statefleet.engine.spec.identifiers import DEFINITION_ID
 
@@ -45,9 +45,7 @@ async def start(
     tenant: TenantId,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> InstanceOut:
     """201 for a new instance; 200 with the existing one when the idempotency key was used.
 
