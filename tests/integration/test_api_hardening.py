@@ -111,7 +111,9 @@ async def test_identifiers_follow_one_rule_on_deploy_and_on_every_route(database
 
         # The longest id and every allowed character: deploy, read, start, list.
         for good in ("x" * 128, "Order:v2.1_beta-3"):
-            deployed = await client.post("/v1/definitions", json={"spec": spec(id=good)})
+            waits = spec(id=good)  # a HUMAN task: the instance stays running for the events
+            waits["states"]["start"]["on"]["WORKFLOW_START"]["actions"][0]["task"]["type"] = "HUMAN"
+            deployed = await client.post("/v1/definitions", json={"spec": waits})
             assert deployed.status_code == 201, deployed.text
             assert (await client.get(f"/v1/definitions/{good}")).status_code == 200
             graph = await client.get(f"/v1/definitions/{good}/versions/1")
