@@ -71,7 +71,8 @@ def create_queue(env: Mapping[str, str] | None = None) -> Queue:
 
     Raises:
         QueueConfigError: as :func:`select_driver`.
-        DriverNotImplementedError: the selected driver is not available yet.
+        DriverNotImplementedError: the selected name has no driver (``select_driver``
+            refuses such names first, so only a direct caller can meet it).
         statefleet.drivers.cloudtasks.CloudTasksConfigError: Cloud Tasks is selected
             and a required variable is missing (a ``ValueError``, like ``QueueConfigError``).
     """
@@ -88,6 +89,6 @@ def create_queue(env: Mapping[str, str] | None = None) -> Queue:
 
         return cloudtasks_queue_from_env(env)
     raise DriverNotImplementedError(
-        f"the {name!r} queue driver is not implemented yet (it lands with issue #6); "
-        f"set {DRIVER_VARIABLE}=memory to run with process-local queues"
+        f"no queue driver {name!r}: the drivers are memory, bullmq and cloudtasks "
+        f"(set {DRIVER_VARIABLE})"
     )

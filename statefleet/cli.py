@@ -1,10 +1,11 @@
 """The ``statefleet`` command line: check, run and draw workflow specs locally.
 
-One click group, ``statefleet``; each command is a small function registered
-on it, and later commands (``deploy``, ``start``, ``worker``, ...) register the
-same way. A user's mistake (an unreadable file, bad JSON, an invalid spec, a
-step that fails) exits 1 with a message on stderr and never a traceback;
-click's own usage errors exit 2. Machine-readable output goes to stdout only.
+One click group, ``statefleet``: the commands that work on a spec file alone
+(``validate``, ``simulate``, ``graph``) and ``migrate`` are defined here, the others
+in modules of :mod:`statefleet.commands`, each registered below in one place. A
+user's mistake (an unreadable file, bad JSON, an invalid spec, a step that fails)
+exits 1 with a message on stderr and never a traceback; click's own usage errors
+exit 2. Machine-readable output goes to stdout only.
 """
 
 from __future__ import annotations

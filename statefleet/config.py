@@ -1,12 +1,15 @@
 """Every environment variable statefleet reads, declared once and validated once at start.
 
-Before this module each component read its own variables wherever it happened to need
-them, so a typo in ``STATEFLEET_SHARDS`` surfaced minutes later inside a Ray actor, and
-nobody could list what a process would actually run with. :class:`Settings` is now the
-one reader: ``Settings.load()`` checks every variable up front and reports every
-problem at once, naming each variable (:class:`ConfigError`), and the components get
-plain, already-valid objects from it (:meth:`Settings.engine`, :meth:`Settings.smtp`,
-...), never the environment. ``statefleet config`` prints :meth:`Settings.describe`.
+:class:`Settings` is the one reader, so that a typo in ``STATEFLEET_SHARDS`` stops the
+process at start instead of surfacing minutes later inside a Ray actor, and so that one
+can list what a process runs with: ``Settings.load()`` checks every variable up front
+and reports every problem at once, naming each variable (:class:`ConfigError`), and the
+components get plain, already-valid objects from it (:meth:`Settings.engine`,
+:meth:`Settings.smtp`, ...), never the environment. ``statefleet config`` prints
+:meth:`Settings.describe`. The client's ``STATEFLEET_URL`` / ``STATEFLEET_API_KEY`` are
+declared here too (``statefleet config`` lists them) but read when a client is made
+(:func:`statefleet.client.resolve_connection`): a library client must not fail on a
+server variable it does not use.
 
 Rules shared by every variable: an empty (or blank) value counts as unset, values are
 stripped of surrounding whitespace (a secret mounted from a file often ends in a

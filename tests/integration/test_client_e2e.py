@@ -1,9 +1,7 @@
 """The client against the real app, in-process (``httpx.ASGITransport``), on real Postgres.
 
-Written before ``statefleet.api.app`` landed: it skips until that module imports. It
-assumes ``create_app(ApiSettings)`` returns a FastAPI app whose lifespan opens the
-pool and queue, and creates its tenant through the admin route of ``docs/api.md``;
-adjust ``app_client`` if the factory's signature differs.
+``create_app(ApiSettings)`` gives a FastAPI app whose lifespan opens the pool and the
+queue; each test's tenants are created through the admin route of ``docs/api.md``.
 """
 
 from __future__ import annotations
