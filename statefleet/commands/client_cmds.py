@@ -502,7 +502,7 @@ def definitions_get(
 
 @click.group()
 def tasks() -> None:
-    """List an instance's tasks; complete, fail or retry one."""
+    """List an instance's tasks or the inbox; complete, fail or retry one."""
 
 
 @tasks.command("ls")
@@ -574,6 +574,34 @@ def _decision(task: Task) -> _Decision | None:
         emitted=output.get("emitted") is True,
         rejected=output.get("rejected") is True,
         why=why if isinstance(why, str) and why else None,
+    )
+
+
+@tasks.command("inbox")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many (the longest waiting first).",
+)
+@_json_option
+@_connection_options
+def tasks_inbox(limit: int, as_json: bool, url: str | None, api_key: str | None) -> None:
+    """List the pending HUMAN tasks of every instance: what waits for a person."""
+    with _client(url, api_key) as client:
+        pages = client.list_tasks("pending", "HUMAN", page_size=min(limit, 1000))
+        found = [task for _, task in zip(range(limit), pages, strict=False)]
+    if as_json:
+        for task in found:
+            _echo_json(task)
+        return
+    _table(
+        ("ID", "INSTANCE", "NAME", "INPUT", "WAITING SINCE"),
+        (
+            (t.id, t.instance_id, t.name, _cut(_compact(t.input), 40), t.created_at.isoformat())
+            for t in found
+        ),
     )
 
 

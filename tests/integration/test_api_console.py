@@ -8,17 +8,23 @@ assets and security headers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 import uuid
 from typing import Any
 
+import click
 import httpx
 import pytest
 from api_support import HELLO, Api, running_api
+from click.testing import CliRunner
 from test_api import HUMAN, error_code, key, wait_status
 
 from statefleet.api.console import CONSOLE_DIR
+from statefleet.client import AsyncClient
+from statefleet.commands.client_cmds import register
 
 pytestmark = pytest.mark.asyncio
 
@@ -175,3 +181,29 @@ async def test_the_console_page_and_assets_carry_security_headers(api: Api) -> N
         assert (await client.get("/ui/assets/nothing.js")).status_code == 404
         # The console reads data only through /v1, which still wants a key.
         assert (await client.get("/v1/instances")).status_code == 401
+
+
+async def test_the_client_and_cli_read_the_inbox(api: Api) -> None:
+    async with api.client(key(api)) as http:
+        ids = await _start_human(http, 3)
+    async with AsyncClient(api.url, key(api)) as client:
+        inbox = [t async for t in client.list_tasks("pending", "HUMAN", page_size=2)]
+        assert [t.instance_id for t in inbox] == ids
+        assert [t async for t in client.list_tasks("succeeded")] == []
+    async with AsyncClient(api.url, key(api, "globex")) as other:
+        assert [t async for t in other.list_tasks("pending", "HUMAN")] == []
+
+    group = click.Group("statefleet")
+    register(group)
+
+    def cli(*args: str) -> str:
+        env = {"STATEFLEET_URL": api.url, "STATEFLEET_API_KEY": key(api)}
+        result = CliRunner().invoke(group, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    lines = (await asyncio.to_thread(cli, "tasks", "inbox", "--json")).splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [t.id for t in inbox]
+    table = await asyncio.to_thread(cli, "tasks", "inbox", "--limit", "2")
+    assert table.splitlines()[0].split() == ["ID", "INSTANCE", "NAME", "INPUT", "WAITING", "SINCE"]
+    assert [line.split()[1] for line in table.splitlines()[1:] if line.strip()] == ids[:2]

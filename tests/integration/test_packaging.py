@@ -58,6 +58,16 @@ def test_wheel_in_a_fresh_venv_imports_every_subpackage(tmp_path: pathlib.Path) 
         names = archive.namelist()
     assert "statefleet/engine/interpreter/machine.py" in names
     assert "statefleet/engine/py.typed" in names
+    # The web console ships whole (page, app modules, styles, the vendored Mermaid build
+    # and its version record), so `pip install` alone serves /ui/ with no Node and no CDN.
+    console = ROOT / "statefleet" / "console"
+    shipped = {
+        f"statefleet/console/{p.relative_to(console).as_posix()}"
+        for p in console.rglob("*")
+        if p.is_file()
+    }
+    assert "statefleet/console/assets/vendor/mermaid.min.js" in shipped
+    assert shipped <= set(names), shipped - set(names)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -76,6 +86,20 @@ def test_wheel_in_a_fresh_venv_imports_every_subpackage(tmp_path: pathlib.Path) 
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    served = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from statefleet.api.console import CONSOLE_DIR\n"
+            "print((CONSOLE_DIR / 'assets' / 'vendor' / 'mermaid.min.js').stat().st_size)",
+        ],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+    )
+    assert served.returncode == 0, served.stderr
+    assert int(served.stdout) > 1_000_000
     cli = subprocess.run(
         [str(env_dir / "bin" / "statefleet"), "--help"], capture_output=True, text=True
     )
