@@ -1,7 +1,7 @@
 """Entry point: ``python -m benchmarks <name> [options]``.
 
 ``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency``, ``peer-dbos`` and
-``batch`` (Postgres: ``DATABASE_URL`` or a throwaway server), ``bullmq`` (Redis:
+``batch``, ``upgrade`` (Postgres: ``DATABASE_URL`` or a throwaway server), ``bullmq`` (Redis:
 ``REDIS_URL`` or a throwaway server), ``cluster`` (the production shape: Ray nodes,
 workers and the API as processes), ``suite`` (all of them and the targets table),
 ``compare A.json B.json``.
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--timeout", type=float, default=900.0)
     _out(cluster)
 
+    upgrade = sub.add_parser(
+        "upgrade", help="dry run and apply of a definition upgrade; replays per second"
+    )
+    upgrade.add_argument("--instances", "-n", type=int, default=100_000)
+    _out(upgrade)
+
     suite = sub.add_parser("suite", help="every benchmark, then the targets of issue #8")
     suite.add_argument("--hello", type=int, default=5_000, help="hello instances")
     suite.add_argument("--dbos", type=int, default=300, help="DBOS workflows")
@@ -169,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import cluster
 
         cluster.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "upgrade":
+        from benchmarks import upgrade
+
+        upgrade.main(instances=args.instances, out=args.out)
     elif args.name == "suite":
         from benchmarks import suite
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import orjson
+
 from statefleet.engine.interpreter import Machine, Snapshot
 from statefleet.engine.interpreter.algorithm import config_from_value, value_of
 from statefleet.engine.interpreter.values import EvaluationError, copy_json
@@ -35,6 +37,7 @@ __all__ = [
     "Divergence",
     "HistoryEntry",
     "OpenWork",
+    "ReplayCache",
     "Verdict",
     "VerdictName",
     "WorkMove",
@@ -262,6 +265,79 @@ def _same_state(machine: Machine, recorded: Any, got: Any, state_map: Mapping[st
 # -- the verdict ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """Where a replay went: its last snapshot, or the step that failed or left the path."""
+
+    snapshot: Snapshot | None
+    last_seq: int
+    last_event: str
+    divergence: Divergence | None = None
+    message: str | None = None
+    error_seq: int | None = None
+
+
+class ReplayCache:
+    """Replays already made, keyed by the exact history: for one machine, map and defaults.
+
+    A replay is a pure function of the machine, the state map, the defaults and the
+    history (input, events and payloads, recorded states), so instances whose histories
+    are identical (same path, same payloads) need one replay between them. The key is
+    the whole history as JSON, never a part of it, so a cached answer is the answer.
+    Bounded: cleared when it holds ``max_entries``.
+    """
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self.hits = 0
+        self._paths: dict[bytes, _Path] = {}
+
+    def get(self, key: bytes) -> _Path | None:
+        found = self._paths.get(key)
+        if found is not None:
+            self.hits += 1
+        return found
+
+    def put(self, key: bytes, path: _Path) -> None:
+        if len(self._paths) >= self.max_entries:
+            self._paths.clear()
+        self._paths[key] = path
+
+
+def _history_key(events: Sequence[HistoryEntry]) -> bytes:
+    return orjson.dumps([(e.seq, e.type, e.payload, e.state_after) for e in events])
+
+
+def _replay(
+    machine: Machine,
+    events: Sequence[HistoryEntry],
+    state_map: Mapping[str, str],
+    defaults: Mapping[str, Any],
+) -> _Path:
+    """Runs ``events`` (the first is ``xstate.init``) on ``machine``, checking each state."""
+    first = events[0]
+    start_input = dict(defaults)
+    start_input.update(first.payload or {})
+    step = machine.initial_state(start_input)
+    if step.status == "error":
+        return _Path(None, first.seq, first.type, message=step.error, error_seq=first.seq)
+    snapshot = step.snapshot
+    last = first
+    for index, entry in enumerate(events):
+        if index:
+            last = entry
+            step = machine.transition(snapshot, {"type": entry.type, "payload": entry.payload})
+            if step.status == "error":
+                message = f"{entry.type}: {step.error}"
+                return _Path(None, entry.seq, entry.type, message=message, error_seq=entry.seq)
+            snapshot = step.snapshot
+        if not _same_state(machine, entry.state_after, snapshot.value, state_map):
+            expected = map_value(entry.state_after, state_map)
+            diverged = Divergence(entry.seq, entry.type, expected, snapshot.value)
+            return _Path(snapshot, entry.seq, entry.type, divergence=diverged)
+    return _Path(snapshot, last.seq, last.type)
+
+
 def judge(
     machine: Machine,
     history: Sequence[HistoryEntry],
@@ -269,6 +345,7 @@ def judge(
     *,
     state_map: Mapping[str, str] | None = None,
     context_defaults: Mapping[str, Any] | None = None,
+    cache: ReplayCache | None = None,
 ) -> Verdict:
     """Replays ``history`` on ``machine`` (version B) and compares it with ``current``.
 
@@ -276,7 +353,8 @@ def judge(
     ``xstate.init`` row (whose payload is the start input). ``current`` is the
     checkpoint the move would replace. The replay starts from B's initial state with
     ``context_defaults`` under the input; each recorded state is mapped and compared
-    with the replay's after the same event.
+    with the replay's after the same event. ``cache`` (for one machine, map and
+    defaults) lets identical histories share one replay.
     """
     state_map = state_map or {}
     defaults = dict(context_defaults or {})
@@ -295,43 +373,31 @@ def judge(
             target_context,
             message="the history does not start with xstate.init",
         )
-    first = events[0]
-    start_input = dict(defaults)
-    start_input.update(first.payload or {})
-    step = machine.initial_state(start_input)
-    if step.status == "error":
+    key = _history_key(events) if cache is not None else b""
+    path = cache.get(key) if cache is not None else None
+    if path is None:
+        path = _replay(machine, events, state_map, defaults)
+        if cache is not None:
+            cache.put(key, path)
+    if path.message is not None:
         return Verdict(
-            "error", target_value, target_context, message=step.error, error_seq=first.seq
+            "error",
+            target_value,
+            target_context,
+            message=path.message,
+            error_seq=path.error_seq,
         )
-    snapshot = step.snapshot
-    if not _same_state(machine, first.state_after, snapshot.value, state_map):
-        diverged = Divergence(
-            first.seq, first.type, map_value(first.state_after, state_map), snapshot.value
-        )
-        return Verdict("diverged", target_value, target_context, divergence=diverged)
-    last = first
-    for entry in events[1:]:
-        last = entry
-        step = machine.transition(snapshot, {"type": entry.type, "payload": entry.payload})
-        if step.status == "error":
-            return Verdict(
-                "error",
-                target_value,
-                target_context,
-                message=f"{entry.type}: {step.error}",
-                error_seq=entry.seq,
-            )
-        snapshot = step.snapshot
-        if not _same_state(machine, entry.state_after, snapshot.value, state_map):
-            diverged = Divergence(
-                entry.seq, entry.type, map_value(entry.state_after, state_map), snapshot.value
-            )
-            return Verdict("diverged", target_value, target_context, divergence=diverged)
+    if path.divergence is not None:
+        return Verdict("diverged", target_value, target_context, divergence=path.divergence)
+    snapshot = path.snapshot
+    assert snapshot is not None, "a replay that neither failed nor diverged has a snapshot"
     if snapshot.value != target_value or snapshot.status != "active":
-        diverged = Divergence(last.seq, last.type, target_value, snapshot.value)
+        diverged = Divergence(path.last_seq, path.last_event, target_value, snapshot.value)
         return Verdict("diverged", target_value, target_context, divergence=diverged)
     if snapshot.context != target_context:
-        diverged = Divergence(last.seq, last.type, target_context, snapshot.context, "context")
+        diverged = Divergence(
+            path.last_seq, path.last_event, target_context, snapshot.context, "context"
+        )
         return Verdict("diverged", target_value, target_context, divergence=diverged)
     return Verdict("compatible", target_value, target_context)
 

@@ -30,6 +30,7 @@ from statefleet.engine.runtime.replay import (
     UPGRADE_EVENT,
     HistoryEntry,
     OpenWork,
+    ReplayCache,
     judge,
     plan_open_work,
     state_paths,
@@ -276,6 +277,7 @@ class Upgrades:
         total = chosen = 0
         after = uuid.UUID(int=0)
         ids = list(request.instance_ids) if request.instance_ids is not None else None
+        cache = ReplayCache()
         while True:
             async with self.pool.acquire() as connection:
                 # One snapshot for the page's instances, histories and tasks: a step
@@ -287,7 +289,7 @@ class Upgrades:
                     if not instances:
                         break
                     page = await self.judge_page(
-                        connection, tenant_id, instances, machine_a, machine_b, request
+                        connection, tenant_id, instances, machine_a, machine_b, request, cache
                     )
                 after = instances[-1]["id"]
                 outbox: list[OutboxRow] = []
@@ -334,6 +336,7 @@ class Upgrades:
         machine_a: Machine,
         machine_b: Machine,
         request: UpgradeRequest,
+        cache: ReplayCache | None = None,
     ) -> _Page:
         """Verdicts for one page of instances: two statements, then pure replays."""
         ids = [r["id"] for r in instances]
@@ -353,6 +356,7 @@ class Upgrades:
                 Snapshot.from_dict(r["snapshot"]),
                 state_map=request.state_map,
                 context_defaults=request.context_defaults,
+                cache=cache,
             )
             if verdict.verdict != "unmappable" and instance_id in work:
                 verdict.work.extend(
