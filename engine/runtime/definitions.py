@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from statefleet.engine.spec import validate_spec
+from statefleet.engine.spec import SpecValidationError, validate_spec
+from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits, check_limits
 from statefleet.engine.store.db import Connection, Record
 from statefleet.engine.store.queries import load_queries
 
@@ -56,15 +57,25 @@ def spec_checksum(spec: Any) -> str:
 
 
 async def deploy_definition(
-    connection: Connection, tenant_id: str, spec: Any, key: str | None = None
+    connection: Connection,
+    tenant_id: str,
+    spec: Any,
+    key: str | None = None,
+    *,
+    limits: SpecLimits = DEFAULT_SPEC_LIMITS,
 ) -> Definition:
     """Stores ``spec`` as the next version of ``key`` (default: the spec's ``id``).
 
-    The same spec deployed again returns the version it already has.
+    The same spec deployed again returns the version it already has. ``limits``
+    bound its size (``engine/spec/limits.py``); they are checked first, so a spec
+    far too big is refused before its CEL is compiled.
 
     Raises:
-        SpecValidationError: the spec is invalid (nothing is written).
+        SpecValidationError: the spec is invalid or over a limit (nothing is written).
     """
+    over = check_limits(spec, limits)
+    if over:
+        raise SpecValidationError(over)
     model = validate_spec(spec)
     key = key or model.id
     checksum = spec_checksum(spec)

@@ -82,6 +82,7 @@ class ShardHost:
                     machines,
                     checkpoints=shard,
                     observer=observer,
+                    step_limits=self.settings.step,
                 ),
                 self.settings,
             )

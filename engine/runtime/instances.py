@@ -41,6 +41,7 @@ from statefleet.engine.runtime.plan import (
     instance_status,
     plan_effects,
 )
+from statefleet.engine.runtime.step_limits import StepLimits
 from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves, move_instance
 from statefleet.engine.store.db import Connection, Pool, json_text
 from statefleet.engine.store.queries import load_queries
@@ -189,8 +190,11 @@ class InstanceRuntime:
         max_conflict_retries: int = 20,
         checkpoints: CheckpointCache | None = None,
         observer: Observer | None = None,
+        step_limits: StepLimits | None = None,
     ) -> None:
         self.observer = observer
+        #: The budget of every step (``step_limits.py``): a step over it fails its instance.
+        self.step_limits = step_limits or StepLimits()
         self.pool = pool
         self.publisher = publisher
         self.machines = machines or MachineCache()
@@ -220,7 +224,7 @@ class InstanceRuntime:
             plans: list[InstancePlan] = []
             inputs: list[Any] = []
             for request in requests:
-                step = machine.initial_state(request.input)
+                step = machine.initial_state(request.input, self.step_limits.budget())
                 instance_id = uuid.uuid4()
                 plan = InstancePlan(
                     tenant_id=tenant_id,
@@ -558,7 +562,7 @@ class InstanceRuntime:
                 outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "applied", moved)
                 continue
             event = {"type": ev.event_type, "payload": ev.payload}
-            step = machine.transition(snapshot, event)
+            step = machine.transition(snapshot, event, self.step_limits.budget())
             seq += 1
             _audit(plan, seq, ev.event_id, event, snapshot.value, step)
             plan_effects(tenant_id, instance_id, step, plan, seq)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from statefleet.engine.runtime.executor import ExecutorSettings
 from statefleet.engine.runtime.shard import ShardSettings
+from statefleet.engine.runtime.step_limits import StepLimits
 from statefleet.engine.runtime.tasks import TaskRunnerSettings
 
 __all__ = ["EngineSettings"]
@@ -53,6 +54,10 @@ class EngineSettings:
     sweep_interval_ms: int = 5_000
     sweep_grace_ms: int = 10_000
     sweep_event_grace_ms: int = 60_000
+    #: The budget of one step: microsteps, and wall time in ms; a step over it fails
+    #: its instance instead of holding the shard (``step_limits.py``).
+    step_max_microsteps: int = 1_000
+    step_time_budget_ms: int = 1_000
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -66,6 +71,12 @@ class EngineSettings:
             idle_ms=self.idle_ms,
             max_batch=self.shard_commit_batch,
             commit_concurrency=self.shard_commit_concurrency,
+            step=self.step_limits(),
+        )
+
+    def step_limits(self) -> StepLimits:
+        return StepLimits(
+            max_microsteps=self.step_max_microsteps, time_budget_ms=self.step_time_budget_ms
         )
 
     def executor(self) -> ExecutorSettings:

@@ -36,6 +36,7 @@ from statefleet.engine.ports.queue import EventJobData
 from statefleet.engine.runtime.checkpoints import Checkpoint, InstanceKey
 from statefleet.engine.runtime.instances import ApplyOutcome, InstanceRuntime
 from statefleet.engine.runtime.outbox import OutboxRow
+from statefleet.engine.runtime.step_limits import StepLimits
 
 __all__ = ["InstanceShard", "ShardResult", "ShardSettings"]
 
@@ -52,6 +53,8 @@ class ShardSettings:
     max_batch: int = 512
     #: Commits in flight at once (on disjoint instances).
     commit_concurrency: int = 2
+    #: The budget of each step the shard's runtime takes.
+    step: StepLimits = field(default_factory=StepLimits)
 
 
 @dataclass(slots=True)

@@ -109,6 +109,7 @@ def create_app(
                 engine.runtime
                 if engine is not None
                 else InstanceRuntime(the_pool, Publisher(the_pool, the_queue)),
+                spec_limits=settings.spec_limits,
             )
             app.state.statefleet = AppState(
                 settings, the_pool, the_queue, the_service, metrics, engine

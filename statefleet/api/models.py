@@ -45,12 +45,15 @@ __all__ = [
     "KeyCreated",
     "KeyInfo",
     "KeyList",
+    "SpecLimitsIn",
+    "SpecLimitsOut",
     "StartIn",
     "TaskList",
     "TaskOut",
     "TaskPage",
     "TenantCreated",
     "TenantIn",
+    "TenantLimitsOut",
 ]
 
 Status = Literal["running", "done", "failed", "cancelled"]
@@ -113,6 +116,24 @@ class FailTaskIn(Body):
 
 class TenantIn(Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+
+
+#: A spec limit: a positive integer (never a string, a float or a bool).
+Limit = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+
+
+class SpecLimitsIn(Body):
+    """A tenant's overrides of the spec limits; a field left out takes the default.
+
+    PUT replaces the tenant's overrides as a whole: ``{}`` returns it to the defaults.
+    """
+
+    max_states: Limit | None = None
+    max_regions: Limit | None = None
+    max_depth: Limit | None = None
+    max_transitions: Limit | None = None
+    max_expression_length: Limit | None = None
+    max_spec_bytes: Limit | None = None
 
 
 # -- responses ------------------------------------------------------------------------
@@ -263,6 +284,25 @@ class HealthOut(Wire):
 class TenantCreated(Wire):
     tenant_id: str
     api_key: str
+
+
+class SpecLimitsOut(Wire):
+    """The spec limits that apply to a tenant's deploys (docs/spec.md, "Limits")."""
+
+    max_states: int
+    max_regions: int
+    max_depth: int
+    max_transitions: int
+    max_expression_length: int
+    max_spec_bytes: int
+
+
+class TenantLimitsOut(Wire):
+    """``limits``: what applies; ``overrides``: what was set for this tenant (wire names)."""
+
+    tenant_id: str
+    limits: SpecLimitsOut
+    overrides: dict[str, int]
 
 
 class KeyCreated(Wire):

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits
+
 __all__ = ["DEFAULT_BODY_TIMEOUT_MS", "DEFAULT_MAX_BODY_BYTES", "ApiSettings"]
 
 #: 10 MiB: room for a batch of tens of thousands of small inputs, not for a DoS.
@@ -26,6 +28,7 @@ class ApiSettings:
         body_timeout_ms: a body not complete this long after the route starts reading
             it answers 408 ``request_timeout`` and the connection is closed.
         env: the environment the queue driver is selected from (``drivers.config``).
+        spec_limits: the default limits on a deployed spec; tenants may override them.
     """
 
     database_url: str | None = None
@@ -33,6 +36,7 @@ class ApiSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS
     env: Mapping[str, str] = field(default_factory=dict)
+    spec_limits: SpecLimits = DEFAULT_SPEC_LIMITS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:

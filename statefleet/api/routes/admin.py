@@ -13,11 +13,15 @@ from statefleet.api.models import (
     KeyCreated,
     KeyInfo,
     KeyList,
+    SpecLimitsIn,
+    SpecLimitsOut,
     TenantCreated,
     TenantIn,
+    TenantLimitsOut,
 )
 from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.state import app_state
+from statefleet.engine.runtime.tenant_settings import TenantLimits
 from statefleet.engine.runtime.tenants import (
     UnknownTenant,
     create_key,
@@ -85,6 +89,44 @@ async def revoke(tenant_id: str, key_id: str, request: Request) -> Response:
         if not await revoke_key(connection, tenant_id, key_id):
             raise ApiError(404, "not_found", f"no key {key_id!r} for tenant {tenant_id!r}")
     return Response(status_code=204)
+
+
+def _limits_out(tenant_id: str, limits: TenantLimits) -> TenantLimitsOut:
+    return TenantLimitsOut(
+        tenant_id=tenant_id,
+        limits=SpecLimitsOut.model_validate(limits.effective.as_json()),
+        overrides=limits.overrides,
+    )
+
+
+@router.get("/tenants/{tenant_id}/limits", response_model=TenantLimitsOut, responses=errors(404))
+async def tenant_limits(tenant_id: str, request: Request) -> TenantLimitsOut:
+    """The spec limits a tenant's deploys are checked against, and its overrides."""
+    try:
+        found = await app_state(request).service.tenant_limits(tenant_id)
+    except UnknownTenant:
+        raise _unknown(tenant_id) from None
+    return _limits_out(tenant_id, found)
+
+
+@router.put(
+    "/tenants/{tenant_id}/limits",
+    response_model=TenantLimitsOut,
+    responses=errors(*BODY_ERRORS, 404),
+)
+async def set_tenant_limits(
+    tenant_id: str, body: SpecLimitsIn, request: Request
+) -> TenantLimitsOut:
+    """Replaces the tenant's overrides (fields left out take the defaults).
+
+    Applies to deploys from now on; definitions already deployed are kept.
+    """
+    overrides = body.model_dump(by_alias=True, exclude_none=True)
+    try:
+        found = await app_state(request).service.set_tenant_limits(tenant_id, overrides)
+    except UnknownTenant:
+        raise _unknown(tenant_id) from None
+    return _limits_out(tenant_id, found)
 
 
 @router.get("/dead-letters", response_model=DeadLetterList, responses=errors(400))

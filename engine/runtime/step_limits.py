@@ -1,0 +1,35 @@
+"""The runtime's side of a step's budget: turns settings into a per-step deadline.
+
+The interpreter counts microsteps itself but reads no clock
+(``engine/interpreter/budget.py``); the runtime owns the clock, so it starts each
+step's deadline here and hands the interpreter a callable that says whether it has
+passed. A step over either budget fails its instance with a message naming the
+budget (status ``failed``, an audit row with that error) instead of holding its
+shard, and every other instance on that shard, for longer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from statefleet.engine.interpreter.budget import DEFAULT_MAX_MICROSTEPS, StepBudget
+
+__all__ = ["StepLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepLimits:
+    #: Microsteps one event may cause (``STATEFLEET_STEP_MAX_MICROSTEPS``).
+    max_microsteps: int = DEFAULT_MAX_MICROSTEPS
+    #: Wall time one step may take, in ms (``STATEFLEET_STEP_TIME_BUDGET_MS``).
+    time_budget_ms: int = 1_000
+
+    def budget(self) -> StepBudget:
+        """A budget whose deadline starts now: call it right before the step."""
+        deadline = time.monotonic() + self.time_budget_ms / 1000
+        return StepBudget(
+            max_microsteps=self.max_microsteps,
+            out_of_time=lambda: time.monotonic() > deadline,
+            time_budget_ms=self.time_budget_ms,
+        )
