@@ -89,8 +89,17 @@ def test_up_serves_the_cli_and_survives_sigkill(tmp_path: pathlib.Path, smtp_por
         try:
             credentials = home / "credentials.json"
             assert os.stat(credentials).st_mode & 0o777 == 0o600
-            assert json.loads(credentials.read_text())["apiKey"] == env["STATEFLEET_API_KEY"]
-            cli(env, "deploy", str(HELLO))
+            saved = json.loads(credentials.read_text())
+            assert saved["apiKey"] == env["STATEFLEET_API_KEY"]
+            assert saved["url"] == env["STATEFLEET_URL"]
+            # No export lines and no DSN: the CLI finds this server, its key and its
+            # admin key in the credentials file.
+            bare = {
+                k: v for k, v in env.items() if k not in ("STATEFLEET_URL", "STATEFLEET_API_KEY")
+            }
+            created = json.loads(cli(bare, "tenants", "create", "second", "--json"))
+            assert created["apiKey"].startswith("sf_")
+            cli(bare, "deploy", str(HELLO))
             started = json.loads(cli(env, "start", "hello-workflow", "--json"))
             done = wait_done(env, started["id"])
             assert done["status"] == "done", done
