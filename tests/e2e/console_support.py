@@ -68,6 +68,15 @@ APPROVAL: dict[str, Any] = {
 }
 
 
+#: An AI task's output as its completion event carries it (docs/ai.md), sent by hand.
+AI_OUTPUT = (
+    '{"decision": {"event": "REFUND", "payload": {"amount": 5000}, "reason": "charged twice",'
+    ' "confidence": 0.91}, "emitted": false, "rejected": true,'
+    ' "rejectionReason": "event \'REFUND\' is not in allowedEvents (allowed: APPROVE)",'
+    ' "provider": "openai", "model": "gpt-4o-mini"}'
+)
+
+
 class Unavailable(RuntimeError):
     """Chromium or its driver is missing (the caller fails under CI, skips otherwise)."""
 
@@ -213,6 +222,11 @@ class Seen:
     task_status_after: str = ""
     sent_status: str = ""
     cancelled_status: str = ""
+    filtered: list[str] = field(default_factory=list)
+    ai_decision: str = ""
+    failed_status: str = ""
+    failed_error: str = ""
+    retried_status: str = ""
     other_listed: list[str] = field(default_factory=list)
     other_inbox: list[str] = field(default_factory=list)
     other_direct: str = ""
@@ -246,9 +260,9 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         assert api.post("/v1/definitions", json={"spec": APPROVAL}).status_code in (200, 201)
         started = [
             api.post("/v1/instances", json={"definitionKey": "approval"}).json()["id"]
-            for _ in range(3)
+            for _ in range(4)
         ]
-        waiting, to_send, to_cancel = started
+        waiting, to_send, to_cancel, to_fail = started
 
         def task_of(instance_id: str) -> str:
             return str(api.get(f"/v1/instances/{instance_id}/tasks").json()["items"][0]["id"])
@@ -259,7 +273,7 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         shot("sign-in")
 
         sign_in(driver, stack, stack.tenant_key)
-        wait_for(driver, lambda d: len(by_testid(d, "instance-row")) >= 3, "three instance rows")
+        wait_for(driver, lambda d: len(by_testid(d, "instance-row")) >= 4, "four instance rows")
         seen.listed = rows(driver, "instance-row", "data-instance-id")
         # Live: an instance started meanwhile shows up without a reload.
         late = api.post("/v1/instances", json={"definitionKey": "approval"}).json()["id"]
@@ -271,9 +285,16 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
             )
         )
         shot("instances")
+        # The id filter: a prefix typed in, the server filters (idPrefix).
+        one(driver, "filter-id").send_keys(waiting[:8])
+        seen.filtered = wait_for(
+            driver,
+            lambda d: (found := rows(d, "instance-row", "data-instance-id")) == [waiting] and found,
+            "only the instance with that id prefix",
+        )
 
         one(driver, "nav-inbox").click()
-        wait_for(driver, lambda d: len(by_testid(d, "inbox-row")) >= 4, "four inbox rows")
+        wait_for(driver, lambda d: len(by_testid(d, "inbox-row")) >= 5, "five inbox rows")
         seen.inbox = rows(driver, "inbox-row", "data-task-id")
         assert task_of(waiting) in seen.inbox
         shot("inbox")
@@ -324,9 +345,14 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         )
         shot("instance-done")
 
-        # Send an event, then cancel another, from their pages.
+        # Send events, then cancel another, from their pages. The first carries what an
+        # AI task's completion carries (docs/ai.md), which the audit log spells out.
         driver.get(f"{stack.url}/ui/instances/{to_send}")
         _status(driver, "running")
+        one(driver, "instance-send-type").send_keys("TRIAGED")
+        one(driver, "instance-send-payload").send_keys(AI_OUTPUT)
+        one(driver, "instance-send").click()
+        seen.ai_decision = wait_for(driver, lambda d: one(d, "ai-decision").text, "the decision")
         one(driver, "instance-send-type").send_keys("REJECTED")
         one(driver, "instance-send").click()
         seen.sent_status = _status(driver, "done")
@@ -334,6 +360,17 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         _status(driver, "running")
         one(driver, "instance-cancel").click()
         seen.cancelled_status = _status(driver, "cancelled")
+
+        # Fail a HUMAN task (no failureEvent: the instance fails), then retry it.
+        driver.get(f"{stack.url}/ui/instances/{to_fail}")
+        _status(driver, "running")
+        one(driver, "task-fail").click()
+        one(driver, "task-fail-reason").send_keys("not enough evidence")
+        one(driver, "task-fail-confirm").click()
+        seen.failed_status = _status(driver, "failed")
+        seen.failed_error = one(driver, "instance-error").text
+        one(driver, "task-retry").click()
+        seen.retried_status = _status(driver, "running")
 
         one(driver, "nav-definitions").click()
         one(driver, "definition-row").find_element(By.CSS_SELECTOR, "a").click()

@@ -11,13 +11,14 @@ Without Chromium the module skips on a developer machine and fails under ``CI=tr
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Iterator
 
 import pytest
 from console_support import Stack, Unavailable, browser, running_up, walk_through
 from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.required import unavailable
 
 
 @pytest.fixture
@@ -26,9 +27,7 @@ def driver() -> Iterator[WebDriver]:
         with browser() as found:
             yield found
     except Unavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the console's browser is unavailable under CI: {exc}", pytrace=False)
-        pytest.skip(str(exc))
+        unavailable("the console's browser", str(exc))
 
 
 @pytest.fixture
@@ -45,15 +44,24 @@ def test_a_person_works_through_the_console(
     seen = walk_through(driver, stack, shots=tmp_path / "shots")
 
     assert seen.login_error == "401 unauthorized: unknown or revoked API key"
-    assert len(seen.listed) >= 3
+    assert len(seen.listed) >= 4
     assert seen.live_row
-    assert len(seen.inbox) >= 4
+    assert len(seen.filtered) == 1
+    assert len(seen.inbox) >= 5
     assert seen.active_before == ["waiting"]
     assert seen.active_after == ["approved"]
     assert seen.history_types[:3] == ["xstate.init", "WORKFLOW_START", "APPROVED"]
     assert seen.task_status_after == "succeeded"
     assert seen.sent_status == "done"
     assert seen.cancelled_status == "cancelled"
+    assert seen.ai_decision.splitlines() == [
+        "AI decision: REFUND at confidence 0.91: rejected",
+        "why: event 'REFUND' is not in allowedEvents (allowed: APPROVE)",
+        "model's reason: charged twice",
+        "openai gpt-4o-mini",
+    ]
+    assert (seen.failed_status, seen.retried_status) == ("failed", "running")
+    assert "not enough evidence" in seen.failed_error
     assert seen.other_listed == []
     assert seen.other_inbox == []
     assert seen.other_direct.startswith("404 unknown_instance")
