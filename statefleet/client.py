@@ -762,11 +762,11 @@ def resolve_connection(
         InvalidUrl: the URL lacks ``http://``/``https://`` or ends in ``/v1``.
     """
     saved = read_credentials()
-    url, source = _given(base_url), "base_url"
+    url, source = _given(base_url), "as given"
     if url is None and (url := _given(os.environ.get("STATEFLEET_URL"))):
-        source = "STATEFLEET_URL"
+        source = "from STATEFLEET_URL"
     if url is None and saved is not None and saved.url:
-        url, source = saved.url, str(credentials_path())
+        url, source = saved.url, f"from {credentials_path()}"
     if url is None:
         url, source = DEFAULT_URL, "the default"
     key = _given(api_key) or _given(os.environ.get("STATEFLEET_API_KEY"))
@@ -782,7 +782,7 @@ def _check_url(url: str, source: str) -> None:
         raise InvalidUrl(
             0,
             "invalid_url",
-            f"the server URL {url!r} (from {source}) needs http:// or https:// and a host, "
+            f"the server URL {url!r} ({source}) needs http:// or https:// and a host, "
             f"e.g. {DEFAULT_URL}",
         )
     path = parts.path.rstrip("/")
@@ -791,7 +791,7 @@ def _check_url(url: str, source: str) -> None:
         raise InvalidUrl(
             0,
             "invalid_url",
-            f"the server URL {url} (from {source}) ends in /v1: drop /v1, the client adds "
+            f"the server URL {url} ({source}) ends in /v1: drop /v1, the client adds "
             f"it to every path (use {fixed})",
         )
 
