@@ -363,6 +363,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = _env("STATEFLEET_LOG_LEVEL", default="info")
     log_format: LogFormat = _env("STATEFLEET_LOG_FORMAT", default="text")
 
+    # --- shutdown (up, worker)
+    drain_timeout_ms: Positive = _env("STATEFLEET_DRAIN_TIMEOUT_MS", default=10_000)
+
     _env_mapping: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod

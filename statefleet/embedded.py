@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import glob
 import importlib.util
 import logging
@@ -608,7 +609,8 @@ class EmbeddedStack:
         self._cleanup.append(backend.close)
         self.engine = Engine(pool, queue, backend, knobs)
         await self.engine.start()
-        self._cleanup.append(self.engine.stop)
+        drain_s = settings.drain_timeout_ms / 1000
+        self._cleanup.append(functools.partial(self.engine.stop, drain_s, self.say))
         self.say(
             f"engine: {backend.shard_count} shard(s), {backend.pool_count} pool(s) "
             f"({settings.backend} backend)"

@@ -20,11 +20,12 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from statefleet.engine.ports.backend import Backend, ShardReply
@@ -97,6 +98,8 @@ class Engine:
         # Monotonic times of the last backend call that succeeded and that failed.
         self._backend_ok = time.monotonic()
         self._backend_failed = 0.0
+        #: Jobs being handled right now, by queue: what a draining stop waits for.
+        self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
 
     def shard_of(self, instance_id: str) -> int:
         return stable_hash(instance_id) % self.backend.shard_count
@@ -108,7 +111,7 @@ class Engine:
         self._consumers = [
             await self.queue.consume_batches(
                 ORCHESTRATOR_QUEUE,
-                self.on_events,
+                self._counted(ORCHESTRATOR_QUEUE, self.on_events),
                 max_batch_size=s.event_batch_size,
                 max_wait_ms=s.event_batch_wait_ms,
                 concurrency=s.event_concurrency,
@@ -118,7 +121,7 @@ class Engine:
             self._consumers.append(
                 await self.queue.consume_batches(
                     TASK_RUNNER_QUEUE,
-                    self.on_tasks,
+                    self._counted(TASK_RUNNER_QUEUE, self.on_tasks),
                     max_batch_size=s.task_batch_size,
                     max_wait_ms=s.task_batch_wait_ms,
                     concurrency=s.task_concurrency,
@@ -126,12 +129,57 @@ class Engine:
             )
         self.sweeper.start()
 
-    async def stop(self) -> None:
-        """Stops consuming (in-flight batches finish) and the sweeper; closes nothing else."""
+    def _counted(
+        self, queue: str, handler: Callable[[list[QueueJob]], Awaitable[None]]
+    ) -> Callable[[list[QueueJob]], Awaitable[None]]:
+        async def counted(jobs: list[QueueJob]) -> None:
+            self.in_flight[queue] += len(jobs)
+            try:
+                await handler(jobs)
+            finally:
+                self.in_flight[queue] -= len(jobs)
+
+        return counted
+
+    def describe_in_flight(self) -> str:
+        """``3 event job(s) and 12 task job(s)``: what a draining stop still waits for."""
+        events, tasks = self.in_flight[ORCHESTRATOR_QUEUE], self.in_flight[TASK_RUNNER_QUEUE]
+        return f"{events} event job(s) and {tasks} task job(s)"
+
+    async def stop(
+        self, timeout_s: float | None = None, say: Callable[[str], None] | None = None
+    ) -> None:
+        """Stops consuming and the sweeper; in-flight batches get ``timeout_s`` to finish.
+
+        Every second it says (``say``, default: the log) what it still waits for. Jobs
+        not finished when the time is up are left unacknowledged: the broker delivers
+        them again (BullMQ: as stalled jobs; Cloud Tasks: the push failed), and what
+        they were doing is in Postgres already (the outbox and task rows the sweeper
+        re-sends), so nothing is lost. Closes nothing else.
+        """
+        report = say or log.info
         await self.sweeper.stop()
-        for consumer in self._consumers:
-            await consumer.stop()
-        self._consumers = []
+        consumers, self._consumers = self._consumers, []
+        stopping = asyncio.ensure_future(asyncio.gather(*(c.stop() for c in consumers)))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            wait = 1.0 if left is None else max(0.0, min(1.0, left))
+            done, _ = await asyncio.wait({stopping}, timeout=wait)
+            if done:
+                stopping.result()
+                return
+            if left is not None and left <= wait:
+                report(
+                    f"drain: gave up after {timeout_s:g} s with {self.describe_in_flight()} "
+                    "in flight; they stay unacknowledged and are delivered again"
+                )
+                stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopping
+                return
+            remaining = "" if left is None else f" ({max(0.0, left - wait):.0f} s left)"
+            report(f"drain: waiting for {self.describe_in_flight()}{remaining}")
 
     async def close(self) -> None:
         """:meth:`stop`, then closes the backend (its shards and pools)."""

@@ -60,11 +60,16 @@ async def _run(settings: Settings, database_url: str) -> None:
                 click.echo("stopping...", err=True)
             finally:
                 await stop_server()
+                await engine.stop(settings.drain_timeout_ms / 1000, _say)
         finally:
             await engine.close()
     finally:
         await queue.close()
         await pool.close()
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @click.command()

@@ -1,0 +1,146 @@
+"""SIGTERM drains ``statefleet up``: it says what it waits for, gives up after
+``STATEFLEET_DRAIN_TIMEOUT_MS``, and the unfinished task runs again after a restart."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
+
+from statefleet.embedded import free_port
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """Answers only once ``release`` is set: a handler in flight for as long as needed."""
+
+    release = threading.Event()
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.calls.append(self.path)
+        self.release.wait(60)
+        body = b'{"ok": true}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the first attempt's caller (a stopped pool) is gone: expected
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        _Slow.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def spec(url: str) -> dict[str, object]:
+    task = {
+        "type": "HTTP",
+        "name": "call",
+        "input": {"url": url},
+        "completionEvent": "DONE",
+        "timeout": 5000,
+    }
+    return {
+        "id": "slow-http",
+        "initial": "calling",
+        "states": {
+            "calling": {
+                "entry": [{"type": "createTask", "task": task}],
+                "on": {"DONE": "done"},
+            },
+            "done": {"type": "final"},
+        },
+    }
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "statefleet", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+def start_up(
+    home: pathlib.Path, port: int, log: pathlib.Path
+) -> tuple[subprocess.Popen[bytes], TreeWatcher, dict[str, str]]:
+    env = clean_env(STATEFLEET_HOME=str(home), STATEFLEET_DRAIN_TIMEOUT_MS="3000")
+    process = spawn(["up", "--port", str(port)], env, log)
+    watcher = TreeWatcher(process.pid)
+    client = dict(env)
+    for name in ("STATEFLEET_URL", "STATEFLEET_API_KEY"):
+        client[name] = wait_for_line(log, f"export {name}=", process).split("=", 1)[1].strip()
+    return process, watcher, client
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigterm_drains_says_what_it_waits_for_and_loses_nothing(
+    tmp_path: pathlib.Path, slow_server: str
+) -> None:
+    with state_home() as home:
+        port = free_port()
+        first, watcher, env = start_up(home, port, tmp_path / "up1.out")
+        try:
+            (tmp_path / "spec.json").write_text(json.dumps(spec(slow_server)))
+            cli(env, "deploy", str(tmp_path / "spec.json"))
+            started = json.loads(cli(env, "start", "slow-http", "--json"))
+            deadline = time.monotonic() + 60
+            while not _Slow.calls:  # the handler is now in flight in the pool
+                assert time.monotonic() < deadline, (tmp_path / "up1.out").read_text()
+                time.sleep(0.1)
+        finally:
+            first.send_signal(signal.SIGTERM)
+            code = first.wait(timeout=120)
+            watcher.stop()
+        output = (tmp_path / "up1.out").read_text()
+        assert code == 0, output
+        assert "drain: waiting for 0 event job(s) and 1 task job(s)" in output, output
+        assert "drain: gave up after 3 s with 0 event job(s) and 1 task job(s)" in output
+        assert watcher.survivors() == []
+
+        _Slow.release.set()
+        second, watcher, env = start_up(home, port, tmp_path / "up2.out")
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                got = json.loads(cli(env, "get", started["id"], "--json"))
+                if got["status"] != "running":
+                    break
+                assert time.monotonic() < deadline, (tmp_path / "up2.out").read_text()
+                time.sleep(0.5)
+            assert got["status"] == "done", got
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=120)
+            watcher.stop()
+        assert len(_Slow.calls) >= 2  # the unfinished attempt ran again
