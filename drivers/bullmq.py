@@ -1,7 +1,7 @@
 """The BullMQ driver: the queue port on Redis, in BullMQ's own layout, via PyPI ``bullmq``.
 
-Why BullMQ's layout rather than our own Redis scheme: the seed's users already run
-Node BullMQ producers and tools, and ``docs/queue-jobs.md`` promises that
+Why BullMQ's layout rather than our own Redis scheme: its users already run Node
+BullMQ producers and tools, and ``docs/queue-jobs.md`` promises that
 ``new Queue('workflow-orchestrator').add('event', data, {jobId})`` from Node feeds the
 engine unchanged, and that a job the engine adds is visible to Node's tools.
 
@@ -497,7 +497,7 @@ def _ms_until(run_at: datetime | None) -> int:
 def bullmq_queue_from_env(env: Mapping[str, str]) -> BullMQQueue:
     """The BullMQ driver configured by ``REDIS_URL`` and ``WORKFLOW_BULLMQ_PREFIX``.
 
-    ``REDIS_URL`` defaults to ``redis://localhost:6379`` as in the seed, so the
+    ``REDIS_URL`` defaults to ``redis://localhost:6379`` (docs/configuration.md), so the
     production default (BullMQ) works against a local Redis with no configuration.
     """
     url = env.get("REDIS_URL", "").strip() or "redis://localhost:6379"

@@ -85,7 +85,8 @@ class CloudTasksConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudTasksConfig:
-        """The seed's variables; each missing required one is an error naming it.
+        """The ``WORKFLOW_CLOUDTASKS_*`` variables (docs/configuration.md); each missing
+        required one is an error naming it.
 
         Raises:
             CloudTasksConfigError: ``GOOGLE_CLOUD_PROJECT``, ``WORKFLOW_CLOUDTASKS_LOCATION``
@@ -280,7 +281,7 @@ class CloudTasksQueue:
 
 
 def cloudtasks_queue_from_env(env: Mapping[str, str]) -> CloudTasksQueue:
-    """The Cloud Tasks driver configured by the seed's variables (``CloudTasksConfig``).
+    """The Cloud Tasks driver configured by its variables (``CloudTasksConfig``).
 
     Raises:
         CloudTasksConfigError: a required variable is missing (named in the message).

@@ -147,7 +147,7 @@ HELLO: dict[str, Any] = {
 
 
 def test_oracle_runs_the_seed_fixture(xstate_runner: XStateRunner) -> None:
-    """The runner's own answer for the seed's hello workflow, checked by hand."""
+    """The runner's own answer for the hello workflow fixture, checked by hand."""
     events = [
         {"type": "WORKFLOW_START", "payload": {}},
         {"type": "NOPE", "payload": {}},
