@@ -63,7 +63,7 @@ SQL = {
     **load_queries("upgrades.sql"),
 }
 
-#: The event a started instance receives first (the seed's execution model).
+#: The event a started instance receives first (docs/spec.md, "The root").
 START_EVENT = "WORKFLOW_START"
 INIT_EVENT_ID = "xstate.init"
 
