@@ -21,20 +21,21 @@ from fastapi.responses import FileResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONSOLE_DIR", "SECURITY_HEADERS", "install_console"]
+__all__ = ["CONSOLE_DIR", "CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "install_console"]
 
 #: The console's files, inside the installed package (a plain folder in a wheel).
 CONSOLE_DIR: Final = Path(str(resources.files("statefleet") / "console"))
 
 #: Scripts only from this origin (no inline script, no eval); styles from this origin
-#: plus inline ``<style>``, which Mermaid writes into every SVG it draws (its theme) and
-#: cannot do otherwise; the API on this origin; nothing may frame the console.
+#: plus inline ones, which Mermaid cannot do without (a ``<style>`` theme in every SVG it
+#: draws, ``style`` attributes on its shapes); the API on this origin; nothing may frame
+#: the console. docs/console.md says why each part is there.
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     (
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
+        "img-src 'self'",
         "font-src 'self'",
         "connect-src 'self'",
         "base-uri 'none'",

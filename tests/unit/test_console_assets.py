@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from statefleet.api.console import CONSOLE_DIR
+from statefleet.api.console import CONSOLE_DIR, CONTENT_SECURITY_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = CONSOLE_DIR / "assets" / "vendor"
@@ -44,8 +44,9 @@ def test_the_page_has_no_inline_script_and_every_reference_resolves() -> None:
         assert ".innerHTML" not in text or module.name == "diagram.js", module.name
 
 
-def test_docs_show_every_screenshot() -> None:
+def test_docs_show_every_screenshot_and_the_policy_served() -> None:
     docs = (ROOT / "docs" / "console.md").read_text()
+    assert f"`{CONTENT_SECURITY_POLICY}`" in docs
     shots = sorted(p.name for p in (ROOT / "docs" / "console").glob("*.png"))
     assert shots, "tests/e2e/console_screenshots.py writes them"
     for name in shots:
