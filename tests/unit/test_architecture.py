@@ -45,6 +45,7 @@ ENGINE_ADAPTERS = {
     "openai": {"engine/handlers/ai.py"},
     "anthropic": {"engine/handlers/ai.py"},
     "cel_expr_python": {"engine/cel.py"},
+    "pythonjsonlogger": {"engine/logging_setup.py"},
 }
 
 
