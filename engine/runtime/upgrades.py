@@ -21,6 +21,7 @@ requests, the histories, the open tasks), whatever the number of instances.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from statefleet.engine.runtime.replay import (
     UPGRADE_EVENT,
     HistoryEntry,
     OpenWork,
+    ReplayCache,
     Verdict,
     judge,
     plan_open_work,
@@ -58,6 +60,22 @@ __all__ = [
 ]
 
 SQL = load_queries("upgrades.sql")
+
+#: Replays of recent upgrades' moves, by upgrade id (each one fixes the machine, map and
+#: defaults a ReplayCache is for). A memo of pure results: sharing it between the shards
+#: of a process is safe, and it only saves the moves of identical histories a replay.
+_REPLAYS: OrderedDict[uuid.UUID, ReplayCache] = OrderedDict()
+_MAX_UPGRADES = 8
+
+
+def _replays(upgrade_id: uuid.UUID) -> ReplayCache:
+    cache = _REPLAYS.get(upgrade_id)
+    if cache is None:
+        cache = _REPLAYS[upgrade_id] = ReplayCache()
+        while len(_REPLAYS) > _MAX_UPGRADES:
+            _REPLAYS.popitem(last=False)
+    _REPLAYS.move_to_end(upgrade_id)
+    return cache
 
 
 def upgrade_event_id(upgrade_id: uuid.UUID, instance_id: uuid.UUID) -> str:
@@ -203,6 +221,7 @@ async def move_instance(
                 snapshot,
                 state_map=move.state_map,
                 context_defaults=move.context_defaults,
+                cache=_replays(move.upgrade_id),
             )
             payload["appliedVerdict"] = verdict.verdict
             if verdict.verdict != move.verdict:

@@ -40,7 +40,7 @@ SELECT id, snapshot, version
 FROM workflow_instances
 WHERE tenant_id = $1 AND id > $3 AND definition_id = $2 AND status = 'running'
   AND ($5::uuid[] IS NULL OR id = ANY($5::uuid[]))
-ORDER BY id
+ORDER BY tenant_id, id
 LIMIT $4;
 
 -- name: histories
@@ -84,34 +84,55 @@ WHERE u.tenant_id = $1 AND u.upgrade_id = $2 AND u.chosen;
 
 -- name: load_moves
 -- What the shard needs to make the moves a batch of xstate.upgrade events ask for.
+-- Per key LATERAL probes, as in instances.sql: a hash join the planner picks on young
+-- statistics would read whole tables once per batch.
 SELECT u.id AS upgrade_id, k.instance_id, u.from_definition_id, u.to_definition_id,
        u.from_version, u.to_version, u.state_map, u.context_defaults, u.force, u.dry_run,
        x.verdict, x.chosen, x.outcome
 FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS k(tenant_id, upgrade_id, instance_id)
-JOIN upgrades u ON u.tenant_id = k.tenant_id AND u.id = k.upgrade_id
-JOIN upgrade_items x
-  ON x.tenant_id = k.tenant_id AND x.upgrade_id = k.upgrade_id
-     AND x.instance_id = k.instance_id;
+CROSS JOIN LATERAL (
+    SELECT * FROM upgrades w WHERE w.tenant_id = k.tenant_id AND w.id = k.upgrade_id LIMIT 1
+) AS u
+CROSS JOIN LATERAL (
+    SELECT verdict, chosen, outcome FROM upgrade_items i
+    WHERE i.tenant_id = k.tenant_id AND i.upgrade_id = k.upgrade_id
+      AND i.instance_id = k.instance_id
+    LIMIT 1
+) AS x;
 
 -- name: histories_of
 -- The audit logs of the instances a batch moves (see histories), tenant per key.
-SELECT e.instance_id, e.seq, e.type, e.payload, e.state_after, e.effects
+SELECT k.instance_id, e.seq, e.type, e.payload, e.state_after, e.effects
 FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)
-JOIN workflow_events e ON e.instance_id = k.instance_id AND e.tenant_id = k.tenant_id
-ORDER BY e.instance_id, e.seq;
+CROSS JOIN LATERAL (
+    SELECT seq, type, payload, state_after, effects FROM workflow_events w
+    WHERE w.instance_id = k.instance_id AND w.tenant_id = k.tenant_id
+    ORDER BY w.seq
+) AS e
+ORDER BY k.instance_id, e.seq;
 
 -- name: open_work_of
-SELECT t.instance_id, t.id, t.kind, t.name, t.idempotency_key, t.created_at
+SELECT k.instance_id, t.id, t.kind, t.name, t.idempotency_key, t.created_at
 FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)
-JOIN tasks t ON t.tenant_id = k.tenant_id AND t.instance_id = k.instance_id
-WHERE t.status IN ('pending', 'running')
-ORDER BY t.instance_id, t.created_at, t.id;
+CROSS JOIN LATERAL (
+    SELECT id, kind, name, idempotency_key, created_at FROM tasks w
+    WHERE w.tenant_id = k.tenant_id AND w.instance_id = k.instance_id
+      AND w.status IN ('pending', 'running')
+) AS t
+ORDER BY k.instance_id, t.created_at, t.id;
 
 -- name: mark_items
--- Written by the step that handled each move, in its transaction.
+-- Written by the step that handled each move, in its transaction; rows found per key
+-- and updated by ctid (see update_instances in instances.sql).
 UPDATE upgrade_items AS x
 SET outcome = u.outcome, applied_verdict = u.applied_verdict
-FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
-     AS u(tenant_id, upgrade_id, instance_id, outcome, applied_verdict)
-WHERE x.tenant_id = u.tenant_id AND x.upgrade_id = u.upgrade_id
-  AND x.instance_id = u.instance_id AND x.outcome = 'planned';
+FROM (SELECT hit.ctid AS row_id, k.outcome, k.applied_verdict
+      FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+           AS k(tenant_id, upgrade_id, instance_id, outcome, applied_verdict)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM upgrade_items i
+          WHERE i.tenant_id = k.tenant_id AND i.upgrade_id = k.upgrade_id
+            AND i.instance_id = k.instance_id
+          LIMIT 1
+      ) AS hit) AS u
+WHERE x.ctid = u.row_id AND x.outcome = 'planned';
