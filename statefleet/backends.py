@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from statefleet.config import Settings
-from statefleet.engine.handlers import HandlerFactory
+from statefleet.config import ConfigError, Settings
+from statefleet.engine.handlers import HandlerFactory, check_user_handlers
 from statefleet.engine.ports.backend import Backend
 from statefleet.engine.runtime.local import LocalBackend
 from statefleet.engine.runtime.observe import Observer
@@ -34,9 +34,11 @@ def start_backend(
     """The backend ``settings.backend`` names, with ``settings``' handlers and knobs.
 
     Raises:
+        ConfigError: users' handlers (entry points, ``STATEFLEET_HANDLER_MODULES``)
+            cannot be loaded.
         statefleet.actors.backend.RayUnavailable: Ray cannot host the actors as configured.
     """
-    handlers = handlers or settings.handlers()
+    handlers = handlers or _users_handlers(settings)
     engine = engine or settings.engine()
     if settings.backend == "local":
         return LocalBackend(pool, handlers, engine, observer=observer)
@@ -53,3 +55,17 @@ def start_backend(
         resources=settings.ray_resources,
         log=settings.logging(),
     )
+
+
+def _users_handlers(settings: Settings) -> HandlerFactory:
+    """``settings``' handler factory, once users' handlers were found loadable here.
+
+    The pools import them again wherever they run; checking in this process first turns
+    a typo into a startup error naming it, instead of every task failing in a pool.
+    """
+    try:
+        check_user_handlers(settings.handler_modules)
+    except Exception as error:
+        where = "STATEFLEET_HANDLER_MODULES or a statefleet.handlers entry point"
+        raise ConfigError([f"{error} ({where}; see docs/handlers.md)"]) from error
+    return settings.handlers()

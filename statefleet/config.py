@@ -147,6 +147,31 @@ def _dsn(schemes: tuple[str, ...]) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _names(pattern: str, what: str) -> BeforeValidator:
+    """A comma-separated list (blanks dropped), each item matching ``pattern``."""
+    compiled = re.compile(pattern)
+
+    def split(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        bad = [item for item in items if not compiled.fullmatch(item)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: each item must be {what}")
+        return items
+
+    return BeforeValidator(split)
+
+
+#: Python modules, ``package.module`` (``STATEFLEET_HANDLER_MODULES``).
+ModuleNames = Annotated[
+    tuple[str, ...], _names(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", "a module name (a.b.c)")
+]
+#: Environment variable name prefixes (``STATEFLEET_HANDLER_ENV``).
+EnvPrefixes = Annotated[
+    tuple[str, ...], _names(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name prefix (A_Z0_9_)")
+]
+
 PostgresUrl = Annotated[str, _dsn(("postgresql://", "postgres://"))]
 RedisUrl = Annotated[str, _dsn(("redis://", "rediss://", "unix://"))]
 Positive = Annotated[int, Field(ge=1)]
@@ -208,6 +233,8 @@ def _show(value: object) -> str:
         return format(value, "g")
     if isinstance(value, str):
         return _mask_url(value)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -336,6 +363,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = _env("STATEFLEET_SMTP_STARTTLS", default=False)
     smtp_tls: bool = _env("STATEFLEET_SMTP_TLS", default=False)
     smtp_timeout: float = _env("STATEFLEET_SMTP_TIMEOUT", default=30.0, gt=0)
+
+    # --- users' task handlers (docs/handlers.md)
+    handler_modules: ModuleNames = _env("STATEFLEET_HANDLER_MODULES", default=())
+    handler_env: EnvPrefixes = _env("STATEFLEET_HANDLER_ENV", default=())
 
     # --- AI tasks
     ai_provider: AiProvider = _env("STATEFLEET_AI_PROVIDER", default="openai")
@@ -507,7 +538,23 @@ class Settings(BaseSettings):
         """
         from statefleet.registries import builtin_registry
 
-        return functools.partial(builtin_registry, self.smtp(), self.ai())
+        return functools.partial(
+            builtin_registry,
+            self.smtp(),
+            self.ai(),
+            self.handler_modules,
+            self.handler_settings(),
+        )
+
+    def handler_settings(self) -> dict[str, str]:
+        """The variables ``STATEFLEET_HANDLER_ENV`` names (by prefix), as this process sees
+        them: users' handler classes get them in their constructor, on any Ray node."""
+        prefixes = self.handler_env
+        return {
+            name: value
+            for name, value in sorted(self._env_mapping.items())
+            if prefixes and name.startswith(prefixes)
+        }
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, value shown, source) for every variable, in docs order.

@@ -7,6 +7,8 @@ from the arguments, never from the environment of the node it landed on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from statefleet.engine.handlers import (
     AiSettings,
     HandlerRegistry,
@@ -18,13 +20,21 @@ __all__ = ["builtin_registry", "hello_noop", "noop_registry"]
 
 
 def builtin_registry(
-    smtp: SmtpSettings | None = None, ai: AiSettings | None = None
+    smtp: SmtpSettings | None = None,
+    ai: AiSettings | None = None,
+    modules: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> HandlerRegistry:
-    """NOOP, EMAIL, HTTP, AI and users' entry points, with the given settings.
+    """NOOP, EMAIL, HTTP, AI, users' entry points and ``modules``, with the given settings.
 
-    Called without settings (tests), the handlers fall back to their defaults.
+    ``modules`` (``STATEFLEET_HANDLER_MODULES``) are imported where this runs, the pool;
+    ``env`` (the variables ``STATEFLEET_HANDLER_ENV`` names, as the worker saw them) is
+    what users' handler classes are built with. Called without settings (tests), the
+    handlers fall back to their defaults.
     """
-    return HandlerRegistry.with_builtins(smtp or SmtpSettings(), ai=ai or AiSettings())
+    return HandlerRegistry.with_builtins(
+        smtp or SmtpSettings(), ai=ai or AiSettings(), modules=modules, env=env
+    )
 
 
 def noop_registry(*task_types: str) -> HandlerRegistry:

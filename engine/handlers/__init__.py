@@ -19,6 +19,8 @@ from statefleet.engine.handlers.registry import (
     HandlerFactory,
     HandlerRegistry,
     UnknownTaskType,
+    check_user_handlers,
+    handler,
     load_handler_factory,
 )
 
@@ -37,6 +39,8 @@ __all__ = [
     "SmtpSettings",
     "TaskContext",
     "UnknownTaskType",
+    "check_user_handlers",
+    "handler",
     "load_handler_factory",
     "noop_handler",
 ]

@@ -1,11 +1,14 @@
-"""Task type -> handler, with users' handlers from the ``statefleet.handlers`` entry points."""
+"""Task type -> handler, with users' handlers from the ``statefleet.handlers`` entry points
+and from modules that register theirs with :func:`handler` (see docs/handlers.md)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import import_module
 from importlib.metadata import entry_points
+from typing import Any, TypeVar, cast
 
 from statefleet.engine.handlers.ai import AiHandler, AiSettings
 from statefleet.engine.handlers.base import Handler
@@ -22,11 +25,91 @@ __all__ = [
     "HandlerFactory",
     "HandlerRegistry",
     "UnknownTaskType",
+    "check_user_handlers",
+    "handler",
     "load_handler_factory",
 ]
 
 ENTRY_POINT_GROUP = "statefleet.handlers"
 log = logging.getLogger(__name__)
+H = TypeVar("H")
+
+#: What :func:`handler` recorded, per defining module: task type -> function or class.
+#: Process-wide, as decorators run at import; a registry takes only the entries of the
+#: modules it is told to load, so an import elsewhere never adds a task type by surprise.
+_DECORATED: dict[str, dict[str, Any]] = {}
+
+
+def handler(task_type: str) -> Callable[[H], H]:
+    """Registers the decorated async function (or class) as ``task_type``'s handler.
+
+    For code that is not packaged with an entry point: name its module in
+    ``STATEFLEET_HANDLER_MODULES`` and every executor pool imports it (on whatever Ray
+    node it runs), which runs this decorator there. Returns the object unchanged.
+    """
+    if not task_type or not isinstance(task_type, str):
+        raise ValueError(f"a task type is a non-empty string, got {task_type!r}")
+
+    def register(target: H) -> H:
+        module = getattr(target, "__module__", None)
+        if not isinstance(module, str) or not callable(target):
+            raise TypeError(f"@handler({task_type!r}) decorates a function or class")
+        _DECORATED.setdefault(module, {})[task_type] = target
+        return target
+
+    return register
+
+
+def _build(target: Any, env: Mapping[str, str]) -> Handler:
+    """A handler from what users registered: a class is instantiated here, once per
+    registry (that is, once per executor), with its settings; a function is used as is."""
+    if inspect.isclass(target):
+        return cast(Callable[[dict[str, str]], Handler], target)(dict(env))
+    return cast(Handler, target)
+
+
+def _decorated_in(modules: Sequence[str]) -> dict[str, Any]:
+    """Imports ``modules`` and returns what they (and their submodules) registered."""
+    found: dict[str, Any] = {}
+    for name in modules:
+        import_module(name)
+    for module, registered in _DECORATED.items():
+        if any(module == name or module.startswith(name + ".") for name in modules):
+            found.update(registered)
+    return found
+
+
+def check_user_handlers(
+    modules: Sequence[str] = (), group: str | None = ENTRY_POINT_GROUP
+) -> list[str]:
+    """Loads users' handlers without building them: the task types they provide.
+
+    Run by the commands before they start anything, so that a missing module or a
+    broken entry point stops ``statefleet up``/``worker`` at once with its name, rather
+    than failing every task inside a pool actor.
+
+    Raises:
+        ImportError, AttributeError: a module or entry point cannot be loaded (the
+            message names it).
+    """
+    for name in modules:
+        try:
+            import_module(name)
+        except Exception as error:
+            raise ImportError(
+                f"handler module {name!r} cannot be imported: {type(error).__name__}: {error}"
+            ) from error
+    types = set(_decorated_in(modules))
+    for point in entry_points(group=group) if group else ():
+        try:
+            point.load()
+        except Exception as error:
+            raise ImportError(
+                f"entry point {point.name!r} = {point.value!r} of group {group!r} "
+                f"cannot be loaded: {type(error).__name__}: {error}"
+            ) from error
+        types.add(point.name)
+    return sorted(types)
 
 
 class UnknownTaskType(LookupError):
@@ -76,10 +159,20 @@ class HandlerRegistry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._handlers))
 
-    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Registers every ``group`` entry point: name = task type, object = handler."""
+    def load_entry_points(
+        self, group: str = ENTRY_POINT_GROUP, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Registers every ``group`` entry point: name = task type, object = handler.
+
+        An object that is a class is instantiated once, here, as ``Class(env)``.
+        """
         for point in entry_points(group=group):
-            self.register(point.name, point.load())
+            self.register(point.name, _build(point.load(), env or {}))
+
+    def load_modules(self, modules: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        """Imports ``modules`` and registers the handlers they declared with :func:`handler`."""
+        for task_type, target in _decorated_in(modules).items():
+            self.register(task_type, _build(target, env or {}))
 
     @classmethod
     def with_builtins(
@@ -88,8 +181,11 @@ class HandlerRegistry:
         *,
         entry_points_group: str | None = ENTRY_POINT_GROUP,
         ai: AiSettings | None = None,
+        modules: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> HandlerRegistry:
-        """NOOP, EMAIL, HTTP and AI, then users' entry points (which may replace them).
+        """NOOP, EMAIL, HTTP and AI, then users' entry points and ``modules`` (which may
+        replace them); ``env`` is what users' handler classes are built with.
 
         Settings left out are read from the environment (``STATEFLEET_SMTP_*``,
         ``STATEFLEET_AI_*``).
@@ -100,7 +196,8 @@ class HandlerRegistry:
         registry.register("HTTP", HttpHandler())
         registry.register("AI", AiHandler(ai))
         if entry_points_group:
-            registry.load_entry_points(entry_points_group)
+            registry.load_entry_points(entry_points_group, env)
+        registry.load_modules(modules, env)
         return registry
 
 

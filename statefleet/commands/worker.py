@@ -98,7 +98,7 @@ def worker(database_url: str) -> None:
         )
     try:
         uvloop.run(_run(settings, database_url))
-    except (DriverNotImplementedError, BackendUnavailable, OSError) as exc:
+    except (ConfigError, DriverNotImplementedError, BackendUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

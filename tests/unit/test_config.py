@@ -447,9 +447,43 @@ def test_handlers_is_a_picklable_factory_with_these_settings() -> None:
     settings = Settings.load({"STATEFLEET_SMTP_HOST": "mail.example", "STATEFLEET_AI_MODEL": "m"})
     factory = settings.handlers()
     assert isinstance(factory, functools.partial)
-    assert factory.args == (settings.smtp(), settings.ai())
+    assert factory.args == (settings.smtp(), settings.ai(), (), {})
     clone = pickle.loads(pickle.dumps(factory))
     assert isinstance(clone(), HandlerRegistry)
+
+
+def test_users_handler_modules_and_settings_travel_in_the_factory() -> None:
+    settings = Settings.load(
+        {
+            "STATEFLEET_HANDLER_MODULES": " shop.handlers , shop.more,",
+            "STATEFLEET_HANDLER_ENV": "SHOP_,LEDGER_",
+            "SHOP_URL": "http://shop.test",
+            "LEDGER_PATH": "/tmp/ledger",
+            "OTHER_SECRET": "not for handlers",
+        }
+    )
+    assert settings.handler_modules == ("shop.handlers", "shop.more")
+    factory = settings.handlers()
+    assert isinstance(factory, functools.partial)
+    assert factory.args[2:] == (
+        ("shop.handlers", "shop.more"),
+        {"LEDGER_PATH": "/tmp/ledger", "SHOP_URL": "http://shop.test"},
+    )
+    rows = {variable: shown for variable, shown, _ in settings.describe()}
+    assert rows["STATEFLEET_HANDLER_MODULES"] == "shop.handlers,shop.more"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("STATEFLEET_HANDLER_MODULES", "shop-handlers", "'shop-handlers': each item must be"),
+        ("STATEFLEET_HANDLER_ENV", "SHOP-", "'SHOP-': each item must be"),
+    ],
+)
+def test_bad_handler_variables_are_named(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as raised:
+        Settings.load({variable: value})
+    assert variable in str(raised.value)
 
 
 # --- describe and masking -------------------------------------------------------------
