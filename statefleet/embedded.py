@@ -662,6 +662,7 @@ class EmbeddedStack:
             settings.api().admin_key or saved.admin_key or f"sfa_{secrets.token_urlsafe(32)}"
         )
         write_credentials(path, Credentials(self.url, DEFAULT_TENANT, key, self.admin_key))
+        self.say(f"credentials: {path} (the CLI and Client() on this machine read it)")
 
     async def aclose(self) -> None:
         """Stops everything started, in reverse order; safe to call twice."""
