@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import ray
+
 from statefleet.engine.logging_setup import LogSettings, configure_logging
 from statefleet.engine.runtime.hosts import PoolHost
 
@@ -24,7 +26,10 @@ class PoolActor(PoolHost):
         # The actor's process logs like the one that created it (its settings came
         # along in the constructor, never from the Ray node's environment).
         configure_logging(log)
-        super().__init__(*args)
+        # The actor's name is the same in every life of it: a restarted pool gives up
+        # the task claims of its previous life at once instead of waiting their leases.
+        name = ray.get_runtime_context().get_actor_name() or None
+        super().__init__(*args, identity=name)
 
     async def pid(self) -> int:
         return os.getpid()

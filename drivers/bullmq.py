@@ -40,6 +40,7 @@ from bullmq import Queue as BullQueue
 from bullmq import Worker as BullWorker
 
 from statefleet.engine.ports import (
+    ORCHESTRATOR_QUEUE,
     BatchHandler,
     Consumer,
     JobHandler,
@@ -249,6 +250,12 @@ class BullMQQueue:
         queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
             await queue.close()
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers ``PING``: the API's ``/readyz`` asks this."""
+        self._check_open()
+        client = await self._queue(ORCHESTRATOR_QUEUE).client
+        await client.ping()
 
     async def counts(self, queue_name: str) -> dict[str, int]:
         """Jobs per BullMQ state of one queue (for drains in tests and health checks)."""

@@ -347,7 +347,7 @@ class Settings(BaseSettings):
     task_batch_wait_ms: Positive = _env("STATEFLEET_TASK_BATCH_WAIT_MS", default=5)
     task_concurrency: Positive = _env("STATEFLEET_TASK_CONCURRENCY", default=8)
     task_type_limit: Positive = _env("STATEFLEET_TASK_TYPE_LIMIT", default=64)
-    task_default_lease_ms: Positive = _env("STATEFLEET_TASK_DEFAULT_LEASE_MS", default=300_000)
+    task_default_lease_ms: Positive = _env("STATEFLEET_TASK_DEFAULT_LEASE_MS", default=15_000)
     task_lease_margin_ms: Positive = _env("STATEFLEET_TASK_LEASE_MARGIN_MS", default=5_000)
     db_pool_size: Positive = _env("STATEFLEET_DB_POOL_SIZE", default=4)
     sweep_interval_ms: Positive = _env("STATEFLEET_SWEEP_INTERVAL_MS", default=5_000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,11 +62,18 @@ class TaskExecutor:
         *,
         worker_id: str | None = None,
         observer: Observer | None = None,
+        identity: str | None = None,
     ) -> None:
         self.pool = pool
         self.registry = registry
         self.settings = settings or ExecutorSettings()
-        self.worker_id = worker_id or f"executor-{uuid.uuid4()}"
+        #: What stays the same when this executor's process is restarted (a named Ray
+        #: actor's name); its lease owner is "<identity>/<this life>", so a new life can
+        #: give up the claims of the old one at once (see run_batch).
+        self.identity = identity
+        life = f"{identity}/{os.getpid()}-{uuid.uuid4().hex[:8]}" if identity else None
+        self.worker_id = worker_id or life or f"executor-{uuid.uuid4()}"
+        self._released = identity is None
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.running: dict[str, int] = {}
         # One runner for every job, so that their claims and finishes group-commit;
@@ -93,8 +101,12 @@ class TaskExecutor:
         its index listed in ``failed`` (its caller redelivers it); the rows every
         other job committed are returned either way.
         """
-        types = await self._types(jobs)
         collected: list[OutboxRow] = []
+        if not self._released and self.identity is not None:
+            # The first batch of a new life: what the previous one held runs again now.
+            collected.extend(await self._runner.release_previous_claims(self.identity))
+            self._released = True
+        types = await self._types(jobs)
         failed: list[int] = []
 
         async def one(index: int, job: TaskJobData) -> str:

@@ -124,12 +124,15 @@ class PoolHost:
         db_pool_size: int = 4,
         *,
         observer: Observer | None = None,
+        identity: str | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self._database = _Database(database, db_pool_size)
         self._handlers = handlers
         self._observer = observer
+        #: Stable across restarts of this pool (see TaskExecutor.identity), if any.
+        self.identity = identity
         self._executor: TaskExecutor | None = None
 
     async def _ready(self) -> TaskExecutor:
@@ -141,8 +144,9 @@ class PoolHost:
                 pool,
                 registry,
                 self.settings,
-                worker_id=f"pool-{self.index}-{os.getpid()}",
+                worker_id=None if self.identity else f"pool-{self.index}-{os.getpid()}",
                 observer=self._observer,
+                identity=self.identity,
             )
         return self._executor
 

@@ -44,8 +44,9 @@ class EngineSettings:
     task_concurrency: int = 8
     #: Attempts of one task type running at once, per pool.
     task_type_limit: int = 64
-    #: Lease of a task without its own ``timeout`` (a dead pool's task waits this long).
-    task_default_lease_ms: int = 300_000
+    #: Longest lease of a claimed attempt, renewed by a heartbeat while its handler runs
+    #: (a dead pool's task is claimed again within about this long).
+    task_default_lease_ms: int = 15_000
     task_lease_margin_ms: int = 5_000
     #: asyncpg connections per shard and per pool (each Ray actor opens its own).
     db_pool_size: int = 4

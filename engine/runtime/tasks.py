@@ -64,9 +64,11 @@ class _Success:
 
 @dataclass(frozen=True, slots=True)
 class TaskRunnerSettings:
-    #: Lease of an attempt without its own ``timeout``; a dead worker's task waits this long.
-    default_lease_ms: int = 300_000
-    #: Extra lease beyond a task's ``timeout``, for committing its result.
+    #: Longest lease of an attempt, renewed by the heartbeat every third of it while the
+    #: handler runs; a dead worker's task is free again within this long.
+    default_lease_ms: int = 15_000
+    #: Extra lease beyond a task's ``timeout``, for committing its result (a task whose
+    #: timeout plus margin is shorter than the default lease gets that).
     lease_margin_ms: int = 5_000
     #: Upper bound of one retry delay, whatever the backoff says.
     max_backoff_ms: int = 3_600_000
@@ -119,6 +121,9 @@ class TaskRunner:
         most = self.settings.group_commit_max
         self._claims = GroupCommit(self._claim_many, max_batch=most, max_in_flight=2)
         self._successes = GroupCommit(self._succeed_many, max_batch=most, max_in_flight=2)
+        #: Attempts claimed and not yet finished, with their lease (ms): the heartbeat's.
+        self._leased: dict[tuple[str, uuid.UUID], int] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self, tenant_id: str, task_id: str, *, sink: OutboxSink | None = None) -> str:
         """Runs one attempt of the task if it can be claimed; returns what happened.
@@ -147,6 +152,77 @@ class TaskRunner:
         if task is None:
             return await self._not_claimed(tenant_id, task_uuid, sink)
         seen_type.append(task["type"] if task["kind"] == "task" else "timer")
+        key = (tenant_id, task_uuid)
+        self._leased[key] = self._lease_ms(task)
+        self._start_heartbeat()
+        try:
+            return await self._attempt(tenant_id, task_id, task, sink)
+        finally:
+            self._leased.pop(key, None)
+
+    def _lease_ms(self, task: Record) -> int:
+        """The attempt's lease, as claim_tasks computed it."""
+        s = self.settings
+        timeout: int | None = task["timeout_ms"]
+        if timeout is None:
+            return s.default_lease_ms
+        return min(timeout + s.lease_margin_ms, s.default_lease_ms)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat(), name="statefleet-lease-heartbeat")
+
+    async def _beat(self) -> None:
+        """Renews every running attempt's lease, every third of the shortest, in one
+        statement, until none is left: a handler that runs longer than its lease keeps
+        its claim, while a dead worker's attempts are free again within one lease."""
+        while self._leased:
+            await asyncio.sleep(min(self._leased.values()) / 3000)
+            leased = list(self._leased.items())
+            if not leased:
+                return
+            try:
+                async with self.pool.acquire() as connection:
+                    await connection.execute(
+                        SQL["renew_leases"],
+                        [tenant for (tenant, _), _ in leased],
+                        [task_id for (_, task_id), _ in leased],
+                        [ms for _, ms in leased],
+                        self.worker_id,
+                    )
+            except Exception:
+                log.warning(
+                    "renewing %d task lease(s) failed; retrying", len(leased), exc_info=True
+                )
+
+    async def release_previous_claims(self, identity: str) -> list[OutboxRow]:
+        """Expires the leases a previous life of this worker (same ``identity``) held.
+
+        Returns the jobs that run those tasks again, for the caller to send on; the
+        sweeper re-sends them anyway if they are lost.
+        """
+        async with self.pool.acquire() as connection:
+            released = await connection.fetch(
+                SQL["release_previous_claims"], identity, self.worker_id
+            )
+        if released:
+            log.warning(
+                "gave up %d task claim(s) of this pool's previous life (%s)",
+                len(released),
+                identity,
+            )
+        return [
+            task_attempt_row(
+                r["tenant_id"],
+                r["id"],
+                r["attempts"] + 1,
+                instance_id=r["instance_id"],
+                db_now=r["db_now"],
+            )
+            for r in released
+        ]
+
+    async def _attempt(self, tenant_id: str, task_id: str, task: Record, sink: OutboxSink) -> str:
         if task["kind"] == "timer":
             await self._finish(task, None, task["type"], {}, (), sink)
             return "timer_fired"

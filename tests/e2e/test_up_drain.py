@@ -1,5 +1,6 @@
 """SIGTERM drains ``statefleet up``: it says what it waits for, gives up after
-``STATEFLEET_DRAIN_TIMEOUT_MS``, and the unfinished task runs again after a restart."""
+``STATEFLEET_DRAIN_TIMEOUT_MS``, and the unfinished task runs again after a restart.
+A SIGKILLed pool actor's task runs again within 30 s, not after a 5-minute lease."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import psutil
 import pytest
 from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
 
@@ -23,7 +25,7 @@ from statefleet.embedded import free_port
 class _Slow(BaseHTTPRequestHandler):
     """Answers only once ``release`` is set: a handler in flight for as long as needed."""
 
-    release = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
     calls: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
@@ -45,6 +47,8 @@ class _Slow(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_server() -> Iterator[str]:
+    _Slow.release = threading.Event()
+    _Slow.calls = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -144,3 +148,50 @@ def test_sigterm_drains_says_what_it_waits_for_and_loses_nothing(
             second.wait(timeout=120)
             watcher.stop()
         assert len(_Slow.calls) >= 2  # the unfinished attempt ran again
+
+
+def pool_actor(root: int) -> psutil.Process:
+    for child in psutil.Process(root).children(recursive=True):
+        if child.name().startswith("ray::PoolActor"):
+            return child
+    raise AssertionError("no pool actor process")
+
+
+def wait_calls(count: int, timeout: float, log: pathlib.Path) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_Slow.calls) < count:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_killed_pool_actors_task_runs_again_within_30_s(
+    tmp_path: pathlib.Path, slow_server: str
+) -> None:
+    # A task timeout of 10 minutes: before short leases, its claim outlived the pool
+    # for that long; now the restarted pool gives it up at once.
+    long_task = spec(slow_server)
+    entry = long_task["states"]["calling"]["entry"][0]  # type: ignore[index]
+    entry["task"]["timeout"] = 600_000
+    with state_home() as home:
+        log = tmp_path / "up.out"
+        process, watcher, env = start_up(home, free_port(), log)
+        try:
+            (tmp_path / "spec.json").write_text(json.dumps(long_task))
+            cli(env, "deploy", str(tmp_path / "spec.json"))
+            started = json.loads(cli(env, "start", "slow-http", "--json"))
+            wait_calls(1, 60, log)
+            pool_actor(process.pid).kill()
+            # Ray restarts the actor; the task runs again well before any old lease ends.
+            wait_calls(2, 30, log)
+            _Slow.release.set()
+            deadline = time.monotonic() + 60
+            while json.loads(cli(env, "get", started["id"], "--json"))["status"] == "running":
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+            assert json.loads(cli(env, "get", started["id"], "--json"))["status"] == "done"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+            watcher.stop()

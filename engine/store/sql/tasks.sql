@@ -57,14 +57,16 @@ WHERE t.ctid = hit.row_id AND t.status IN ('pending', 'running');
 -- name: claim_tasks
 -- One attempt of each task named: a pending task that is due, or a running one whose
 -- lease expired (its worker died). The lease is the task's timeout plus a margin ($6),
--- or the default lease ($4) for tasks without one. Manual task types are never
+-- at most the default lease ($4), which the runner's heartbeat renews while the
+-- handler runs (renew_leases): a dead worker's task is free again within $4 whatever
+-- its timeout, and a long handler keeps its claim. Manual task types are never
 -- claimed; nor is a task of an instance that is no longer running. Claims are
 -- group-committed (engine/runtime/groupcommit.py); a key named twice is claimed once.
 -- Rows are found per key and updated by ctid (see cancel_open_tasks_of_instances); a
 -- task another worker claimed at the same instant is skipped, as it should be.
 UPDATE tasks AS t
 SET status = 'running', attempts = t.attempts + 1, lease_owner = $3,
-    lease_expires_at = now() + coalesce(t.timeout_ms + $6, $4) * interval '1 millisecond',
+    lease_expires_at = now() + least(t.timeout_ms + $6, $4) * interval '1 millisecond',
     updated_at = now()
 FROM (SELECT DISTINCT x.ctid AS row_id
       FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
@@ -82,6 +84,25 @@ WHERE t.ctid = hit.row_id
 RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.attempts,
           t.max_attempts, t.backoff, t.timeout_ms, t.policy, t.idempotency_key,
           t.completion_event, t.failure_event;
+
+-- name: renew_leases
+-- The heartbeat: attempts still running under this worker's lease ($4) get it extended
+-- by their own lease length ($3, ms). A lease already lost stays lost.
+UPDATE tasks AS t
+SET lease_expires_at = now() + k.lease_ms * interval '1 millisecond'
+FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(tenant_id, id, lease_ms)
+WHERE t.tenant_id = k.tenant_id AND t.id = k.id
+  AND t.status = 'running' AND t.lease_owner = $4;
+
+-- name: release_previous_claims
+-- A restarted pool gives up the claims of its previous life at once: attempts leased
+-- to another life of the same pool ($1 is the pool's identity, lease owners are
+-- "<identity>/<life>") expire now, so they are claimed again without waiting out the
+-- lease (the sweeper re-sends their jobs too).
+UPDATE tasks
+SET lease_expires_at = now() - interval '1 millisecond', updated_at = now()
+WHERE status = 'running' AND starts_with(lease_owner, $1 || '/') AND lease_owner <> $2
+RETURNING tenant_id, id, instance_id, attempts, now() AS db_now;
 
 -- name: pending_not_due
 -- Why a claim failed: a pending task that is simply not due yet is re-enqueued with

@@ -1,0 +1,139 @@
+"""Short task leases: a heartbeat keeps a long handler's claim, and a restarted pool
+(same identity, new life) gives up the claims of its previous life at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from runtime_support import running_engine
+
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
+from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
+from statefleet.engine.runtime.tasks import TaskRunnerSettings
+
+pytestmark = pytest.mark.asyncio
+
+TENANT = "acme"
+SPEC: dict[str, Any] = {
+    "id": "slow",
+    "initial": "working",
+    "states": {
+        "working": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {"type": "SLOW", "name": "work", "completionEvent": "DONE"},
+                }
+            ],
+            "on": {"DONE": "done"},
+        },
+        "done": {"type": "final"},
+    },
+}
+
+
+class Slow:
+    """A handler that runs until ``release`` is set, counting its calls."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, task: TaskContext) -> dict[str, Any]:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        return {"ok": True}
+
+
+def registry(handler: Slow) -> HandlerRegistry:
+    found = HandlerRegistry()
+    found.register("SLOW", handler)
+    return found
+
+
+def executor(pool: asyncpg.Pool[Any], handler: Slow, lease_ms: int, identity: str) -> TaskExecutor:
+    tasks = TaskRunnerSettings(default_lease_ms=lease_ms, lease_margin_ms=100)
+    return TaskExecutor(pool, registry(handler), ExecutorSettings(tasks=tasks), identity=identity)
+
+
+async def lease_of(pool: asyncpg.Pool[Any], task_id: str) -> asyncpg.Record:
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            "SELECT status, lease_owner, lease_expires_at, attempts, now() AS db_now"
+            " FROM tasks WHERE id = $1",
+            uuid.UUID(task_id),
+        )
+    assert row is not None
+    return row
+
+
+async def start_one(running: Any) -> str:
+    await running.service.deploy(TENANT, SPEC)
+    started = await running.service.start(TENANT, "slow", {}, start_event=None)
+    (task,) = await running.service.tasks(TENANT, started.instance_id)
+    return str(task["id"])
+
+
+async def test_a_heartbeat_keeps_a_long_handlers_claim(database_dsn: str) -> None:
+    handler = Slow()
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        task_id = await start_one(running)
+        job = [TaskJobData(TENANT, task_id)]
+        first = executor(running.pool, handler, lease_ms=600, identity="pool-a")
+        batch = asyncio.create_task(first.run_batch(job))
+        await asyncio.wait_for(handler.started.wait(), 10)
+        # Outlive the 600 ms lease several times over: each renewal moves its expiry on.
+        expiries: list[datetime] = []
+        deadline = time.monotonic() + 20
+        while len(set(expiries)) < 4:
+            row = await lease_of(running.pool, task_id)
+            assert row["status"] == "running"
+            assert row["lease_owner"] == first.worker_id
+            assert row["lease_expires_at"] > row["db_now"], "the lease lapsed"
+            expiries.append(row["lease_expires_at"])
+            assert time.monotonic() < deadline, expiries
+            await asyncio.sleep(0.05)
+        # Still claimed: another pool cannot take it.
+        other = executor(running.pool, Slow(), lease_ms=600, identity="pool-b")
+        assert (await other.run_batch(job)).results == ["not_claimable"]
+        handler.release.set()
+        assert (await batch).results == ["succeeded"]
+        assert handler.calls == 1
+
+
+async def test_a_restarted_pool_gives_up_its_previous_claims_at_once(database_dsn: str) -> None:
+    dead = Slow()
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        task_id = await start_one(running)
+        job = [TaskJobData(TENANT, task_id)]
+        # A lease of a minute: only giving it up can free the task before then.
+        before = executor(running.pool, dead, lease_ms=60_000, identity="pool-7")
+        batch = asyncio.create_task(before.run_batch(job))
+        await asyncio.wait_for(dead.started.wait(), 10)
+        batch.cancel()  # the old life dies with its claim held
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        assert (await lease_of(running.pool, task_id))["lease_owner"] == before.worker_id
+
+        elsewhere = executor(running.pool, Slow(), lease_ms=60_000, identity="pool-8")
+        assert (await elsewhere.run_batch(job)).results == ["not_claimable"]
+
+        again = Slow()
+        again.release.set()
+        after = executor(running.pool, again, lease_ms=60_000, identity="pool-7")
+        assert after.worker_id != before.worker_id
+        result = await after.run_batch(job)
+        assert result.results == ["succeeded"]
+        assert again.calls == 1
+        assert any(r.data == {"tenantId": TENANT, "taskId": task_id} for r in result.outbox)
+        row = await lease_of(running.pool, task_id)
+        assert (row["status"], row["attempts"]) == ("succeeded", 2)
