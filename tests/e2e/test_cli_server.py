@@ -1,9 +1,11 @@
 """The client commands as a user runs them: CLI processes against a real server process.
 
 One ``statefleet api --allow-memory`` (the API with the engine in-process) on a
-throwaway Postgres serves the whole module. Each CLI call is a process of its own with
-a fresh ``STATEFLEET_HOME``: a test that wants ``statefleet up``'s credentials file
-writes one, as ``up`` does, naming this server.
+throwaway Postgres serves the whole module; its ``AI`` tasks ask a stand-in for an
+OpenAI-compatible model server (no model runs here) that always proposes one
+decision. Each CLI call is a process of its own with a fresh ``STATEFLEET_HOME``: a
+test that wants ``statefleet up``'s credentials file writes one, as ``up`` does,
+naming this server.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -28,6 +32,8 @@ from statefleet.credentials import Credentials, write_credentials
 from statefleet.embedded import PostgresUnavailable, free_port, throwaway_postgres
 from statefleet.engine.store import migrate
 from tests.required import unavailable
+
+pytestmark = pytest.mark.slow  # a server process and a CLI process per command
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 ADMIN_KEY = "sfa_cli_server_test_admin_key"
@@ -63,6 +69,80 @@ BROKEN = {
 }
 
 
+#: What the model proposes: an event the policy of ``TRIAGE`` does not allow.
+DECISION = {"event": "REFUND", "payload": {}, "reason": "charged twice", "confidence": 0.95}
+TRIAGE = {
+    "id": "triage",
+    "initial": "deciding",
+    "states": {
+        "deciding": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "AI",
+                        "name": "classify",
+                        "input": {"prompt": "Classify the ticket"},
+                        "policy": {"allowedEvents": ["APPROVE"], "allowDirectEmit": True},
+                        "completionEvent": "DECIDED",
+                    },
+                }
+            ],
+            "on": {"DECIDED": "decided", "APPROVE": "approved"},
+        },
+        "decided": {"type": "final"},
+        "approved": {"type": "final"},
+    },
+}
+
+
+class _Model(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat completions endpoint that always proposes ``DECISION``.
+
+    No model runs on this machine; the engine's AI handler, its policy and the stored
+    decision are real, which is what ``tasks ls`` reads.
+    """
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        answer = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": json.dumps(DECISION)},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model_url() -> Iterator[str]:
+    model = ThreadingHTTPServer(("127.0.0.1", 0), _Model)
+    thread = threading.Thread(target=model.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{model.server_address[1]}/v1"
+    finally:
+        model.shutdown()
+        model.server_close()
+        thread.join(5)
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
@@ -70,7 +150,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+def server(model_url: str) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="statefleet-cli-") as scratch:
         try:
             with throwaway_postgres(prefer="system") as (postgres, _):
@@ -80,6 +160,10 @@ def server() -> Iterator[Server]:
                     DATABASE_URL=postgres.dsn,
                     STATEFLEET_ADMIN_KEY=ADMIN_KEY,
                     STATEFLEET_HOME=os.path.join(scratch, "server-home"),
+                    STATEFLEET_AI_PROVIDER="openai",
+                    STATEFLEET_AI_BASE_URL=model_url,
+                    STATEFLEET_AI_API_KEY="not-needed",
+                    STATEFLEET_AI_MODEL="fake-model",
                 )
                 log = pathlib.Path(scratch, "api.log")
                 process = spawn(["api", "--allow-memory", "--port", str(port)], env, log)
@@ -287,3 +371,21 @@ def test_batch_no_watch_prints_the_ids_it_started(
     ]
     assert [p["batchId"] for p in progress] == ids
     assert sum(p["total"] for p in progress) == 5
+
+
+def test_tasks_ls_shows_the_ai_decision_the_engine_stored(
+    server: Server, home: pathlib.Path, tenant: str, tmp_path: pathlib.Path
+) -> None:
+    ok(cli(home, "deploy", spec_file(tmp_path, TRIAGE)))
+    done = json.loads(ok(cli(home, "start", "triage", "--wait", "--timeout", "60", "--json")))
+    assert done["value"] == "decided"  # the completion event, not the refused REFUND
+    table, *decisions = ok(cli(home, "tasks", "ls", done["id"])).split("\n\n")
+    header, row = table.splitlines()
+    assert header.split()[-1] == "DECISION"
+    assert row.endswith("REFUND not emitted")
+    task_id = row.split()[0]
+    assert decisions == [
+        f"decision of classify ({task_id}): REFUND, confidence 0.95, rejected: "
+        "event 'REFUND' is not in allowedEvents (allowed: APPROVE)\n"
+        "  the model's reason: charged twice\n"
+    ]
