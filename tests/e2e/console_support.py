@@ -224,6 +224,8 @@ class Seen:
     cancelled_status: str = ""
     filtered: list[str] = field(default_factory=list)
     ai_decision: str = ""
+    actions_after: list[bool] = field(default_factory=list)
+    form_closed: bool = False
     failed_status: str = ""
     failed_error: str = ""
     retried_status: str = ""
@@ -252,9 +254,17 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
     seen = Seen()
 
     def shot(name: str) -> None:
-        if shots is not None:
-            shots.mkdir(parents=True, exist_ok=True)
+        """The whole page: the window grows to the page's height for the picture."""
+        if shots is None:
+            return
+        shots.mkdir(parents=True, exist_ok=True)
+        size = driver.get_window_size()
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(size["width"], min(int(height) + 140, 2400))
+        try:
             driver.save_screenshot(str(shots / f"{name}.png"))
+        finally:
+            driver.set_window_size(size["width"], size["height"])
 
     with _api(stack, stack.tenant_key) as api:
         assert api.post("/v1/definitions", json={"spec": APPROVAL}).status_code in (200, 201)
@@ -343,6 +353,7 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
             lambda d: (s := one(d, "task-status").text) != "pending" and s,
             "the task to leave pending",
         )
+        seen.actions_after = [b.is_displayed() for b in by_testid(driver, "instance-cancel")]
         shot("instance-done")
 
         # Send events, then cancel another, from their pages. The first carries what an
@@ -364,6 +375,13 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         # Fail a HUMAN task (no failureEvent: the instance fails), then retry it.
         driver.get(f"{stack.url}/ui/instances/{to_fail}")
         _status(driver, "running")
+        one(driver, "task-complete").click()  # open the form, then go back without acting
+        one(driver, "task-form-cancel").click()
+        seen.form_closed = wait_for(
+            driver,
+            lambda d: not by_testid(d, "task-output") and bool(by_testid(d, "task-fail")),
+            "the task's buttons back",
+        )
         one(driver, "task-fail").click()
         one(driver, "task-fail-reason").send_keys("not enough evidence")
         one(driver, "task-fail-confirm").click()

@@ -52,6 +52,7 @@ def test_a_person_works_through_the_console(
     assert seen.active_after == ["approved"]
     assert seen.history_types[:3] == ["xstate.init", "WORKFLOW_START", "APPROVED"]
     assert seen.task_status_after == "succeeded"
+    assert seen.actions_after == [False]  # no send or cancel for a finished instance
     assert seen.sent_status == "done"
     assert seen.cancelled_status == "cancelled"
     assert seen.ai_decision.splitlines() == [
@@ -60,6 +61,7 @@ def test_a_person_works_through_the_console(
         "model's reason: charged twice",
         "openai gpt-4o-mini",
     ]
+    assert seen.form_closed
     assert (seen.failed_status, seen.retried_status) == ("failed", "running")
     assert "not enough evidence" in seen.failed_error
     assert seen.other_listed == []

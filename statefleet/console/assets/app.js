@@ -476,7 +476,12 @@ async function instanceView(id) {
       fill(
         taskRows,
         tasks.items.length
-          ? tasks.items.map((t) => taskRow(t, refresh))
+          ? tasks.items.map((t) =>
+              taskRow(t, async () => {
+                tasksShown = ""; // redraw the row even if the task did not change (Back)
+                await refresh();
+              }),
+            )
           : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No tasks.")),
       );
     }
