@@ -256,10 +256,10 @@ class Upgrades:
     async def _versions(
         self, tenant_id: str, key: str, request: UpgradeRequest
     ) -> tuple[Definition, Definition]:
-        if request.from_version == request.to_version:
-            raise InvalidUpgrade("toVersion", "must differ from fromVersion")
         source = await self.find_definition(tenant_id, key, request.from_version)
         target = await self.find_definition(tenant_id, key, request.to_version)
+        if request.from_version == request.to_version:
+            raise InvalidUpgrade("toVersion", "must differ from fromVersion")
         return source, target
 
     async def _plan(

@@ -42,6 +42,8 @@ SEMANTIC = {
     ("POST", "/v1/instances/{instance_id}/events"): ["400"],
     ("POST", "/v1/batches"): ["400"],
     ("POST", "/v1/tasks/{task_id}/complete"): ["400"],
+    # A state map naming a state of neither version (422 invalid_upgrade).
+    ("POST", "/v1/definitions/{key}/upgrades"): ["422"],
 }
 
 

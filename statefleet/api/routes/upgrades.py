@@ -16,6 +16,8 @@ from statefleet.engine.runtime.upgrade_plans import UpgradeRequest
 
 router = APIRouter(tags=["upgrades"], route_class=StrictJsonRoute)
 
+#: A cursor is the last instance id of the previous page.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Limit = Annotated[int, Query(ge=1, le=1000, description="Instance entries per page")]
 
 
@@ -64,7 +66,9 @@ async def get_upgrade(
     upgrade_id: str,
     tenant: TenantId,
     request: Request,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=UUID_PATTERN, description="nextCursor of the previous page")
+    ] = None,
     limit: Limit = 100,
 ) -> UpgradeOut:
     """The request, its counts by verdict, an apply's progress, a page of instance entries."""
