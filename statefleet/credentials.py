@@ -69,10 +69,10 @@ def credentials_path(env: Mapping[str, str] | None = None) -> pathlib.Path:
 
 def read_credentials(path: pathlib.Path | None = None) -> Credentials | None:
     """The file's contents, or None when it is missing or not the JSON object ``up`` writes."""
-    path = credentials_path() if path is None else path
     try:
+        path = credentials_path() if path is None else path
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: no home directory at all
         return None
     if not isinstance(data, dict):
         return None
