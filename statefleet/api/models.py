@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from statefleet.engine.runtime import Definition, InstanceView
@@ -119,7 +119,13 @@ class TenantIn(Body):
 
 
 #: A spec limit: a positive integer (never a string, a float or a bool).
-Limit = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+def _integral(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``154.0``: take it as 154 (strings, booleans and
+    fractions stay refused by ``strict``), so the document and the route agree."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Limit = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1), BeforeValidator(_integral)]
 
 
 class SpecLimitsIn(Body):
