@@ -226,6 +226,7 @@ class Seen:
     ai_decision: str = ""
     actions_after: list[bool] = field(default_factory=list)
     form_closed: bool = False
+    batch_bar: tuple[str, str] = ("", "")
     failed_status: str = ""
     failed_error: str = ""
     retried_status: str = ""
@@ -389,6 +390,26 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         seen.failed_error = one(driver, "instance-error").text
         one(driver, "task-retry").click()
         seen.retried_status = _status(driver, "running")
+
+        # A batch and its progress bar: 3 instances, each waiting on a person.
+        batch = api.post(
+            "/v1/batches", json={"definitionKey": "approval", "inputs": [{}, {}, {}]}
+        ).json()["batchId"]
+        one(driver, "nav-batches").click()
+        bar = wait_for(
+            driver,
+            lambda d: next(
+                (
+                    r.find_element(By.CSS_SELECTOR, '[data-testid="batch-progress"]')
+                    for r in by_testid(d, "batch-row")
+                    if r.get_attribute("data-batch-id") == batch
+                ),
+                None,
+            ),
+            "the batch's progress bar",
+        )
+        seen.batch_bar = (bar.get_attribute("value") or "", bar.get_attribute("max") or "")
+        shot("batches")
 
         one(driver, "nav-definitions").click()
         one(driver, "definition-row").find_element(By.CSS_SELECTOR, "a").click()

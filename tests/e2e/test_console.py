@@ -62,6 +62,7 @@ def test_a_person_works_through_the_console(
         "openai gpt-4o-mini",
     ]
     assert seen.form_closed
+    assert seen.batch_bar == ("0", "3")  # none of its 3 instances finished
     assert (seen.failed_status, seen.retried_status) == ("failed", "running")
     assert "not enough evidence" in seen.failed_error
     assert seen.other_listed == []
@@ -71,6 +72,7 @@ def test_a_person_works_through_the_console(
     assert seen.console_errors == []
     shots = sorted(p.name for p in (tmp_path / "shots").iterdir())
     assert shots == [
+        "batches.png",
         "definition.png",
         "inbox.png",
         "instance-done.png",
