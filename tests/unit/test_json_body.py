@@ -52,3 +52,13 @@ def test_nesting_is_bounded() -> None:
 def test_text_that_is_not_json_is_refused_at_the_root() -> None:
     for raw in (b"{", b"\xff\xfe", b"{'a': 1}"):
         assert refused(raw).path == ""
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = "[{" * (MAX_DEPTH * 2) + '\\"'
+    assert parse_json(b'{"note": "%s"}' % text.encode()) == {"note": text.replace("\\", "")}
+
+
+def test_a_wide_batch_is_not_deep() -> None:
+    body = b'{"inputs": [%s]}' % b", ".join(b'{"n": [%d, {"k": []}]}' % i for i in range(5000))
+    assert len(parse_json(body)["inputs"]) == 5000
