@@ -1,9 +1,9 @@
 """Entry point: ``python -m benchmarks <name> [options]``.
 
 ``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency``, ``peer-dbos`` and
-``batch``, ``upgrade`` (Postgres: ``DATABASE_URL`` or a throwaway server), ``bullmq`` (Redis:
-``REDIS_URL`` or a throwaway server), ``cluster`` (the production shape: Ray nodes,
-workers and the API as processes), ``suite`` (all of them and the targets table),
+``batch``, ``upgrade``, ``regions`` (Postgres: ``DATABASE_URL`` or a throwaway server),
+``bullmq`` (Redis: ``REDIS_URL`` or a throwaway server), ``cluster`` (the production
+shape: Ray nodes, workers and the API as processes), ``suite`` (all of them and the targets table),
 ``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
@@ -97,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--instances", "-n", type=int, default=100_000)
     _out(upgrade)
 
+    regions = sub.add_parser(
+        "regions", help="one event to N parallel regions; a canary beside a heavy step"
+    )
+    regions.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=(100, 500, 1_000, 2_000),
+        help="region counts, comma-separated",
+    )
+    regions.add_argument("--rate", type=float, default=100.0, help="canary events per second")
+    regions.add_argument("--seconds", type=float, default=3.0, help="canary run")
+    _out(regions)
+
     suite = sub.add_parser("suite", help="every benchmark, then the targets of issue #8")
     suite.add_argument("--hello", type=int, default=5_000, help="hello instances")
     suite.add_argument("--dbos", type=int, default=300, help="DBOS workflows")
@@ -179,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import upgrade
 
         upgrade.main(instances=args.instances, out=args.out)
+    elif args.name == "regions":
+        from benchmarks import regions
+
+        regions.main(sizes=args.sizes, rate=args.rate, seconds=args.seconds, out=args.out)
     elif args.name == "suite":
         from benchmarks import suite
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from statefleet.engine.interpreter import Snapshot, Step
+from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.machines import MachineCache
@@ -62,6 +62,12 @@ SQL = {
     **load_queries("tasks.sql"),
     **load_queries("upgrades.sql"),
 }
+
+#: Machines with at least this many state nodes take their steps in a worker thread, so
+#: the event loop, and with it every other instance of the shard, keeps going while one
+#: long step runs (up to its time budget); a smaller machine's step is cheaper than the
+#: hop to a thread and back, so it runs inline.
+THREAD_MIN_STATES = 64
 
 #: The event a started instance receives first (docs/spec.md, "The root").
 START_EVENT = "WORKFLOW_START"
@@ -201,6 +207,36 @@ class InstanceRuntime:
         self.max_conflict_retries = max_conflict_retries
         self.checkpoints = checkpoints
 
+    # -- steps ------------------------------------------------------------------
+
+    def steps_in_thread(self, definition_id: uuid.UUID) -> bool:
+        """Whether this definition's steps may run long (its machine is big, and known).
+
+        The shard commits such an instance's events on their own, so that its long
+        step delays no other instance's commit (``InstanceShard._take``).
+        """
+        machine = self.machines.peek(definition_id)
+        return machine is not None and len(machine.nodes) >= THREAD_MIN_STATES
+
+    async def _initial_state(self, machine: Machine, input: Mapping[str, Any] | None) -> Step:
+        if len(machine.nodes) < THREAD_MIN_STATES:
+            return machine.initial_state(input, self.step_limits.budget())
+        budget = self.step_limits.budget(in_thread=True)
+        return await asyncio.to_thread(machine.initial_state, input, budget)
+
+    async def _transition(
+        self, machine: Machine, snapshot: Snapshot, event: Mapping[str, Any]
+    ) -> Step:
+        """One step under the budget; a big machine's in a thread (``THREAD_MIN_STATES``)."""
+        if len(machine.nodes) < THREAD_MIN_STATES:
+            step = machine.transition(snapshot, event, self.step_limits.budget())
+        else:
+            budget = self.step_limits.budget(in_thread=True)
+            step = await asyncio.to_thread(machine.transition, snapshot, event, budget)
+        if step.error is not None and step.error.startswith("step budget exceeded"):
+            log.warning("instance step failed: %s", step.error)
+        return step
+
     # -- start ------------------------------------------------------------------
 
     async def start_many(
@@ -224,7 +260,7 @@ class InstanceRuntime:
             plans: list[InstancePlan] = []
             inputs: list[Any] = []
             for request in requests:
-                step = machine.initial_state(request.input, self.step_limits.budget())
+                step = await self._initial_state(machine, request.input)
                 instance_id = uuid.uuid4()
                 plan = InstancePlan(
                     tenant_id=tenant_id,
@@ -562,7 +598,7 @@ class InstanceRuntime:
                 outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "applied", moved)
                 continue
             event = {"type": ev.event_type, "payload": ev.payload}
-            step = machine.transition(snapshot, event, self.step_limits.budget())
+            step = await self._transition(machine, snapshot, event)
             seq += 1
             _audit(plan, seq, ev.event_id, event, snapshot.value, step)
             plan_effects(tenant_id, instance_id, step, plan, seq)

@@ -29,6 +29,10 @@ class MachineCache:
         while len(self._machines) > self.max_size:
             self._machines.popitem(last=False)
 
+    def peek(self, definition_id: uuid.UUID) -> Machine | None:
+        """The machine if it is compiled already (no I/O, no change to the LRU order)."""
+        return self._machines.get(definition_id)
+
     async def get(
         self, connection: Connection, tenant_id: str, definition_id: uuid.UUID
     ) -> Machine:

@@ -5,7 +5,8 @@ mailbox of events not yet applied. Its events are applied strictly in arrival or
 and one step at a time: an actor whose step is being committed is *busy*, and events
 arriving meanwhile wait in its mailbox for the next commit. Other instances proceed
 concurrently: each commit takes the mailboxes of every ready actor (up to
-``max_batch`` events) and applies them in one transaction through
+``max_batch`` events; an instance of a big machine, whose step may run long, alone) and
+applies them in one transaction through
 :meth:`InstanceRuntime.apply_collecting` (group commit), and up to
 ``commit_concurrency`` commits run at once on disjoint sets of actors.
 
@@ -218,14 +219,24 @@ class InstanceShard:
         letters: list[_Letter] = []
         while self._ready and len(letters) < s.max_batch and len(actors) < max_actors:
             key, actor = next(iter(self._ready.items()))
-            if letters and len(letters) + len(actor.mailbox) > s.max_batch:
+            alone = self._runs_long(actor)
+            if letters and (alone or len(letters) + len(actor.mailbox) > s.max_batch):
                 break
             del self._ready[key]
             actor.busy = True
             actors.append(actor)
             letters.extend(actor.mailbox)
             actor.mailbox.clear()
+            if alone:
+                break
         return actors, letters
+
+    def _runs_long(self, actor: _VirtualActor) -> bool:
+        """An instance of a big machine is committed alone: its step may take up to its
+        time budget, and every instance committed with it would wait that long (and so
+        would their next events, queued behind them). Known only once resident."""
+        checkpoint = actor.checkpoint
+        return checkpoint is not None and self.runtime.steps_in_thread(checkpoint.definition_id)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -25,11 +25,27 @@ class StepLimits:
     #: Wall time one step may take, in ms (``STATEFLEET_STEP_TIME_BUDGET_MS``).
     time_budget_ms: int = 1_000
 
-    def budget(self) -> StepBudget:
-        """A budget whose deadline starts now: call it right before the step."""
+    def budget(self, *, in_thread: bool = False) -> StepBudget:
+        """A budget whose deadline starts now: call it right before the step.
+
+        ``in_thread``: the step runs in a worker thread beside the event loop. Its
+        check then also yields the GIL (``time.sleep(0)``), so the event loop, whose
+        other instances wait on I/O, gets it back within a fraction of a millisecond
+        instead of after CPython's 5 ms switch interval at every wake-up; it is asked
+        every 64 work units instead of 256 for that reason.
+        """
         deadline = time.monotonic() + self.time_budget_ms / 1000
+
+        def out_of_time() -> bool:
+            return time.monotonic() > deadline
+
+        def out_of_time_yielding() -> bool:
+            time.sleep(0)
+            return time.monotonic() > deadline
+
         return StepBudget(
             max_microsteps=self.max_microsteps,
-            out_of_time=lambda: time.monotonic() > deadline,
+            out_of_time=out_of_time_yielding if in_thread else out_of_time,
             time_budget_ms=self.time_budget_ms,
+            check_every=64 if in_thread else 256,
         )

@@ -28,12 +28,19 @@ class FakeRuntime:
         self.in_flight: set[str] = set()
         self.applied: list[tuple[str, str]] = []
         self.fail_next = False
+        #: Definitions whose machines are big (their instances are committed alone).
+        self.long_running: set[uuid.UUID] = set()
+        self.commits: list[set[str]] = []
+
+    def steps_in_thread(self, definition_id: uuid.UUID) -> bool:
+        return definition_id in self.long_running
 
     async def apply_collecting(
         self, events: Sequence[EventJobData]
     ) -> tuple[list[ApplyOutcome], list[OutboxRow]]:
         instances = {e.instance_id for e in events}
         assert not instances & self.in_flight, "an instance was in two commits at once"
+        self.commits.append(instances)
         self.in_flight |= instances
         try:
             await asyncio.sleep(self.delay)
@@ -169,4 +176,24 @@ async def test_a_malformed_instance_id_is_unknown() -> None:
     bad = EventJobData(TENANT, "not-a-uuid", "e1", "PING", {})
     result = await shard.submit([bad])
     assert [o.outcome for o in result.outcomes] == ["unknown_instance"]
+    await shard.close()
+
+
+async def test_an_instance_of_a_big_machine_is_committed_alone() -> None:
+    """Its step may run up to its time budget; nobody else's commit waits for it."""
+    shard, runtime = make(ShardSettings(max_batch=50, commit_concurrency=2))
+    heavy, *light = [uuid.uuid4() for _ in range(6)]
+    await shard.submit([event(heavy, 0), *(event(i, 0) for i in light)])
+    checkpoint = shard.get((TENANT, heavy))
+    assert checkpoint is not None
+    assert any(len(c) > 1 for c in runtime.commits)  # not yet known: committed together
+    runtime.long_running.add(checkpoint.definition_id)
+    runtime.commits.clear()
+    await shard.submit(
+        [e for n in (1, 2) for e in (event(heavy, n), *(event(i, n) for i in light))]
+    )
+    with_heavy = [c for c in runtime.commits if str(heavy) in c]
+    assert with_heavy
+    assert all(c == {str(heavy)} for c in with_heavy)
+    assert {i for c in runtime.commits for i in c} == {str(i) for i in (heavy, *light)}
     await shard.close()
