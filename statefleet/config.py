@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from statefleet.engine.handlers import AiSettings, HandlerFactory, SmtpSettings
     from statefleet.engine.logging_setup import LogSettings
     from statefleet.engine.runtime.settings import EngineSettings
+    from statefleet.engine.spec.limits import SpecLimits
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -87,6 +88,8 @@ ENGINE_FIELDS: Final = (
     "sweep_interval_ms",
     "sweep_grace_ms",
     "sweep_event_grace_ms",
+    "step_max_microsteps",
+    "step_time_budget_ms",
 )
 
 #: Variables whose empty value means something (see the module docstring).
@@ -353,6 +356,18 @@ class Settings(BaseSettings):
     sweep_interval_ms: Positive = _env("STATEFLEET_SWEEP_INTERVAL_MS", default=5_000)
     sweep_grace_ms: Positive = _env("STATEFLEET_SWEEP_GRACE_MS", default=10_000)
     sweep_event_grace_ms: Positive = _env("STATEFLEET_SWEEP_EVENT_GRACE_MS", default=60_000)
+    step_max_microsteps: Positive = _env("STATEFLEET_STEP_MAX_MICROSTEPS", default=1_000)
+    step_time_budget_ms: Positive = _env("STATEFLEET_STEP_TIME_BUDGET_MS", default=1_000)
+
+    # --- spec limits at deploy (``SpecLimits``; tenants may override them)
+    spec_max_states: Positive = _env("STATEFLEET_SPEC_MAX_STATES", default=5_000)
+    spec_max_regions: Positive = _env("STATEFLEET_SPEC_MAX_REGIONS", default=1_000)
+    spec_max_depth: Positive = _env("STATEFLEET_SPEC_MAX_DEPTH", default=16)
+    spec_max_transitions: Positive = _env("STATEFLEET_SPEC_MAX_TRANSITIONS", default=10_000)
+    spec_max_expression_length: Positive = _env(
+        "STATEFLEET_SPEC_MAX_EXPRESSION_LENGTH", default=2_000
+    )
+    spec_max_spec_bytes: Positive = _env("STATEFLEET_SPEC_MAX_SPEC_BYTES", default=1_048_576)
 
     # --- e-mail (``EMAIL`` tasks)
     smtp_host: str = _env("STATEFLEET_SMTP_HOST", default="localhost")
@@ -477,6 +492,12 @@ class Settings(BaseSettings):
 
         return EngineSettings(**{name: getattr(self, name) for name in ENGINE_FIELDS})
 
+    def spec_limits(self) -> SpecLimits:
+        """The default limits on a deployed spec (``STATEFLEET_SPEC_MAX_*``)."""
+        from statefleet.engine.spec.limits import LIMIT_NAMES, SpecLimits
+
+        return SpecLimits(**{name: getattr(self, f"spec_{name}") for name in LIMIT_NAMES})
+
     def logging(self) -> LogSettings:
         """``STATEFLEET_LOG_LEVEL`` and ``STATEFLEET_LOG_FORMAT``, for ``configure_logging``."""
         from statefleet.engine.logging_setup import LogSettings
@@ -528,6 +549,7 @@ class Settings(BaseSettings):
             max_body_bytes=self.api_max_body_bytes,
             body_timeout_ms=self.api_body_timeout_ms,
             env=self.env,
+            spec_limits=self.spec_limits(),
         )
 
     def handlers(self) -> HandlerFactory:

@@ -82,7 +82,9 @@ class Engine:
         self.backend = backend
         self.settings = settings or EngineSettings()
         self.publisher = Publisher(pool, queue)
-        self.runtime = InstanceRuntime(pool, self.publisher, MachineCache())
+        self.runtime = InstanceRuntime(
+            pool, self.publisher, MachineCache(), step_limits=self.settings.step_limits()
+        )
         s = self.settings
         self.sweeper = Sweeper(
             pool,

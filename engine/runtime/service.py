@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from statefleet.engine.handlers import MANUAL_TYPES
 from statefleet.engine.runtime.definitions import (
     Definition,
@@ -35,8 +33,14 @@ from statefleet.engine.runtime.instances import (
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
 from statefleet.engine.runtime.tasks import completion_payload
+from statefleet.engine.runtime.tenant_settings import (
+    TenantLimits,
+    get_tenant_limits,
+    set_tenant_limits,
+)
 from statefleet.engine.runtime.upgrade_plans import Upgrades
-from statefleet.engine.store.db import Connection, json_text
+from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits
+from statefleet.engine.store.db import Connection, Pool, Record, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -120,7 +124,7 @@ class InstanceView:
     batch_id: uuid.UUID | None = None
 
     @classmethod
-    def from_record(cls, r: asyncpg.Record) -> InstanceView:
+    def from_record(cls, r: Record) -> InstanceView:
         snapshot = r["snapshot"] or {}
         return cls(
             id=r["id"],
@@ -189,15 +193,37 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class WorkflowService:
-    def __init__(self, pool: asyncpg.Pool[Any], runtime: InstanceRuntime) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        runtime: InstanceRuntime,
+        *,
+        spec_limits: SpecLimits = DEFAULT_SPEC_LIMITS,
+    ) -> None:
         self.pool = pool
         self.runtime = runtime
+        #: The default spec limits (``STATEFLEET_SPEC_MAX_*``); tenants may override them.
+        self.spec_limits = spec_limits
         #: Moving running instances between definition versions (docs/upgrades.md).
         self.upgrades = Upgrades(pool, runtime, self.definition)
 
     async def deploy(self, tenant_id: str, spec: Any, key: str | None = None) -> Definition:
+        """Deploys under the tenant's spec limits (its overrides over the defaults)."""
         async with self.pool.acquire() as connection:
-            return await deploy_definition(connection, tenant_id, spec, key)
+            limits = await get_tenant_limits(connection, tenant_id, self.spec_limits)
+            return await deploy_definition(
+                connection, tenant_id, spec, key, limits=limits.effective
+            )
+
+    async def tenant_limits(self, tenant_id: str) -> TenantLimits:
+        """A tenant's spec limits (admin API). Raises ``UnknownTenant``."""
+        async with self.pool.acquire() as connection:
+            return await get_tenant_limits(connection, tenant_id, self.spec_limits, strict=True)
+
+    async def set_tenant_limits(self, tenant_id: str, overrides: Mapping[str, int]) -> TenantLimits:
+        """Replaces a tenant's limit overrides. Raises ``UnknownTenant``, ``ValueError``."""
+        async with self.pool.acquire() as connection:
+            return await set_tenant_limits(connection, tenant_id, self.spec_limits, overrides)
 
     async def definition(self, tenant_id: str, key: str, version: int | None = None) -> Definition:
         async with self.pool.acquire() as connection:
