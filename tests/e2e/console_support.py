@@ -218,6 +218,7 @@ class Seen:
     inbox: list[str] = field(default_factory=list)
     active_before: list[str] = field(default_factory=list)
     active_after: list[str] = field(default_factory=list)
+    active_attribute: str | None = None
     history_types: list[str] = field(default_factory=list)
     task_status_after: str = ""
     sent_status: str = ""
@@ -305,8 +306,8 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         )
 
         one(driver, "nav-inbox").click()
-        wait_for(driver, lambda d: len(by_testid(d, "inbox-row")) >= 5, "five inbox rows")
-        seen.inbox = rows(driver, "inbox-row", "data-task-id")
+        wait_for(driver, lambda d: len(by_testid(d, "task-row")) >= 5, "five inbox rows")
+        seen.inbox = rows(driver, "task-row", "data-task-id")
         assert task_of(waiting) in seen.inbox
         shot("inbox")
 
@@ -324,9 +325,10 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
             ),
             "the waiting instance's row",
         )
-        row.find_element(By.CSS_SELECTOR, "a").click()
+        row.find_elements(By.TAG_NAME, "td")[1].click()  # anywhere on the row
         wait_for(driver, lambda d: d.current_url.endswith(f"/ui/instances/{waiting}"), "url")
         seen.active_before = wait_for(driver, active_states, "a highlighted state")
+        seen.active_attribute = one(driver, "state-diagram").get_attribute("data-active-states")
         wait_for(driver, lambda d: by_testid(d, "task-row"), "the task row")
         shot("instance")
 
@@ -425,7 +427,7 @@ def walk_through(driver: WebDriver, stack: Stack, shots: pathlib.Path | None = N
         seen.other_listed = rows(driver, "instance-row", "data-instance-id")
         one(driver, "nav-inbox").click()
         one(driver, "inbox-empty")
-        seen.other_inbox = rows(driver, "inbox-row", "data-task-id")
+        seen.other_inbox = rows(driver, "task-row", "data-task-id")
         driver.get(f"{stack.url}/ui/instances/{waiting}")
         seen.other_direct = one(driver, "error").text
         sign_out(driver)

@@ -49,6 +49,7 @@ def test_a_person_works_through_the_console(
     assert len(seen.filtered) == 1
     assert len(seen.inbox) >= 5
     assert seen.active_before == ["waiting"]
+    assert seen.active_attribute == "review.waiting"
     assert seen.active_after == ["approved"]
     assert seen.history_types[:3] == ["xstate.init", "WORKFLOW_START", "APPROVED"]
     assert seen.task_status_after == "succeeded"

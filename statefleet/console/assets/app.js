@@ -232,7 +232,15 @@ async function instancesView() {
       page.items.map((i) =>
         h(
           "tr",
-          { testid: "instance-row", data: { instanceId: i.id, status: i.status } },
+          {
+            testid: "instance-row",
+            data: { instanceId: i.id, status: i.status },
+            class: "clickable",
+            // The whole row opens the instance, not only its id's link.
+            onclick: (event) => {
+              if (!event.target.closest("a")) navigate(`/ui/instances/${i.id}`);
+            },
+          },
           h("td", {}, link(`/ui/instances/${i.id}`, i.id, { class: "mono" })),
           h("td", {}, badge(i.status)),
           h("td", { class: "mono" }, stateText(i.value)),
@@ -510,7 +518,7 @@ async function inboxView() {
     problem,
     h(
       "table",
-      { testid: "inbox-table" },
+      { testid: "inbox" },
       h("thead", {}, h("tr", {}, ["Task", "Instance", "Input", "Waiting", ""].map((t) => h("th", {}, t)))),
       rows,
     ),
@@ -531,7 +539,7 @@ async function inboxView() {
         ? page.items.map((t) =>
             h(
               "tr",
-              { testid: "inbox-row", data: { taskId: t.id, instanceId: t.instanceId } },
+              { testid: "task-row", data: { taskId: t.id, instanceId: t.instanceId, status: t.status, type: t.type } },
               h("td", {}, h("strong", {}, t.name)),
               h("td", {}, link(`/ui/instances/${t.instanceId}`, t.instanceId, { class: "mono" })),
               h("td", { class: "mono" }, preview(t.input, 60)),

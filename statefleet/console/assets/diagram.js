@@ -3,7 +3,7 @@
 // instance is in with the class "active"), rendered here by the vendored Mermaid.
 
 import { api } from "./api.js";
-import { errorBox, fill, h } from "./dom.js";
+import { errorBox, fill, h, stateText } from "./dom.js";
 
 let initialised = false;
 let counter = 0;
@@ -35,6 +35,7 @@ export async function drawDiagram(container, key, version, active) {
     // Mermaid's output, sanitised by Mermaid itself (securityLevel strict).
     container.innerHTML = svg;
     container.dataset.renderedFor = wanted;
+    container.dataset.activeStates = active === undefined || active === null ? "" : stateText(active);
     const activeNodes = container.querySelectorAll("g.active");
     container.dataset.activeCount = String(activeNodes.length);
   } catch (error) {
