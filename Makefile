@@ -53,9 +53,9 @@ loadtest: $(STAMP)
 ## make console-assets: npm ci of the console's pinned packages (console/), then copy
 ## mermaid.min.js into statefleet/console/assets/vendor/ with its version and sha256.
 ## The copy is committed, so installing statefleet needs no Node.
-console-assets: $(STAMP)
+console-assets:
 	npm ci --prefix console --no-audit --no-fund --loglevel=error
-	$(BIN)/python console/vendor.py
+	$(PYTHON) console/vendor.py
 
 clean:
 	rm -rf $(VENV) build dist tests/differential/node_modules console/node_modules
