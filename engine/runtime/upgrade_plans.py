@@ -16,6 +16,8 @@ durable: an event a process loses on the way is re-sent by the sweeper.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ __all__ = [
     "UpgradeRequest",
     "Upgrades",
 ]
+
+log = logging.getLogger(__name__)
 
 SQL = load_queries("upgrades.sql")
 
@@ -142,11 +146,18 @@ class Upgrades:
         self.runtime = runtime
         self.find_definition = find_definition
         self.page_size = page_size
+        #: Applies being planned by this process (kept referenced until they finish).
+        self._jobs: set[asyncio.Task[None]] = set()
 
     async def create(
         self, tenant_id: str, key: str, request: UpgradeRequest, *, limit: int = 100
     ) -> UpgradeReport:
         """Plans the request (and, unless a dry run, starts moving); returns the report.
+
+        A dry run returns once planned. An apply returns at once, ``planning``: its pages
+        are planned by a task of this process (each page's verdicts and move events
+        committed together, the counts updated per page), and the shards move the
+        instances as their events arrive; :meth:`get` reports the progress.
 
         Raises:
             UnknownDefinitionKey, UnknownDefinitionVersion: no such key or version.
@@ -172,20 +183,40 @@ class Upgrades:
                 request.dry_run,
                 request.force,
             )
+        job = self._run(tenant_id, upgrade_id, source.id, machine_a, machine_b, request)
+        if request.dry_run:
+            await job
+        else:
+            task = asyncio.create_task(job, name=f"upgrade-{upgrade_id}")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+        return await self.get(tenant_id, upgrade_id, limit=limit)
+
+    async def _run(
+        self,
+        tenant_id: str,
+        upgrade_id: uuid.UUID,
+        source_id: uuid.UUID,
+        machine_a: Machine,
+        machine_b: Machine,
+        request: UpgradeRequest,
+    ) -> None:
         try:
             total, counts, chosen = await self._plan(
-                tenant_id, upgrade_id, source.id, machine_a, machine_b, request
+                tenant_id, upgrade_id, source_id, machine_a, machine_b, request
             )
         except Exception as error:
+            log.exception("planning upgrade %s failed", upgrade_id)
             async with self.pool.acquire() as connection:
                 await connection.execute(SQL["fail_upgrade"], tenant_id, upgrade_id, str(error))
-            raise
+            if request.dry_run:
+                raise
+            return
         status = "applying" if chosen else "done"
         async with self.pool.acquire() as connection:
             await connection.execute(
                 SQL["finish_planning"], tenant_id, upgrade_id, total, status, counts
             )
-        return await self.get(tenant_id, upgrade_id, limit=limit)
 
     async def get(
         self, tenant_id: str, upgrade_id: uuid.UUID, *, cursor: str | None = None, limit: int = 100
@@ -303,6 +334,13 @@ class Upgrades:
                         page.details,
                         page.chosen,
                     )
+                    total += len(page.ids)
+                    chosen += sum(page.chosen)
+                    for verdict in page.verdicts:
+                        counts[verdict] += 1
+                    await connection.execute(
+                        SQL["finish_planning"], tenant_id, upgrade_id, total, "planning", counts
+                    )
                     moving = [i for i, c in zip(page.ids, page.chosen, strict=True) if c]
                     if moving:
                         payload = {"upgradeId": str(upgrade_id)}
@@ -320,10 +358,6 @@ class Upgrades:
                             ],
                         )
             await self.runtime.publish(outbox)
-            total += len(page.ids)
-            chosen += sum(page.chosen)
-            for verdict in page.verdicts:
-                counts[verdict] += 1
             if len(instances) < self.page_size:
                 break
         return total, counts, chosen

@@ -167,13 +167,13 @@ async def test_routes_client_and_cli(database_dsn: str) -> None:
                 dry_run=False,
                 force=True,
             )
-            assert forced.total == 1
-            assert forced.progress.chosen == 1
             deadline = time.monotonic() + 30
             while not forced.finished:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
                 forced = await client.get_upgrade(forced.id)
+            assert forced.total == 1
+            assert forced.progress.chosen == 1
             assert forced.progress.moved == 1
             assert (await client.get(high[0])).definition_version == 2
             assert (await client.get(high[1])).definition_version == 1

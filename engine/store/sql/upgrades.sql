@@ -8,7 +8,7 @@ INSERT INTO upgrades
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'planning');
 
 -- name: finish_planning
--- $4: the status the request goes on in (done for a dry run, applying for an apply).
+-- $4: planning (after each page), then done (a dry run, or nothing chosen) or applying.
 UPDATE upgrades
 SET status = $4, total = $3, counts = $5, updated_at = now(),
     finished_at = CASE WHEN $4 = 'done' THEN now() ELSE NULL END
