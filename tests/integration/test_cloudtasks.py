@@ -136,6 +136,13 @@ async def test_push_route_answers_per_the_contract(
                 headers={"X-Queue-Secret": SECRET, "Content-Type": "application/json"},
             )
             not_json = await http.post(url, content=b"{", headers={"X-Queue-Secret": SECRET})
+            # An integer beyond 64 bits would turn into a float: refused by the API's reader.
+            too_big = await http.post(
+                url,
+                content=b'{"name": "event", "data": {"tenantId": "t", "instanceId": "i", '
+                b'"event": {"id": "x2", "type": "GO", "payload": {"n": 18446744073709551616}}}}',
+                headers={"X-Queue-Secret": SECRET},
+            )
             # Well-formed, for an instance that does not exist: done (nothing to do).
             unknown = await http.post(url, json=good, headers={"X-Queue-Secret": SECRET})
             # The worker serves no tenant route at all, whatever the headers.
@@ -149,12 +156,14 @@ async def test_push_route_answers_per_the_contract(
     assert dead_before == 0
     assert 200 <= malformed.status_code < 300
     assert 200 <= not_json.status_code < 300
+    assert 200 <= too_big.status_code < 300
     assert 200 <= unknown.status_code < 300
     assert tenant.status_code == 404
-    assert [r["queue"] for r in dead] == [ORCHESTRATOR_QUEUE, ORCHESTRATOR_QUEUE]
+    assert [r["queue"] for r in dead] == [ORCHESTRATOR_QUEUE] * 3
     reasons = sorted(r["reason"] for r in dead)
-    assert reasons[0].startswith("body is not JSON")
-    assert reasons[1].startswith("data.tenantId must be a string")
+    assert reasons[0].startswith("body is not JSON: data.event.payload.n: the integer")
+    assert reasons[1].startswith("body is not JSON: the request body is not valid JSON")
+    assert reasons[2].startswith("data.tenantId must be a string")
 
 
 async def test_a_failing_handler_answers_5xx_so_cloud_tasks_retries(

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from statefleet.api.errors import error_response
+from statefleet.api.jsonbody import InvalidJson, parse_json
 from statefleet.api.oidc import OidcError, OidcVerifier
 from statefleet.api.state import app_state
 from statefleet.drivers.push import NoConsumerError, PushBridge
@@ -63,9 +63,9 @@ async def push(queue: str, request: Request) -> Response:
     data: object = None
     try:
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJobError(queue, f"body is not JSON: {exc}") from None
+            body = parse_json(raw)  # the API's one reader: no integer silently a float
+        except InvalidJson as exc:
+            raise MalformedJobError(queue, f"body is not JSON: {exc.detail}") from None
         if not isinstance(body, dict):
             raise MalformedJobError(queue, "body must be a JSON object {name, data}")
         name, data = body.get("name"), body.get("data")
