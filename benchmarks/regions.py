@@ -88,7 +88,7 @@ def _send_on_schedule(
         asyncio.run_coroutine_threadsafe(queue.enqueue(job), loop)
 
 
-async def canary(dsn: str, rate: float, seconds: float) -> dict[str, float]:
+async def canary(dsn: str, rate: float, seconds: float, heavy_regions: int) -> dict[str, float]:
     """The canary's latencies while the heavy step runs on the same (single) shard."""
     pool = await create_pool(dsn, max_size=8)
     queue = MemoryQueue()
@@ -111,7 +111,7 @@ async def canary(dsn: str, rate: float, seconds: float) -> dict[str, float]:
         runtime = InstanceRuntime(pool, Publisher(pool, MemoryQueue()))
         async with pool.acquire() as connection:
             definition = await deploy_definition(
-                connection, common.TENANT, wide(HEAVY_REGIONS, looping=True)
+                connection, common.TENANT, wide(heavy_regions, looping=True)
             )
         (heavy,) = await runtime.start_many(
             common.TENANT, definition.id, [StartRequest()], start_event=None
@@ -170,22 +170,30 @@ async def canary(dsn: str, rate: float, seconds: float) -> dict[str, float]:
     }
 
 
-async def canaries(admin_dsn: str, rate: float, seconds: float) -> dict[str, dict[str, float]]:
+async def canaries(
+    admin_dsn: str, rate: float, seconds: float, heavy_regions: int
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     default = instances_module.THREAD_MIN_STATES
     for mode, threshold in (("thread", default), ("inline", 10**9)):
         instances_module.THREAD_MIN_STATES = threshold
         try:
             async with pg.fresh_database(admin_dsn) as dsn:
-                out[mode] = await canary(dsn, rate, seconds)
+                out[mode] = await canary(dsn, rate, seconds, heavy_regions)
         finally:
             instances_module.THREAD_MIN_STATES = default
     return out
 
 
 def main(
-    *, sizes: tuple[int, ...] = SIZES, rate: float = 100.0, seconds: float = 3.0, out: Any = None
+    *,
+    sizes: tuple[int, ...] = SIZES,
+    rate: float = 100.0,
+    seconds: float = 3.0,
+    heavy: int = HEAVY_REGIONS,
+    out: Any = None,
 ) -> dict[str, Any]:
+    """``heavy``: regions of the heavy instance (64 states or more steps in a thread)."""
     info = machine_info.describe()
     figures: dict[str, float] = {}
     lines = ["one event to N parallel regions (pure interpreter, one core, median of 5)"]
@@ -195,10 +203,10 @@ def main(
         figures[f"event_ms_{n}"] = round(ms, 2)
         lines.append(f"{n:>8,} {ms:>9.2f} {ms * 1000 / n:>10.2f}")
     with pg.server() as admin_dsn:
-        modes = asyncio.run(canaries(admin_dsn, rate, seconds))
+        modes = asyncio.run(canaries(admin_dsn, rate, seconds, heavy))
     lines.append(
         f"canary on the same shard: FLIP at {rate:g}/s for {seconds:g} s; a "
-        f"{HEAVY_REGIONS:,}-region step that loops until its time budget fails it"
+        f"{heavy:,}-region step that loops until its time budget fails it"
     )
     lines.append(
         f"{'steps':>8} {'heavy ms':>9} {'failed':>7} {'during':>7} {'p50 ms':>8} "
@@ -214,5 +222,5 @@ def main(
             f"{got['canary_p99_ms']:>8.2f} {got['canary_max_ms']:>8.2f} "
             f"{got['canary_p99_all_ms']:>8.2f}"
         )
-    params = {"sizes": list(sizes), "rate": rate, "seconds": seconds, "heavy": HEAVY_REGIONS}
+    params = {"sizes": list(sizes), "rate": rate, "seconds": seconds, "heavy": heavy}
     return common.finish("regions", info, params, figures, lines, out)
