@@ -72,6 +72,7 @@ __all__ = [
     "StatefleetError",
     "Task",
     "TenantCreated",
+    "TenantLimits",
     "Upgrade",
     "UpgradeCounts",
     "UpgradeEntry",
@@ -278,6 +279,15 @@ class KeyInfo(_Model):
     key_id: str
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class TenantLimits(_Model):
+    """A tenant's spec limits: ``limits`` apply to its deploys (wire names, ``maxStates``...);
+    ``overrides`` are the ones set for it, the rest are the server's defaults."""
+
+    tenant_id: str
+    limits: dict[str, int]
+    overrides: dict[str, int]
 
 
 class _Page(_Model, Generic[T]):
@@ -742,6 +752,23 @@ def _revoke_key(tenant_id: str, key_id: str) -> _Call[None]:
     )
 
 
+def _tenant_limits(tenant_id: str) -> _Call[TenantLimits]:
+    """The spec limits a tenant's deploys are checked against (admin key only)."""
+    return _Call("GET", f"/v1/admin/tenants/{_seg(tenant_id)}/limits", _model(TenantLimits))
+
+
+def _set_tenant_limits(tenant_id: str, limits: Mapping[str, int]) -> _Call[TenantLimits]:
+    """Replaces a tenant's limit overrides, by wire name (``{"maxStates": 200}``); ``{}``
+    returns it to the defaults (admin key only)."""
+    return _Call(
+        "PUT",
+        f"/v1/admin/tenants/{_seg(tenant_id)}/limits",
+        _model(TenantLimits),
+        body=dict(limits),
+        has_body=True,
+    )
+
+
 def _given(value: str | None) -> str | None:
     """An argument or variable, with blank meaning unset (as ``statefleet.config`` reads)."""
     value = value.strip() if value else None
@@ -896,6 +923,8 @@ class Client:
     create_key = _sync(_create_key)
     keys = _sync(_keys)
     revoke_key = _sync(_revoke_key)
+    tenant_limits = _sync(_tenant_limits)
+    set_tenant_limits = _sync(_set_tenant_limits)
     upgrade = _sync(_upgrade)
     get_upgrade = _sync(_get_upgrade)
 
@@ -1079,6 +1108,8 @@ class AsyncClient:
     create_key = _async(_create_key)
     keys = _async(_keys)
     revoke_key = _async(_revoke_key)
+    tenant_limits = _async(_tenant_limits)
+    set_tenant_limits = _async(_set_tenant_limits)
     upgrade = _async(_upgrade)
     get_upgrade = _async(_get_upgrade)
 

@@ -15,6 +15,7 @@ import pytest
 from api_support import ADMIN_KEY, HELLO, Api, running_api
 from runtime_support import FAST, running_engine, wait_for
 
+from statefleet.client import AsyncClient
 from statefleet.engine.handlers import HandlerRegistry
 
 pytestmark = pytest.mark.asyncio
@@ -196,6 +197,14 @@ async def _tenant_limits(api: Api) -> None:
         reset = await admin.put(limits_url, json={})
         assert (reset.json()["overrides"], reset.json()["limits"]) == ({}, defaults)
         assert (await client.post("/v1/definitions", json={"spec": HELLO})).status_code == 201
+
+        # The Python client speaks the same routes.
+        async with AsyncClient(api.url, ADMIN_KEY) as sf:
+            got = await sf.set_tenant_limits(acme, {"maxTransitions": 9})
+            assert (got.tenant_id, got.overrides) == (acme, {"maxTransitions": 9})
+            assert got.limits == {**defaults, "maxTransitions": 9}
+            assert await sf.tenant_limits(acme) == got
+            assert (await sf.set_tenant_limits(acme, {})).limits == defaults
 
         # Unknown tenants and non-admin keys.
         assert (await admin.get("/v1/admin/tenants/nobody/limits")).status_code == 404
