@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,42 @@ async def test_dry_run_apply_and_history_of_an_upgrade(database_dsn: str) -> Non
         assert done.moved == N // 5
         diverged = [i for i, p in path_of.items() if p == 2]
         await settle(service, dict.fromkeys(diverged, "legal_review"))
+
+
+def timer_spec(delay: str, waiting: str) -> dict[str, Any]:
+    return {
+        "id": "reminder",
+        "initial": "start",
+        "states": {
+            "start": {"on": {"WORKFLOW_START": {"target": waiting}}},
+            waiting: {"after": {delay: {"target": "late"}}, "on": {"REPLY": {"target": "done"}}},
+            "late": {"on": {"REPLY": {"target": "done"}}},
+            "done": {"type": "final"},
+        },
+    }
+
+
+async def test_a_move_rearms_a_timer_whose_delay_changed(database_dsn: str) -> None:
+    async with running_engine(database_dsn, HandlerRegistry()) as running:
+        service = running.service
+        v1 = await service.deploy(TENANT, timer_spec("60000", "waiting"))
+        await service.deploy(TENANT, timer_spec("120000", "waiting_reply"))
+        (started,) = await service.runtime.start_many(TENANT, v1.id, [StartRequest({})])
+        instance = started.instance_id
+        await settle(service, {instance: "waiting"})
+        request = UpgradeRequest(1, 2, state_map={"waiting": "waiting_reply"}, dry_run=False)
+        report = await service.upgrades.create(TENANT, "reminder", request)
+        done = await finished(service, report.id)
+        assert done.moved == 1
+        (item,) = (await service.upgrades.get(TENANT, report.id)).items
+        assert [t["action"] for t in item.detail["tasks"]] == ["rearmed"]
+        timers = await service.tasks(TENANT, instance)
+        by_status = {t["status"]: t for t in timers}
+        assert set(by_status) == {"cancelled", "pending"}
+        old, new = by_status["cancelled"], by_status["pending"]
+        assert old["name"] == "xstate.after.60000.reminder.waiting"
+        assert new["name"] == "xstate.after.120000.reminder.waiting_reply"
+        assert new["run_at"] == old["created_at"] + timedelta(milliseconds=120_000)
+        # The instance goes on on v2: its new state takes REPLY.
+        await service.send(TENANT, instance, "REPLY")
+        await settle(service, {instance: "done"})
