@@ -89,8 +89,9 @@ def check_user_handlers(
     than failing every task inside a pool actor.
 
     Raises:
-        ImportError, AttributeError: a module or entry point cannot be loaded (the
-            message names it).
+        ImportError: a module or entry point cannot be loaded (the message names it).
+        TypeError: what it names cannot be a handler (not callable, or a class whose
+            constructor does not take the one ``env`` argument).
     """
     for name in modules:
         try:
@@ -99,17 +100,34 @@ def check_user_handlers(
             raise ImportError(
                 f"handler module {name!r} cannot be imported: {type(error).__name__}: {error}"
             ) from error
-    types = set(_decorated_in(modules))
+    found = _decorated_in(modules)
     for point in entry_points(group=group) if group else ():
         try:
-            point.load()
+            found[point.name] = point.load()
         except Exception as error:
             raise ImportError(
                 f"entry point {point.name!r} = {point.value!r} of group {group!r} "
                 f"cannot be loaded: {type(error).__name__}: {error}"
             ) from error
-        types.add(point.name)
-    return sorted(types)
+    for task_type, target in found.items():
+        _check_shape(task_type, target)
+    return sorted(found)
+
+
+def _check_shape(task_type: str, target: Any) -> None:
+    """A function is called per task; a class is built once as ``Class(env)``."""
+    if not callable(target):
+        raise TypeError(f"the {task_type} handler {target!r} is not callable")
+    if inspect.isclass(target):
+        try:
+            inspect.signature(target).bind({})
+        except TypeError:
+            raise TypeError(
+                f"the {task_type} handler class {target.__qualname__} must take one "
+                "argument, the settings mapping: Class(env)"
+            ) from None
+        except ValueError:  # no signature to read (a builtin): let the build decide
+            return
 
 
 class UnknownTaskType(LookupError):

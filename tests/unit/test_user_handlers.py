@@ -158,3 +158,27 @@ def test_the_decorator_refuses_what_it_cannot_register() -> None:
         statefleet.handler("")
     with pytest.raises(TypeError, match="decorates a function or class"):
         statefleet.handler("X")(42)
+
+
+def test_a_handler_class_without_the_env_argument_is_refused_at_the_check(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"shop_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """\
+            import statefleet
+
+            @statefleet.handler("BARE")
+            class Bare:
+                def __init__(self):
+                    pass
+
+                async def __call__(self, task):
+                    return {}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match=r"BARE handler class Bare must take one argument"):
+        check_user_handlers([name])
