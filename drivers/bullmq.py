@@ -257,6 +257,10 @@ class BullMQQueue:
         client = await self._queue(ORCHESTRATOR_QUEUE).client
         await client.ping()
 
+    async def depth(self, queue_name: str) -> int:
+        """Jobs of ``queue_name`` waiting, delayed or active (the ``/metrics`` gauge)."""
+        return sum((await self.counts(queue_name)).values())
+
     async def counts(self, queue_name: str) -> dict[str, int]:
         """Jobs per BullMQ state of one queue (for drains in tests and health checks)."""
         counts: dict[str, int] = await self._queue(queue_name).getJobCounts(

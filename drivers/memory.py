@@ -341,6 +341,10 @@ class MemoryQueue:
             concurrency=concurrency,
         )
 
+    async def depth(self, queue_name: str) -> int:
+        """Jobs of ``queue_name`` waiting, delayed, in flight or awaiting retry (metrics)."""
+        return self.backend.pending(queue_name)
+
     async def close(self) -> None:
         """See :meth:`statefleet.engine.ports.Queue.close`."""
         self._closed = True

@@ -16,7 +16,6 @@ from statefleet.config import ConfigError, Settings
 from statefleet.engine.handlers import HandlerFactory, check_user_handlers
 from statefleet.engine.ports.backend import Backend
 from statefleet.engine.runtime.local import LocalBackend
-from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.settings import EngineSettings
 
 __all__ = ["start_backend"]
@@ -29,7 +28,6 @@ def start_backend(
     *,
     handlers: HandlerFactory | None = None,
     engine: EngineSettings | None = None,
-    observer: Observer | None = None,
 ) -> Backend:
     """The backend ``settings.backend`` names, with ``settings``' handlers and knobs.
 
@@ -41,7 +39,7 @@ def start_backend(
     handlers = handlers or _users_handlers(settings)
     engine = engine or settings.engine()
     if settings.backend == "local":
-        return LocalBackend(pool, handlers, engine, observer=observer)
+        return LocalBackend(pool, handlers, engine)
     with warnings.catch_warnings():
         # Ray's import emits DeprecationWarnings of its own modules, not statefleet's.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -622,7 +622,9 @@ class EmbeddedStack:
 
         api = dataclasses.replace(settings.api(), database_url=self.dsn, admin_key=self.admin_key)
         # The same queue as the engine's, and no engine in the app: this stack runs it.
-        app = create_app(api, pool=pool, queue=queue, run_engine=False)
+        app = create_app(
+            api, pool=pool, queue=queue, run_engine=False, engine_tally=self.engine.tally
+        )
         self._cleanup.append(await serve(app, self.host, self.port))
 
     async def _credentials(self, settings: Any) -> None:

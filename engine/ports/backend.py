@@ -30,6 +30,7 @@ from statefleet.engine.ports.queue import EventJobData, TaskJobData
 
 if TYPE_CHECKING:
     from statefleet.engine.runtime.outbox import OutboxRow
+    from statefleet.engine.runtime.tally import Tally
 
 __all__ = ["Backend", "BackendUnavailable", "PoolReply", "ShardReply"]
 
@@ -45,6 +46,8 @@ class ShardReply:
 
     outcomes: list[str]
     outbox: list[OutboxRow]
+    #: What the shard counted since its previous reply (engine/runtime/tally.py).
+    tally: Tally | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class PoolReply:
     results: list[str]
     outbox: list[OutboxRow]
     failed: list[int]
+    #: What the pool counted since its previous reply (engine/runtime/tally.py).
+    tally: Tally | None = None
 
 
 class Backend(Protocol):

@@ -47,6 +47,7 @@ from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.runtime.sweeper import Sweeper
+from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.store.db import Pool
 
 __all__ = ["Engine", "stable_hash"]
@@ -100,6 +101,8 @@ class Engine:
         # Monotonic times of the last backend call that succeeded and that failed.
         self._backend_ok = time.monotonic()
         self._backend_failed = 0.0
+        #: Everything the shards and pools counted, added from each reply (tally.py).
+        self.tally = Tally()
         #: Jobs being handled right now, by queue: what a draining stop waits for.
         self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
 
@@ -269,6 +272,8 @@ class Engine:
             log.warning("pool %d failed a batch of %d task(s): %r", index, len(valid), error)
             raise PartialBatchFailure(valid, f"pool {index} failed") from error
         self._note(ok=True)
+        if reply.tally is not None:
+            self.tally.add(reply.tally)
         await self.route(reply.outbox)
         if reply.failed:
             raise PartialBatchFailure([valid[i] for i in reply.failed])
@@ -335,6 +340,8 @@ class Engine:
         )
         for reply in replies:
             self._note(not isinstance(reply, BaseException))
+            if isinstance(reply, ShardReply) and reply.tally is not None:
+                self.tally.add(reply.tally)
         return [(i, routed[i], reply) for i, reply in zip(order, replies, strict=True)]
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> None:

@@ -23,9 +23,9 @@ from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
-from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
+from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.store.db import Pool, create_pool
 
 __all__ = ["PoolHost", "ShardHost"]
@@ -62,19 +62,19 @@ class ShardHost:
         db_pool_size: int = 4,
         *,
         machines: MachineCache | None = None,
-        observer: Observer | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self._database = _Database(database, db_pool_size)
         self._machines = machines
-        self._observer = observer
+        #: What this shard did since its last reply; the reply carries it home.
+        self.tally = Tally()
         self._shard: InstanceShard | None = None
 
     async def _ready(self) -> InstanceShard:
         if self._shard is None:
             pool = await self._database.pool()
-            machines, observer = self._machines, self._observer
+            machines, observer = self._machines, self.tally
             self._shard = InstanceShard(
                 lambda shard: InstanceRuntime(
                     pool,
@@ -92,7 +92,8 @@ class ShardHost:
         """Applies and commits ``events``; returns their outcomes and the rows to publish."""
         shard = await self._ready()
         result = await shard.submit(events)
-        return ShardReply([o.outcome for o in result.outcomes], result.outbox)
+        outcomes: list[str] = [o.outcome for o in result.outcomes]
+        return ShardReply(outcomes, result.outbox, self.tally.take())
 
     async def stats(self) -> dict[str, int]:
         shard = await self._ready()
@@ -123,14 +124,14 @@ class PoolHost:
         settings: ExecutorSettings,
         db_pool_size: int = 4,
         *,
-        observer: Observer | None = None,
         identity: str | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self._database = _Database(database, db_pool_size)
         self._handlers = handlers
-        self._observer = observer
+        #: What this pool did since its last reply; the reply carries it home.
+        self.tally = Tally()
         #: Stable across restarts of this pool (see TaskExecutor.identity), if any.
         self.identity = identity
         self._executor: TaskExecutor | None = None
@@ -145,7 +146,7 @@ class PoolHost:
                 registry,
                 self.settings,
                 worker_id=None if self.identity else f"pool-{self.index}-{os.getpid()}",
-                observer=self._observer,
+                observer=self.tally,
                 identity=self.identity,
             )
         return self._executor
@@ -154,7 +155,7 @@ class PoolHost:
         """Runs one attempt of each job's task; see ``TaskExecutor.run_batch``."""
         executor = await self._ready()
         result = await executor.run_batch(jobs)
-        return PoolReply(result.results, result.outbox, result.failed)
+        return PoolReply(result.results, result.outbox, result.failed, self.tally.take())
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

@@ -2,7 +2,7 @@
 
 For one process (tests, ``statefleet api --allow-memory``, the in-process benchmarks):
 the same :class:`ShardHost` and :class:`PoolHost` the Ray backend turns into actors,
-called directly, sharing this process's database pool, machine cache and observer.
+called directly, sharing this process's database pool and machine cache.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from statefleet.engine.ports.backend import PoolReply, ShardReply
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.hosts import PoolHost, ShardHost
 from statefleet.engine.runtime.machines import MachineCache
-from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.store.db import Pool
 
@@ -29,17 +28,13 @@ class LocalBackend:
         pool: Pool,
         handlers: HandlerFactory,
         settings: EngineSettings,
-        *,
-        observer: Observer | None = None,
     ) -> None:
         machines = MachineCache()
         self.shards = [
-            ShardHost(i, pool, settings.shard(), machines=machines, observer=observer)
-            for i in range(settings.shards)
+            ShardHost(i, pool, settings.shard(), machines=machines) for i in range(settings.shards)
         ]
         self.pools = [
-            PoolHost(i, pool, handlers, settings.executor(), observer=observer)
-            for i in range(settings.pools)
+            PoolHost(i, pool, handlers, settings.executor()) for i in range(settings.pools)
         ]
 
     @property

@@ -1,8 +1,9 @@
 """The observer port: what the runtime reports as it works, for metrics.
 
-The runtime counts nothing itself; whoever hosts it (the API's embedded worker,
-``statefleet up``) passes an observer that feeds its metrics registry. Calls
-are synchronous and must be cheap: they run on the hot path.
+The runtime counts nothing itself; each shard and pool host passes a
+:class:`~statefleet.engine.runtime.tally.Tally`, whose counts travel home with the
+host's replies to the engine loop (see ``tally.py``). Calls are synchronous and must
+be cheap: they run on the hot path.
 """
 
 from __future__ import annotations
@@ -23,4 +24,8 @@ class Observer(Protocol):
 
     def task_finished(self, task_type: str, outcome: str, seconds: float) -> None:
         """One task job handled: ``succeeded``, ``retrying``, ``failed``, ``timer_fired``, ..."""
+        ...
+
+    def ai_decided(self, outcome: str) -> None:
+        """An ``AI`` task's decision: ``emitted``, ``rejected`` (by the policy) or ``withheld``."""
         ...

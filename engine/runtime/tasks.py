@@ -259,6 +259,9 @@ class TaskRunner:
         emit: tuple[Emit, ...] = ()
         if isinstance(output, HandlerResult):
             output, emit = output.output, output.emit
+        if task["type"] == "AI" and self.observer is not None and isinstance(output, dict):
+            rejected = "rejected" if output.get("rejected") else "withheld"
+            self.observer.ai_decided("emitted" if output.get("emitted") else rejected)
         event = task["completion_event"]
         await self._finish(task, output, event, completion_payload(output), emit, sink)
         return "succeeded"

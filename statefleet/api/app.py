@@ -40,6 +40,7 @@ from statefleet.engine.runtime import InstanceRuntime, Publisher, WorkflowServic
 from statefleet.engine.runtime.engine import Engine
 from statefleet.engine.runtime.local import LocalBackend
 from statefleet.engine.runtime.settings import EngineSettings
+from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.store.db import create_pool
 from statefleet.registries import builtin_registry
 
@@ -55,6 +56,7 @@ def create_app(
     handlers: HandlerFactory | None = None,
     engine_settings: EngineSettings | None = None,
     run_engine: bool | None = None,
+    engine_tally: Tally | None = None,
 ) -> FastAPI:
     """The API app.
 
@@ -75,7 +77,8 @@ def create_app(
     Raises:
         ValueError: at start-up, when no pool is injected and no database URL is set.
     """
-    metrics = ApiMetrics()
+    # engine_tally: the counts of an engine this process runs outside the app (up).
+    metrics = ApiMetrics(engine_tally)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,10 +102,9 @@ def create_app(
                 embed = isinstance(own_queue, MemoryQueue)
             if embed:
                 knobs = engine_settings or EngineSettings()
-                backend = LocalBackend(
-                    the_pool, handlers or builtin_registry, knobs, observer=metrics
-                )
+                backend = LocalBackend(the_pool, handlers or builtin_registry, knobs)
                 engine = Engine(the_pool, the_queue, backend, knobs)
+                metrics.tally = engine.tally
                 await engine.start()
             the_service = service or WorkflowService(
                 the_pool,
@@ -156,7 +158,7 @@ def create_worker_app(
     ``/internal/queues/*`` is where Cloud Tasks pushes jobs to this worker's engine.
     No tenant routes: those are the API's.
     """
-    metrics = ApiMetrics()
+    metrics = ApiMetrics(engine.tally)
     app = FastAPI(
         title="statefleet worker",
         version=__version__,

@@ -1,22 +1,30 @@
 """Prometheus metrics of one app: its own registry, no process-global collectors.
 
-Request counts and latencies are observed by a middleware. Events applied, task
-outcomes and step latencies come from the runtime's observer port when this
-process runs workers (the embedded worker, ``statefleet up``). Engine-wide numbers
-(instances and tasks by status, outbox lag) are read from Postgres when scraped.
+Request counts and latencies are observed by a middleware. Events by outcome, task
+runs by type and outcome, step and task latencies and AI decisions are the engine
+loop's :class:`~statefleet.engine.runtime.tally.Tally` (what every shard and pool
+counted, wherever it ran, carried home in its replies) when this process runs the
+engine: ``statefleet up``, ``statefleet worker``, ``statefleet api --allow-memory``.
+Engine-wide numbers (instances and tasks by status, outbox lag, queue depth per
+queue) are read from Postgres and the queue when scraped, in every process.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from statefleet.engine.runtime.instances import ApplyOutcome
+from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE, Queue
+from statefleet.engine.runtime.tally import BUCKETS, Tally
+from statefleet.engine.runtime.tally import Histogram as TallyHistogram
 from statefleet.engine.store.queries import parse_queries
 
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
@@ -36,9 +44,66 @@ FROM outbox WHERE published_at IS NULL AND available_at <= now();
 )
 
 
+def _buckets(histogram: TallyHistogram) -> list[tuple[str, float]]:
+    """Prometheus' cumulative ``(le, count)`` pairs of a tally histogram."""
+    bounds = [*(str(b) for b in BUCKETS), "+Inf"]
+    return list(zip(bounds, itertools.accumulate(histogram.buckets), strict=True))
+
+
+class _EngineCollector(Collector):
+    """The engine loop's tally as Prometheus families, read at each scrape."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        tally = self._metrics.tally or Tally()
+        events = CounterMetricFamily(
+            "statefleet_events",
+            "Events handled by the shards this process's engine loop called, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(tally.events.items()):
+            events.add_metric([outcome], count)
+        yield events
+        step = HistogramMetricFamily(
+            "statefleet_step_batch_seconds",
+            "Time to apply and commit one batch of events (group commit)",
+        )
+        step.add_metric([], _buckets(tally.step), tally.step.total)
+        yield step
+        runs = CounterMetricFamily(
+            "statefleet_task_runs",
+            "Task jobs handled by the pools this process's engine loop called, by type and outcome",
+            labels=["type", "outcome"],
+        )
+        for (task_type, outcome), count in sorted(tally.task_runs.items()):
+            runs.add_metric([task_type, outcome], count)
+        yield runs
+        seconds = HistogramMetricFamily(
+            "statefleet_task_run_seconds",
+            "Time to claim, run and finish one task attempt, by task type",
+            labels=["type"],
+        )
+        for task_type, histogram in sorted(tally.task_seconds.items()):
+            seconds.add_metric([task_type], _buckets(histogram), histogram.total)
+        yield seconds
+        decisions = CounterMetricFamily(
+            "statefleet_ai_decisions",
+            "AI task decisions by outcome: emitted, rejected (by the policy), withheld",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(tally.ai_decisions.items()):
+            decisions.add_metric([outcome], count)
+        yield decisions
+
+
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None) -> None:
+        #: The engine loop's tally when this process runs the engine, else None.
+        self.tally = tally
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_EngineCollector(self))
         self.requests = Counter(
             "statefleet_http_requests",
             "HTTP requests answered, by route template, method and status",
@@ -63,27 +128,10 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
-        self.events = Counter(
-            "statefleet_events",
-            "Events handled by this process's workers, by outcome (applied, duplicate, ...)",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.step_latency = Histogram(
-            "statefleet_step_batch_seconds",
-            "Time to apply and commit one batch of events (group commit)",
-            registry=self.registry,
-        )
-        self.task_outcomes = Counter(
-            "statefleet_task_runs",
-            "Task jobs handled by this process's workers, by task type and outcome",
-            ["type", "outcome"],
-            registry=self.registry,
-        )
-        self.task_latency = Histogram(
-            "statefleet_task_run_seconds",
-            "Time to claim, run and finish one task attempt, by task type",
-            ["type"],
+        self.queue_depth = Gauge(
+            "statefleet_queue_depth",
+            "Jobs waiting, delayed or in flight per queue (drivers that can tell)",
+            ["queue"],
             registry=self.registry,
         )
         self.queue_lag = Gauge(
@@ -92,19 +140,13 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    # The runtime's observer port (statefleet.engine.runtime.observe.Observer).
-
-    def events_applied(self, outcomes: Sequence[ApplyOutcome], seconds: float) -> None:
-        for outcome in outcomes:
-            self.events.labels(outcome.outcome).inc()
-        self.step_latency.observe(seconds)
-
-    def task_finished(self, task_type: str, outcome: str, seconds: float) -> None:
-        self.task_outcomes.labels(task_type, outcome).inc()
-        self.task_latency.labels(task_type).observe(seconds)
-
-    async def render(self, pool: asyncpg.Pool[Any]) -> bytes:
-        """The exposition text, after refreshing the gauges read from Postgres."""
+    async def render(self, pool: asyncpg.Pool[Any], queue: Queue | None = None) -> bytes:
+        """The exposition text, after refreshing the gauges read from Postgres and the
+        queue (``depth(queue_name)``, where the driver has it)."""
+        depth = getattr(queue, "depth", None)
+        if depth is not None:
+            for name in (ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE):
+                self.queue_depth.labels(name).set(await depth(name))
         async with pool.acquire() as connection:
             for gauge, query in (
                 (self.instances, "instances_by_status"),

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import psutil
 import pytest
 from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
@@ -60,6 +61,14 @@ def listeners(pids: set[int]) -> list[tuple[str, str]]:
             fields = line.split()
             found.append((fields[3], fields[-1]))
     return found
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series in a Prometheus exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def tree(pid: int) -> set[int]:
@@ -143,6 +152,15 @@ def test_up_owns_its_home_listens_on_loopback_and_restarts_postgres(
             after = json.loads(cli(client, "start", "hello-workflow", "--json"))
             assert wait_done(client, after["id"]) == "done"
             assert json.loads(cli(client, "get", before["id"], "--json"))["status"] == "done"
+
+            # The shards' and pools' figures, counted in Ray actors, on up's /metrics.
+            text = httpx.get(f"{client['STATEFLEET_URL']}/metrics", timeout=10).text
+            assert metric(text, 'statefleet_events_total{outcome="applied"}') >= 4, text
+            runs = 'statefleet_task_runs_total{outcome="succeeded",type="EMAIL"}'
+            assert metric(text, runs) >= 2, text
+            assert metric(text, "statefleet_step_batch_seconds_count") >= 1, text
+            assert 'statefleet_task_run_seconds_bucket{le="+Inf",type="EMAIL"}' in text
+            assert 'statefleet_queue_depth{queue="workflow-orchestrator"}' in text
         finally:
             first.send_signal(signal.SIGTERM)
             code = first.wait(timeout=120)

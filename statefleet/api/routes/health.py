@@ -54,5 +54,5 @@ async def readyz(request: Request) -> Response | HealthOut:
 )
 async def metrics(request: Request) -> Response:
     state = app_state(request)
-    body = await state.metrics.render(state.pool)
+    body = await state.metrics.render(state.pool, state.queue)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
