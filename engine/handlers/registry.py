@@ -116,6 +116,8 @@ def check_user_handlers(
 
 def _check_shape(task_type: str, target: Any) -> None:
     """A function is called per task; a class is built once as ``Class(env)``."""
+    if task_type in MANUAL_TYPES:
+        raise TypeError(f"{task_type} tasks are completed from outside and take no handler")
     if not callable(target):
         raise TypeError(f"the {task_type} handler {target!r} is not callable")
     if inspect.isclass(target):

@@ -182,3 +182,16 @@ def test_a_handler_class_without_the_env_argument_is_refused_at_the_check(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(TypeError, match=r"BARE handler class Bare must take one argument"):
         check_user_handlers([name])
+
+
+def test_a_handler_for_a_manual_task_type_is_refused_at_the_check(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"shop_{uuid.uuid4().hex[:8]}"
+    source = (
+        'import statefleet\n\n@statefleet.handler("HUMAN")\nasync def h(task):\n    return {}\n'
+    )
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match="HUMAN tasks are completed from outside"):
+        check_user_handlers([name])
