@@ -3,7 +3,8 @@
 ``interpreter`` (no I/O), ``transitions``, ``hello``, ``latency``, ``peer-dbos`` and
 ``batch``, ``upgrade``, ``regions`` (Postgres: ``DATABASE_URL`` or a throwaway server),
 ``bullmq`` (Redis: ``REDIS_URL`` or a throwaway server), ``cluster`` (the production
-shape: Ray nodes, workers and the API as processes), ``suite`` (all of them and the targets table),
+shape: Ray nodes, workers and the API as processes), ``stall`` (single starts' latency while a
+50,000-instance batch runs under ``statefleet up``), ``suite`` (all of them and the targets table),
 ``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
@@ -90,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--instances", "-n", type=int, default=20_000)
     cluster.add_argument("--timeout", type=float, default=900.0)
     _out(cluster)
+
+    stall = sub.add_parser(
+        "stall", help="single starts' p99 while a 50,000-instance batch runs (issue 14)"
+    )
+    stall.add_argument("--instances", "-n", type=int, default=50_000, help="size of the batch")
+    stall.add_argument("--interval", type=float, default=0.1, help="seconds between singles")
+    stall.add_argument("--slow", type=float, default=5.0, help="a single slower than this")
+    stall.add_argument("--timeout", type=float, default=1_800.0)
+    _out(stall)
 
     upgrade = sub.add_parser(
         "upgrade", help="dry run and apply of a definition upgrade; replays per second"
@@ -188,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import cluster
 
         cluster.main(instances=args.instances, timeout=args.timeout, out=args.out)
+    elif args.name == "stall":
+        from benchmarks import stall
+
+        options = ["--instances", str(args.instances), "--interval", str(args.interval)]
+        options += ["--slow", str(args.slow), "--timeout", str(args.timeout)]
+        stall.main(options + (["--out", str(args.out)] if args.out else []))
     elif args.name == "upgrade":
         from benchmarks import upgrade
 

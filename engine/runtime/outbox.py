@@ -216,8 +216,12 @@ class Publisher:
             return len(records)
 
     async def republish_stale(self, grace_ms: int, limit: int = 500) -> int:
-        """Publishes rows left unpublished for longer than ``grace_ms``; returns how many."""
-        async with self.pool.acquire() as connection, connection.transaction():
+        """Publishes rows left unpublished for longer than ``grace_ms``; returns how many.
+
+        No transaction and no row lock while the broker is called: a lock held across
+        a slow enqueue made every publisher's mark (and the requests awaiting it) wait.
+        """
+        async with self.pool.acquire() as connection:
             records = await connection.fetch(SQL["unpublished"], grace_ms, limit)
             if not records:
                 return 0

@@ -12,24 +12,32 @@ RETURNING id;
 
 -- name: mark_published
 -- $1/$2: parallel (tenant, id) arrays. Found per key, updated by ctid (see
--- cancel_open_tasks_of_instances in tasks.sql); a row changed meanwhile stays
--- unpublished, and the worst that does is one harmless re-send.
+-- cancel_open_tasks_of_instances in tasks.sql). It never waits: a row another
+-- transaction holds (a concurrent mark, a sweeper) is skipped and stays unpublished,
+-- and the worst that does is one harmless re-send (dedupe keys). Waiting was the
+-- stall of issue 14: publishers, and the API requests behind them, queued for
+-- minutes behind one blocked mark.
 UPDATE outbox AS o SET published_at = now()
 FROM (SELECT x.ctid AS row_id
       FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
       CROSS JOIN LATERAL (
-          SELECT ctid FROM outbox WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+          SELECT ctid FROM outbox
+          WHERE tenant_id = k.tenant_id AND id = k.id AND published_at IS NULL
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED
       ) AS x) AS hit
 WHERE o.ctid = hit.row_id AND o.published_at IS NULL;
 
 -- name: unpublished
 -- Rows whose publisher died between commit and publish (or whose publish failed).
+-- Read without locks: the sweeper publishes them and marks them with mark_published,
+-- so it holds no row lock while it talks to the broker; two sweepers that send the
+-- same row send one job (its dedupe key).
 SELECT tenant_id, id, queue, job_name, data, dedupe_key, available_at, now() AS db_now
 FROM outbox
 WHERE published_at IS NULL AND created_at < now() - $1 * interval '1 millisecond'
 ORDER BY available_at
-LIMIT $2
-FOR UPDATE SKIP LOCKED;
+LIMIT $2;
 
 -- name: insert_dead_letter
 INSERT INTO dead_letters (tenant_id, queue, body, reason) VALUES ($1, $2, $3, $4);
@@ -55,8 +63,12 @@ ORDER BY o.published_at
 LIMIT $3;
 
 -- name: touch_published
-UPDATE outbox SET published_at = now(), attempts = attempts + 1
-WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]);
+-- Never waits either: a row held elsewhere keeps its time (and is re-sent again later).
+UPDATE outbox AS o SET published_at = now(), attempts = o.attempts + 1
+FROM (SELECT ctid AS row_id FROM outbox
+      WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[])
+      FOR UPDATE SKIP LOCKED) AS hit
+WHERE o.ctid = hit.row_id;
 
 -- name: list_dead_letters
 -- Newest first, for operators (the admin API): what arrived and why it was refused.
