@@ -291,6 +291,8 @@ class ReplayCache:
         self.max_entries = max_entries
         self.hits = 0
         self._paths: dict[bytes, _Path] = {}
+        #: Current state value -> B's spelling of its mapping, or why it has none.
+        self.targets: dict[bytes, tuple[Any, str | None]] = {}
 
     def get(self, key: bytes) -> _Path | None:
         found = self._paths.get(key)
@@ -302,6 +304,26 @@ class ReplayCache:
         if len(self._paths) >= self.max_entries:
             self._paths.clear()
         self._paths[key] = path
+
+    def target(
+        self, machine: Machine, value: Any, state_map: Mapping[str, str]
+    ) -> tuple[Any, str | None]:
+        """:func:`_target`, remembered per state value (an instance has few distinct ones)."""
+        key = orjson.dumps(value)
+        found = self.targets.get(key)
+        if found is None:
+            if len(self.targets) >= self.max_entries:
+                self.targets.clear()
+            found = self.targets[key] = _target(machine, value, state_map)
+        return found
+
+
+def _target(machine: Machine, value: Any, state_map: Mapping[str, str]) -> tuple[Any, str | None]:
+    """The mapped current state as ``machine`` spells it, or why it cannot (unmappable)."""
+    try:
+        return _normalise(machine, map_value(value, state_map)), None
+    except EvaluationError as exc:
+        return None, str(exc)
 
 
 def _history_key(events: Sequence[HistoryEntry]) -> bytes:
@@ -358,10 +380,12 @@ def judge(
     """
     state_map = state_map or {}
     defaults = dict(context_defaults or {})
-    try:
-        target_value = _normalise(machine, map_value(current.value, state_map))
-    except EvaluationError as exc:
-        return Verdict("unmappable", message=str(exc))
+    if cache is not None:
+        target_value, unmappable = cache.target(machine, current.value, state_map)
+    else:
+        target_value, unmappable = _target(machine, current.value, state_map)
+    if unmappable is not None:
+        return Verdict("unmappable", message=unmappable)
     target_context = copy_json(machine.spec.context)
     target_context.update(defaults)
     target_context.update(current.context)
