@@ -19,6 +19,7 @@ State names are dotted paths of state keys from the root (``review``,
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,13 +279,16 @@ class _Path:
 
 
 class ReplayCache:
-    """Replays already made, keyed by the exact history: for one machine, map and defaults.
+    """Replays already made, by history prefix: for one machine, map and defaults.
 
     A replay is a pure function of the machine, the state map, the defaults and the
-    history (input, events and payloads, recorded states), so instances whose histories
-    are identical (same path, same payloads) need one replay between them. The key is
-    the whole history as JSON, never a part of it, so a cached answer is the answer.
-    Bounded: cleared when it holds ``max_entries``.
+    history (input, events and payloads, recorded states), so where two instances'
+    histories begin alike (same input, same first events: nearly always the start), the
+    replay of that prefix is made once and the rest resumes from its snapshot; identical
+    histories need one replay between them. The key of a prefix is a BLAKE2b digest
+    chained over each entry's JSON (seq, type, payload, recorded state), never a part
+    of an entry, so a cached answer is the answer. Bounded: cleared when it holds
+    ``max_entries``.
     """
 
     def __init__(self, max_entries: int = 20_000) -> None:
@@ -326,8 +330,14 @@ def _target(machine: Machine, value: Any, state_map: Mapping[str, str]) -> tuple
         return None, str(exc)
 
 
-def _history_key(events: Sequence[HistoryEntry]) -> bytes:
-    return orjson.dumps([(e.seq, e.type, e.payload, e.state_after) for e in events])
+def _prefix_keys(events: Sequence[HistoryEntry]) -> list[bytes]:
+    """One key per prefix of ``events``: a digest chained over the entries' JSON."""
+    digest = hashlib.blake2b(digest_size=16)
+    keys = []
+    for e in events:
+        digest.update(orjson.dumps((e.seq, e.type, e.payload, e.state_after)))
+        keys.append(digest.copy().digest())
+    return keys
 
 
 def _replay(
@@ -335,29 +345,55 @@ def _replay(
     events: Sequence[HistoryEntry],
     state_map: Mapping[str, str],
     defaults: Mapping[str, Any],
+    cache: ReplayCache | None = None,
 ) -> _Path:
-    """Runs ``events`` (the first is ``xstate.init``) on ``machine``, checking each state."""
-    first = events[0]
-    start_input = dict(defaults)
-    start_input.update(first.payload or {})
-    step = machine.initial_state(start_input)
-    if step.status == "error":
-        return _Path(None, first.seq, first.type, message=step.error, error_seq=first.seq)
-    snapshot = step.snapshot
-    last = first
-    for index, entry in enumerate(events):
-        if index:
-            last = entry
+    """Runs ``events`` (the first is ``xstate.init``) on ``machine``, checking each state.
+
+    With ``cache``, resumes after the longest prefix already replayed, and records each
+    prefix it replays. A prefix that ended the replay (a divergence, an error) is the
+    answer for every history that starts with it.
+    """
+    keys = _prefix_keys(events) if cache is not None else []
+    begin = 0
+    snapshot: Snapshot | None = None
+    if cache is not None:
+        for index in range(len(keys) - 1, -1, -1):
+            found = cache.get(keys[index])
+            if found is None:
+                continue
+            if found.divergence is not None or found.message is not None:
+                return found
+            if index == len(keys) - 1:
+                return found
+            snapshot, begin = found.snapshot, index + 1
+            break
+    path: _Path | None = None
+    for index in range(begin, len(events)):
+        entry = events[index]
+        if index == 0:
+            start_input = dict(defaults)
+            start_input.update(entry.payload or {})
+            step = machine.initial_state(start_input)
+        else:
+            assert snapshot is not None
             step = machine.transition(snapshot, {"type": entry.type, "payload": entry.payload})
-            if step.status == "error":
-                message = f"{entry.type}: {step.error}"
-                return _Path(None, entry.seq, entry.type, message=message, error_seq=entry.seq)
+        if step.status == "error":
+            message = step.error if index == 0 else f"{entry.type}: {step.error}"
+            path = _Path(None, entry.seq, entry.type, message=message, error_seq=entry.seq)
+        else:
             snapshot = step.snapshot
-        if not _same_state(machine, entry.state_after, snapshot.value, state_map):
-            expected = map_value(entry.state_after, state_map)
-            diverged = Divergence(entry.seq, entry.type, expected, snapshot.value)
-            return _Path(snapshot, entry.seq, entry.type, divergence=diverged)
-    return _Path(snapshot, last.seq, last.type)
+            if _same_state(machine, entry.state_after, snapshot.value, state_map):
+                path = _Path(snapshot, entry.seq, entry.type)
+            else:
+                expected = map_value(entry.state_after, state_map)
+                diverged = Divergence(entry.seq, entry.type, expected, snapshot.value)
+                path = _Path(snapshot, entry.seq, entry.type, divergence=diverged)
+        if cache is not None:
+            cache.put(keys[index], path)
+        if path.divergence is not None or path.message is not None:
+            return path
+    assert path is not None, "a history has at least its xstate.init entry"
+    return path
 
 
 def judge(
@@ -397,12 +433,7 @@ def judge(
             target_context,
             message="the history does not start with xstate.init",
         )
-    key = _history_key(events) if cache is not None else b""
-    path = cache.get(key) if cache is not None else None
-    if path is None:
-        path = _replay(machine, events, state_map, defaults)
-        if cache is not None:
-            cache.put(key, path)
+    path = _replay(machine, events, state_map, defaults, cache)
     if path.message is not None:
         return Verdict(
             "error",

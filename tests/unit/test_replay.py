@@ -112,7 +112,8 @@ def test_the_cache_gives_the_answer_a_replay_gives() -> None:
     for events in ([("GO", {})], [("GO", {})], [], [("GO", {"x": 1})]):
         entries, current = history(a, events)
         assert judge(b, entries, current, cache=cache) == judge(b, entries, current)
-    assert cache.hits == 1
+    # The second [GO] in full; the other two share its xstate.init prefix.
+    assert cache.hits == 3
 
 
 def test_open_tasks_and_timers_are_kept_cancelled_or_rearmed() -> None:
