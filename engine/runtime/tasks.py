@@ -326,6 +326,9 @@ class TaskRunner:
                 [s.output_json for s in successes],
             )
             instance_of = {r["id"]: r["instance_id"] for r in finished}
+            late = [s for s in successes if s.task["id"] not in instance_of and s.deliver]
+            if late:
+                await _record_late(connection, late)
             planned: list[list[OutboxRow] | None] = []
             for success in successes:
                 instance_id = instance_of.pop(success.task["id"], None)
@@ -430,6 +433,50 @@ class TaskRunner:
         )
         await connection.execute(
             SQL["cancel_open_tasks_of_instances"], [task["tenant_id"]], [task["instance_id"]]
+        )
+
+
+async def _record_late(connection: Connection, successes: Sequence[_Success]) -> None:
+    """Results of attempts whose task was cancelled while they ran: recorded, not applied.
+
+    A task is cancelled while its handler runs when its state is left, or when an
+    upgrade moves its instance to a version without that state (docs/upgrades.md). The
+    result is discarded, but its completion is written to the instance's audit log as
+    an unhandled event (the state unchanged, no effects), so the history shows what
+    arrived and that it was ignored. Attempts that lost their lease otherwise (another
+    worker took over) record nothing: that worker's result will count.
+    """
+    cancelled = await connection.fetch(
+        SQL["cancelled_tasks_of"],
+        [s.task["tenant_id"] for s in successes],
+        [s.task["id"] for s in successes],
+    )
+    instance_of = {r["id"]: r["instance_id"] for r in cancelled}
+    for success in successes:
+        task = success.task
+        instance_id = instance_of.get(task["id"])
+        if instance_id is None:
+            continue
+        tenant_id = task["tenant_id"]
+        row = await connection.fetchrow(SQL["lock_running_instance"], tenant_id, instance_id)
+        if row is None:
+            continue  # the instance stopped: nothing will read its events any more
+        last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
+        value = json_text((row["snapshot"] or {}).get("value"))
+        prefix = "timer" if task["kind"] == "timer" else "task"
+        await connection.execute(
+            SQL["insert_events"],
+            [tenant_id],
+            [instance_id],
+            [(last_seq if last_seq is not None else -1) + 1],
+            [f"{prefix}-{task['id']}-done"],
+            [success.deliver],
+            [json_text(success.payload)],
+            [value],
+            [value],
+            ["[]"],
+            [False],
+            [None],
         )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from runtime_support import running_engine
 
-from statefleet.engine.handlers import HandlerRegistry
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.runtime import StartRequest, WorkflowService
 from statefleet.engine.runtime.upgrade_plans import UpgradeReport, UpgradeRequest
 
@@ -309,3 +309,82 @@ async def test_a_move_rearms_a_timer_whose_delay_changed(database_dsn: str) -> N
         # The instance goes on on v2: its new state takes REPLY.
         await service.send(TENANT, instance, "REPLY")
         await settle(service, {instance: "done"})
+
+
+def slow_spec(with_archive: bool) -> dict[str, Any]:
+    """v1 archives with a handler task (SLOW); v2 has no archive: SKIP goes to approved."""
+    job = {
+        "type": "createTask",
+        "task": {"type": "SLOW", "name": "archive-job", "input": {}, "completionEvent": "ARCHIVED"},
+    }
+    states: dict[str, Any] = {
+        "start": {"on": {"WORKFLOW_START": {"target": "intake"}}},
+        "intake": {"on": {"SKIP": {"target": "archive", "actions": [job]}}},
+        "archive": {"on": {"ARCHIVED": {"target": "closed"}}},
+        "approved": {"on": {"FINISH": {"target": "closed"}}},
+        "closed": {"type": "final"},
+    }
+    if not with_archive:
+        del states["archive"]
+        states["intake"] = {"on": {"SKIP": {"target": "approved"}}}
+    return {"id": "archiver", "initial": "start", "states": states}
+
+
+async def test_a_handler_that_finishes_after_its_task_was_cancelled_is_recorded_ignored(
+    database_dsn: str,
+) -> None:
+    started_jobs: list[str] = []
+    release = asyncio.Event()
+
+    async def slow(task: TaskContext) -> Any:
+        started_jobs.append(task.task_id)
+        await release.wait()
+        return {"archived": True}
+
+    registry = HandlerRegistry()
+    registry.register("SLOW", slow)
+    async with running_engine(database_dsn, registry) as running:
+        service = running.service
+        v1 = await service.deploy(TENANT, slow_spec(True))
+        await service.deploy(TENANT, slow_spec(False))
+        started = await service.runtime.start_many(TENANT, v1.id, [StartRequest({})] * 3)
+        ids = [s.instance_id for s in started]
+        await settle(service, dict.fromkeys(ids, "intake"))
+        for instance in ids:
+            await service.send(TENANT, instance, "SKIP")
+
+        async def running_handlers() -> bool:
+            return len(started_jobs) == len(ids)
+
+        await wait_until(running_handlers, "the handlers to start")
+        request = UpgradeRequest(1, 2, state_map={"archive": "approved"}, dry_run=False)
+        report = await finished(
+            service, (await service.upgrades.create(TENANT, "archiver", request)).id
+        )
+        assert report.moved == len(ids)
+        for instance in ids:
+            (task,) = await service.tasks(TENANT, instance)
+            assert task["status"] == "cancelled"
+        release.set()
+
+        async def all_recorded() -> bool:
+            for instance in ids:
+                history = await service.history(TENANT, instance)
+                if not any(e["type"] == "ARCHIVED" for e in history):
+                    return False
+            return True
+
+        await wait_until(all_recorded, "the late completions in the histories")
+        for instance in ids:
+            (task,) = await service.tasks(TENANT, instance)
+            late = [e for e in await service.history(TENANT, instance) if e["type"] == "ARCHIVED"]
+            assert [e["event_id"] for e in late] == [f"task-{task['id']}-done"]
+            assert not late[0]["handled"]
+            assert late[0]["state_after"] == "approved"
+            assert late[0]["payload"] == {"archived": True}
+            assert task["status"] == "cancelled"
+        await settle(service, dict.fromkeys(ids, "approved"))
+        # The instances go on on v2.
+        for instance in ids:
+            await service.send(TENANT, instance, "FINISH")
+        await settle(service, dict.fromkeys(ids, "closed"))

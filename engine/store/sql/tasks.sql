@@ -176,3 +176,22 @@ WHERE i.status = 'running'
 ORDER BY t.run_at
 LIMIT $3
 FOR UPDATE OF t SKIP LOCKED;
+
+-- name: cancelled_tasks_of
+-- Which of these tasks were cancelled (their attempt's result arrives late), with their
+-- instance; per key probes (see cancel_open_tasks_of_instances).
+SELECT t.tenant_id, t.id, t.instance_id
+FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+CROSS JOIN LATERAL (
+    SELECT tenant_id, id, instance_id FROM tasks w
+    WHERE w.tenant_id = k.tenant_id AND w.id = k.id AND w.status = 'cancelled'
+    LIMIT 1
+) AS t;
+
+-- name: lock_running_instance
+-- Takes a running instance's row lock for an audit row written beside the interpreter
+-- (a late completion); the version bump makes a step computed concurrently re-read.
+UPDATE workflow_instances
+SET version = version + 1, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status = 'running'
+RETURNING snapshot;
