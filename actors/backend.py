@@ -31,6 +31,7 @@ from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.ports.backend import BackendUnavailable, PoolReply, ShardReply
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.settings import EngineSettings
+from statefleet.engine.tracing import TraceSettings
 
 __all__ = ["RayBackend", "RayUnavailable", "init_ray", "loopback_only"]
 
@@ -127,6 +128,7 @@ class RayBackend:
         address: str | None = None,
         resources: ResourceMode = "require",
         log: LogSettings | None = None,
+        trace: TraceSettings | None = None,
     ) -> RayBackend:
         """Joins or starts Ray and creates (or finds) the actors; see the module docstring.
 
@@ -136,8 +138,8 @@ class RayBackend:
         started = init_ray(address, settings, resources)
         try:
             _check_resources(resources)
-            shards = make_shards(dsn, settings, resources, log)
-            pools = make_pools(dsn, handlers, settings, resources, log)
+            shards = make_shards(dsn, settings, resources, log, trace)
+            pools = make_pools(dsn, handlers, settings, resources, log, trace)
         except BaseException:
             if started:
                 ray.shutdown()

@@ -30,6 +30,7 @@ from statefleet.actors.shards import ShardActor
 from statefleet.engine.handlers import HandlerFactory
 from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.runtime.settings import EngineSettings
+from statefleet.engine.tracing import TraceSettings
 
 __all__ = [
     "NAMESPACE",
@@ -82,14 +83,18 @@ def _resources(mode: ResourceMode, name: str) -> dict[str, Any]:
 
 
 def make_shards(
-    dsn: str, settings: EngineSettings, resources: ResourceMode, log: LogSettings | None = None
+    dsn: str,
+    settings: EngineSettings,
+    resources: ResourceMode,
+    log: LogSettings | None = None,
+    trace: TraceSettings | None = None,
 ) -> list[Any]:
     """The shard actors (created, or found running); handles in index order."""
     names, _ = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
         _Shard.options(name=name, **options).remote(
-            i, dsn, settings.shard(), settings.db_pool_size, log=log
+            i, dsn, settings.shard(), settings.db_pool_size, log=log, trace=trace
         )
         for i, name in enumerate(names)
     ]
@@ -101,13 +106,14 @@ def make_pools(
     settings: EngineSettings,
     resources: ResourceMode,
     log: LogSettings | None = None,
+    trace: TraceSettings | None = None,
 ) -> list[Any]:
     """The executor pool actors (created, or found running); handles in index order."""
     _, names = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, POOL_RESOURCE)
     return [
         _Pool.options(name=name, **options).remote(
-            i, dsn, handlers, settings.executor(), settings.db_pool_size, log=log
+            i, dsn, handlers, settings.executor(), settings.db_pool_size, log=log, trace=trace
         )
         for i, name in enumerate(names)
     ]

@@ -15,6 +15,7 @@ import ray
 
 from statefleet.engine.logging_setup import LogSettings, configure_logging
 from statefleet.engine.runtime.hosts import PoolHost
+from statefleet.engine.tracing import TraceSettings, configure_tracing
 
 __all__ = ["PoolActor"]
 
@@ -22,10 +23,13 @@ __all__ = ["PoolActor"]
 class PoolActor(PoolHost):
     """A :class:`PoolHost` whose methods are the actor's remote API."""
 
-    def __init__(self, *args: Any, log: LogSettings | None = None) -> None:
-        # The actor's process logs like the one that created it (its settings came
-        # along in the constructor, never from the Ray node's environment).
+    def __init__(
+        self, *args: Any, log: LogSettings | None = None, trace: TraceSettings | None = None
+    ) -> None:
+        # The actor's process logs and traces like the one that created it (its
+        # settings came along in the constructor, never from the Ray node's environment).
         configure_logging(log)
+        configure_tracing(trace)
         # The actor's name is the same in every life of it: a restarted pool gives up
         # the task claims of its previous life at once instead of waiting their leases.
         name = ray.get_runtime_context().get_actor_name() or None

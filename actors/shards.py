@@ -12,6 +12,7 @@ from typing import Any
 
 from statefleet.engine.logging_setup import LogSettings, configure_logging
 from statefleet.engine.runtime.hosts import ShardHost
+from statefleet.engine.tracing import TraceSettings, configure_tracing
 
 __all__ = ["ShardActor"]
 
@@ -19,10 +20,13 @@ __all__ = ["ShardActor"]
 class ShardActor(ShardHost):
     """A :class:`ShardHost` whose methods are the actor's remote API."""
 
-    def __init__(self, *args: Any, log: LogSettings | None = None) -> None:
-        # The actor's process logs like the one that created it (its settings came
-        # along in the constructor, never from the Ray node's environment).
+    def __init__(
+        self, *args: Any, log: LogSettings | None = None, trace: TraceSettings | None = None
+    ) -> None:
+        # The actor's process logs and traces like the one that created it (its
+        # settings came along in the constructor, never from the Ray node's environment).
         configure_logging(log)
+        configure_tracing(trace)
         super().__init__(*args)
 
     async def pid(self) -> int:

@@ -52,6 +52,7 @@ def start_backend(
         address=settings.ray_address,
         resources=settings.ray_resources,
         log=settings.logging(),
+        trace=settings.tracing(),
     )
 
 

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from statefleet.engine.logging_setup import LogSettings
     from statefleet.engine.runtime.settings import EngineSettings
     from statefleet.engine.spec.limits import SpecLimits
+    from statefleet.engine.tracing import TraceSettings
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -412,6 +413,10 @@ class Settings(BaseSettings):
     # --- shutdown (up, worker)
     drain_timeout_ms: Positive = _env("STATEFLEET_DRAIN_TIMEOUT_MS", default=10_000)
 
+    # --- tracing (OpenTelemetry; off unless the endpoint is set)
+    otel_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = _env("OTEL_SERVICE_NAME", default="statefleet")
+
     _env_mapping: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -503,6 +508,12 @@ class Settings(BaseSettings):
         from statefleet.engine.logging_setup import LogSettings
 
         return LogSettings(level=self.log_level.upper(), format=self.log_format)
+
+    def tracing(self) -> TraceSettings:
+        """Where spans go (``OTEL_EXPORTER_OTLP_ENDPOINT``), for ``configure_tracing``."""
+        from statefleet.engine.tracing import TraceSettings
+
+        return TraceSettings(endpoint=self.otel_endpoint, service_name=self.otel_service_name)
 
     def smtp(self) -> SmtpSettings:
         """Where ``EMAIL`` tasks go; the defaults (localhost:25) when nothing is set."""

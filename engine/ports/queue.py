@@ -145,6 +145,8 @@ class EventJobData:
     event_id: str
     event_type: str
     payload: dict[str, Any]
+    #: ``traceContext``: W3C trace headers of the span that sent it (optional).
+    trace: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,8 @@ class TaskJobData:
 
     tenant_id: str
     task_id: str
+    #: ``traceContext``: W3C trace headers of the step that created the task (optional).
+    trace: dict[str, str] | None = None
 
 
 def task_dedupe_key(task_id: str, attempt: int) -> str:
@@ -175,6 +179,7 @@ def event_job(
     event_type: str,
     payload: Mapping[str, Any] | None = None,
     run_at: datetime | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> QueueJob:
     """Build the ``event`` job that applies one event to one instance.
 
@@ -193,6 +198,8 @@ def event_job(
             "payload": {} if payload is None else dict(payload),
         },
     }
+    if trace:
+        data["traceContext"] = dict(trace)
     _event_data(ORCHESTRATOR_QUEUE, data)
     return QueueJob(ORCHESTRATOR_QUEUE, EVENT_JOB, data, dedupe_key=event_id, run_at=run_at)
 
@@ -288,6 +295,7 @@ def _event_data(queue: str, data: Mapping[str, Any]) -> EventJobData:
         event_id=_text(queue, event, "id", "data.event.id"),
         event_type=_text(queue, event, "type", "data.event.type"),
         payload={} if payload is None else _object(queue, payload, "data.event.payload"),
+        trace=_trace(data),
     )
 
 
@@ -295,7 +303,17 @@ def _task_data(queue: str, data: Mapping[str, Any]) -> TaskJobData:
     return TaskJobData(
         tenant_id=_text(queue, data, "tenantId", "data.tenantId"),
         task_id=_text(queue, data, "taskId", "data.taskId"),
+        trace=_trace(data),
     )
+
+
+def _trace(data: Mapping[str, Any]) -> dict[str, str] | None:
+    """The optional ``traceContext``: only advisory, so an odd one is ignored, not refused."""
+    value = data.get("traceContext")
+    if not isinstance(value, dict):
+        return None
+    found = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return found or None
 
 
 def _object(queue: str, value: object, path: str) -> dict[str, Any]:

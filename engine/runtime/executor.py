@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from statefleet.engine import tracing
 from statefleet.engine.handlers import HandlerRegistry
-from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TaskJobData
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
@@ -114,15 +115,24 @@ class TaskExecutor:
             publisher = CollectingPublisher()
             async with self._slot(task_type):
                 self.running[task_type] = self.running.get(task_type, 0) + 1
+                span = tracing.start_span(
+                    f"statefleet.task {task_type}",
+                    job.trace,
+                    {"statefleet.tenant_id": job.tenant_id, "statefleet.task_id": job.task_id},
+                )
                 try:
-                    result = await self._runner.run(job.tenant_id, job.task_id, sink=publisher)
+                    with tracing.current(span):
+                        result = await self._runner.run(job.tenant_id, job.task_id, sink=publisher)
+                        span.set_attribute("statefleet.outcome", result)
                 except Exception:
                     log.exception("task %s: infrastructure error", job.task_id)
                     failed.append(index)
                     result = "error"
                 finally:
                     self.running[task_type] -= 1
-                    collected.extend(publisher.take())
+                    rows = publisher.take()
+                    _carry(span, rows)
+                    collected.extend(rows)
             return result
 
         results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
@@ -145,6 +155,19 @@ class TaskExecutor:
             (r["tenant_id"], str(r["id"])): TIMER_SLOT if r["kind"] == "timer" else r["type"]
             for r in records
         }
+
+
+def _carry(span: tracing.Span, rows: list[OutboxRow]) -> None:
+    """The events an attempt wrote (its completion) continue its trace at the shard.
+
+    Set here, not where the rows are made: finishes are group-committed in a task of
+    their own, where this attempt's span is not the current one.
+    """
+    headers = tracing.carrier_of(span)
+    if headers:
+        for row in rows:
+            if row.queue == ORCHESTRATOR_QUEUE:
+                row.data["traceContext"] = headers
 
 
 def _canonical(task_id: str) -> str:

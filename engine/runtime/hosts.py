@@ -15,15 +15,16 @@ will use it: a Ray actor's); one built with a pool shares it and never closes it
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from statefleet.engine import tracing
 from statefleet.engine.handlers.registry import HandlerFactory, load_handler_factory
 from statefleet.engine.ports.backend import PoolReply, ShardReply
-from statefleet.engine.ports.queue import EventJobData, TaskJobData
+from statefleet.engine.ports.queue import TASK_RUNNER_QUEUE, EventJobData, TaskJobData
 from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
-from statefleet.engine.runtime.outbox import CollectingPublisher
+from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.store.db import Pool, create_pool
@@ -49,6 +50,33 @@ class _Database:
         if self._dsn is not None and self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def _step_spans(events: Sequence[EventJobData]) -> dict[str, tracing.Span]:
+    """A ``statefleet.step`` span per traced event, by instance (the last one wins)."""
+    spans: dict[str, tracing.Span] = {}
+    for event in events:
+        if event.trace:
+            spans[event.instance_id] = tracing.start_span(
+                f"statefleet.step {event.event_type}",
+                event.trace,
+                {
+                    "statefleet.tenant_id": event.tenant_id,
+                    "statefleet.instance_id": event.instance_id,
+                    "statefleet.event_id": event.event_id,
+                },
+            )
+    return spans
+
+
+def _continue_traces(spans: Mapping[str, tracing.Span], rows: Sequence[OutboxRow]) -> None:
+    """The task jobs a traced step created carry its context to the pool."""
+    for row in rows:
+        span = spans.get(str(row.instance_id))
+        if span is not None and row.queue == TASK_RUNNER_QUEUE and "traceContext" not in row.data:
+            headers = tracing.carrier_of(span)
+            if headers:
+                row.data["traceContext"] = headers
 
 
 class ShardHost:
@@ -91,7 +119,14 @@ class ShardHost:
     async def apply(self, events: Sequence[EventJobData]) -> ShardReply:
         """Applies and commits ``events``; returns their outcomes and the rows to publish."""
         shard = await self._ready()
-        result = await shard.submit(events)
+        spans = _step_spans(events)
+        try:
+            result = await shard.submit(events)
+        finally:
+            for span in spans.values():
+                span.end()
+        if spans:
+            _continue_traces(spans, result.outbox)
         outcomes: list[str] = [o.outcome for o in result.outcomes]
         return ShardReply(outcomes, result.outbox, self.tally.take())
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from statefleet.engine import tracing
 from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
@@ -112,6 +113,8 @@ def event_outbox_row(
         event_id=event_id,
         event_type=event_type,
         payload=payload,
+        # The span this event is sent under (an API request, a task attempt), if any.
+        trace=tracing.carrier(),
     )
     assert job.dedupe_key is not None
     return OutboxRow(

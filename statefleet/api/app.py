@@ -33,6 +33,7 @@ from statefleet.api.routes import (
 )
 from statefleet.api.settings import ApiSettings
 from statefleet.api.state import AppState
+from statefleet.api.tracing import TracingMiddleware
 from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.handlers import HandlerFactory
 from statefleet.engine.ports import Queue
@@ -145,6 +146,7 @@ def create_app(
         timeout_s=settings.body_timeout_ms / 1000,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(TracingMiddleware)
     return app
 
 

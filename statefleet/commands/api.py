@@ -32,12 +32,14 @@ def api(host: str, port: int, allow_memory: bool) -> None:
     from statefleet.api import create_app
     from statefleet.config import ConfigError, Settings
     from statefleet.engine.logging_setup import configure_logging
+    from statefleet.engine.tracing import configure_tracing
 
     try:
         settings = Settings.load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings.logging())
+    configure_tracing(settings.tracing())
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is not set")
     memory = settings.queue_driver == "memory"

@@ -108,9 +108,12 @@ def up(host: str, port: int) -> None:
         OSError,
     )
     from statefleet.engine.logging_setup import configure_logging
+    from statefleet.engine.tracing import configure_tracing
 
     try:
-        configure_logging(Settings.load().logging())
+        settings = Settings.load()
+        configure_logging(settings.logging())
+        configure_tracing(settings.tracing())
         asyncio.run(_run_until_signal(host, port))
     except problems as exc:
         raise click.ClickException(str(exc)) from None

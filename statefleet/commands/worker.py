@@ -86,12 +86,14 @@ def worker(database_url: str) -> None:
     from statefleet.drivers.config import DriverNotImplementedError
     from statefleet.engine.logging_setup import configure_logging
     from statefleet.engine.ports.backend import BackendUnavailable
+    from statefleet.engine.tracing import configure_tracing
 
     try:
         settings = Settings.load()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(settings.logging())
+    configure_tracing(settings.tracing())
     if settings.queue_driver == "memory":
         raise click.ClickException(
             MEMORY_WARNING.replace("pass --allow-memory", "run `statefleet up`")
