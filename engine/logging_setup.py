@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 __all__ = ["LOG_FORMATS", "LogFormat", "LogSettings", "TracebackOnce", "configure_logging"]
@@ -57,7 +58,11 @@ class _TextFormatter(logging.Formatter):
 
 
 class _JsonFormatter(JsonFormatter):
-    """python-json-logger with statefleet's field names (``ts``, ``level``, ``logger``)."""
+    """python-json-logger with statefleet's field names (``ts``, ``level``, ``logger``);
+    uvicorn's ``color_message`` (the message again, with terminal colours) is left out."""
+
+    def __init__(self) -> None:
+        super().__init__(reserved_attrs=[*RESERVED_ATTRS, "color_message"])
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]

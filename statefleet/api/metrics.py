@@ -115,6 +115,9 @@ class ApiMetrics:
             "HTTP request latency by route template",
             ["route", "method"],
             registry=self.registry,
+            # Up to minutes: a request stuck behind a lock must show as such, not vanish
+            # into +Inf next to the merely slow ones.
+            buckets=(*Histogram.DEFAULT_BUCKETS[:-1], 30.0, 60.0, 120.0, 300.0, float("inf")),
         )
         self.instances = Gauge(
             "statefleet_instances",
