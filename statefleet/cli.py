@@ -23,6 +23,7 @@ from statefleet import __version__
 from statefleet.commands import api as api_commands
 from statefleet.commands import config_cmd as config_commands
 from statefleet.commands import demo as demo_commands
+from statefleet.commands import schedules as schedule_commands
 from statefleet.commands import tenants as tenant_commands
 from statefleet.commands import up as up_commands
 from statefleet.commands import worker as worker_commands
@@ -387,6 +388,7 @@ def migrate(database_url: str) -> None:
 
 register_client_commands(statefleet)
 statefleet.add_command(upgrade_command)
+schedule_commands.register(statefleet)
 tenant_commands.register(statefleet)
 api_commands.register(statefleet)
 up_commands.register(statefleet)

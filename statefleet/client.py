@@ -67,6 +67,7 @@ __all__ = [
     "KeyInfo",
     "NotFound",
     "RequestTimedOut",
+    "Schedule",
     "ServerError",
     "StartedBatch",
     "StatefleetError",
@@ -257,6 +258,28 @@ class Upgrade(_Model):
     def finished(self) -> bool:
         """A dry run once planned; an apply once every chosen instance moved or was skipped."""
         return self.status in ("done", "failed")
+
+
+class Schedule(_Model):
+    """A schedule (docs/schedules.md): what it starts, when, and what it did last."""
+
+    id: str
+    definition_key: str
+    version: int | None = None
+    cron: str | None = None
+    every: int | None = None
+    timezone: str = "UTC"
+    input: dict[str, Any] = {}
+    overlap: str
+    catch_up: str
+    paused: bool
+    next_run_at: datetime
+    buffered_at: datetime | None = None
+    last_tick_at: datetime | None = None
+    last_instance_id: str | None = None
+    skipped_ticks: int = 0
+    created_at: datetime
+    updated_at: datetime
 
 
 class TenantCreated(_Model):
@@ -713,6 +736,75 @@ def _tasks_page(
     return _Call("GET", "/v1/tasks", _page(Task), params=params)
 
 
+def _create_schedule(
+    key: str,
+    *,
+    cron: str | None = None,
+    every: int | None = None,
+    timezone: str | None = None,
+    input: Mapping[str, Any] | None = None,
+    version: int | None = None,
+    overlap: str | None = None,
+    catch_up: str | None = None,
+) -> _Call[Schedule]:
+    """Starts an instance of ``key`` on ``cron`` (read in ``timezone``, IANA, default UTC)
+    or every ``every`` seconds; exactly one of the two.
+
+    ``overlap``: ``skip`` (default), ``allow`` or ``bufferOne``, what a tick does while the
+    previous instance still runs; ``catch_up``: ``skip`` (default) or ``all``, what happens
+    to ticks missed while no engine ran. A bad cron expression, time zone or definition
+    raises :class:`InvalidRequest` (422 ``invalid_schedule``) naming the field.
+    """
+    body = _body(
+        definitionKey=key,
+        version=version,
+        cron=cron,
+        every=every,
+        timezone=timezone,
+        input=dict(input) if input is not None else None,
+        overlap=overlap,
+        catchUp=catch_up,
+    )
+    return _Call("POST", "/v1/schedules", _model(Schedule), body=body, has_body=True)
+
+
+def _get_schedule(schedule_id: str) -> _Call[Schedule]:
+    """One schedule: its rule, policies, next tick and last instance."""
+    return _Call("GET", f"/v1/schedules/{_seg(schedule_id)}", _model(Schedule))
+
+
+def _pause_schedule(schedule_id: str) -> _Call[Schedule]:
+    """Pauses a schedule: it starts nothing until resumed (pausing twice is fine)."""
+    return _Call(
+        "POST",
+        f"/v1/schedules/{_seg(schedule_id)}/pause",
+        _model(Schedule),
+        body={},
+        has_body=True,
+    )
+
+
+def _resume_schedule(schedule_id: str) -> _Call[Schedule]:
+    """Resumes a schedule from its first tick after now (missed ticks do not run)."""
+    return _Call(
+        "POST",
+        f"/v1/schedules/{_seg(schedule_id)}/resume",
+        _model(Schedule),
+        body={},
+        has_body=True,
+    )
+
+
+def _delete_schedule(schedule_id: str) -> _Call[None]:
+    """Deletes a schedule; the instances it started keep running."""
+    return _Call("DELETE", f"/v1/schedules/{_seg(schedule_id)}", lambda _: None)
+
+
+def _schedules_page(cursor: str | None, limit: int) -> _Call[_Page[Schedule]]:
+    params = {"limit": limit, "cursor": cursor}
+    return _Call("GET", "/v1/schedules", _page(Schedule), params=params)
+
+
 def _chunks(inputs: Iterable[Any], size: int) -> Iterator[builtins.list[Any]]:
     """Consecutive lists of at most ``size`` items; reads ``inputs`` lazily."""
     if size < 1:
@@ -927,6 +1019,11 @@ class Client:
     set_tenant_limits = _sync(_set_tenant_limits)
     upgrade = _sync(_upgrade)
     get_upgrade = _sync(_get_upgrade)
+    create_schedule = _sync(_create_schedule)
+    get_schedule = _sync(_get_schedule)
+    pause_schedule = _sync(_pause_schedule)
+    resume_schedule = _sync(_resume_schedule)
+    delete_schedule = _sync(_delete_schedule)
 
     def start_many(
         self,
@@ -1031,6 +1128,10 @@ class Client:
         """
         return self._pages(lambda cursor: _tasks_page(cursor, page_size, status, task_type))
 
+    def list_schedules(self, page_size: int = 100) -> Iterator[Schedule]:
+        """The tenant's schedules, newest first, page by page."""
+        return self._pages(lambda cursor: _schedules_page(cursor, page_size))
+
     def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> Iterator[T]:
         cursor: str | None = None
         while True:
@@ -1112,6 +1213,11 @@ class AsyncClient:
     set_tenant_limits = _async(_set_tenant_limits)
     upgrade = _async(_upgrade)
     get_upgrade = _async(_get_upgrade)
+    create_schedule = _async(_create_schedule)
+    get_schedule = _async(_get_schedule)
+    pause_schedule = _async(_pause_schedule)
+    resume_schedule = _async(_resume_schedule)
+    delete_schedule = _async(_delete_schedule)
 
     async def start_many(
         self,
@@ -1199,6 +1305,10 @@ class AsyncClient:
     ) -> AsyncIterator[Task]:
         """See :meth:`Client.list_tasks`; iterate with ``async for``."""
         return self._pages(lambda cursor: _tasks_page(cursor, page_size, status, task_type))
+
+    def list_schedules(self, page_size: int = 100) -> AsyncIterator[Schedule]:
+        """See :meth:`Client.list_schedules`; iterate with ``async for``."""
+        return self._pages(lambda cursor: _schedules_page(cursor, page_size))
 
     async def _pages(self, page: Callable[[str | None], _Call[_Page[T]]]) -> AsyncIterator[T]:
         cursor: str | None = None

@@ -14,7 +14,8 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
   a failed direct delivery only delays the event: the sweeper publishes unpublished
   rows through the broker after ``sweep_grace_ms``.
 - Only then is the queue batch acknowledged; jobs of a failed call are redelivered.
-- It runs the sweeper and records jobs that can never succeed as dead letters.
+- It runs the sweeper and the scheduler (due schedules start their instances), and
+  records jobs that can never succeed as dead letters.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from statefleet.engine.ports.queue import (
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
+from statefleet.engine.runtime.schedules import Scheduler
+from statefleet.engine.runtime.service import WorkflowService
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.runtime.sweeper import Sweeper
 from statefleet.engine.runtime.tally import Tally
@@ -94,6 +97,10 @@ class Engine:
             grace_ms=s.sweep_grace_ms,
             event_grace_ms=s.sweep_event_grace_ms,
         )
+        #: Starts the instances of due schedules, through the service like the API's.
+        self.scheduler = Scheduler(
+            pool, WorkflowService(pool, self.runtime), poll_ms=s.schedule_poll_ms
+        )
         self._next_pool = itertools.cycle(range(max(1, backend.pool_count)))
         self._consumers: list[Consumer] = []
         #: Events delivered straight to their shard (skipping the broker) so far.
@@ -133,6 +140,7 @@ class Engine:
                 )
             )
         self.sweeper.start()
+        self.scheduler.start()
 
     def _counted(
         self, queue: str, handler: Callable[[list[QueueJob]], Awaitable[None]]
@@ -164,6 +172,7 @@ class Engine:
         """
         report = say or log.info
         await self.sweeper.stop()
+        await self.scheduler.stop()
         consumers, self._consumers = self._consumers, []
         stopping = asyncio.ensure_future(asyncio.gather(*(c.stop() for c in consumers)))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

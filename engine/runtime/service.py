@@ -32,6 +32,7 @@ from statefleet.engine.runtime.instances import (
     event_outbox_row,
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
+from statefleet.engine.runtime.schedules import Schedules
 from statefleet.engine.runtime.tasks import completion_payload
 from statefleet.engine.runtime.tenant_settings import (
     TenantLimits,
@@ -206,6 +207,8 @@ class WorkflowService:
         self.spec_limits = spec_limits
         #: Moving running instances between definition versions (docs/upgrades.md).
         self.upgrades = Upgrades(pool, runtime, self.definition)
+        #: Starting instances on a cron expression or a period (docs/schedules.md).
+        self.schedules = Schedules(pool, self.definition)
 
     async def deploy(self, tenant_id: str, spec: Any, key: str | None = None) -> Definition:
         """Deploys under the tenant's spec limits (its overrides over the defaults)."""

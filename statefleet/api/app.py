@@ -28,6 +28,7 @@ from statefleet.api.routes import (
     health,
     instances,
     internal,
+    schedules,
     tasks,
     upgrades,
 )
@@ -135,7 +136,17 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
-    for module in (definitions, instances, batches, tasks, upgrades, admin, health, internal):
+    for module in (
+        definitions,
+        instances,
+        batches,
+        tasks,
+        schedules,
+        upgrades,
+        admin,
+        health,
+        internal,
+    ):
         app.include_router(module.router)
     install_console(app)
     exact_openapi(app)

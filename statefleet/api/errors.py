@@ -27,6 +27,7 @@ from statefleet.engine.runtime import (
     TaskNotCompletable,
     UnknownDefinitionKey,
 )
+from statefleet.engine.runtime.schedules import InvalidSchedule, UnknownSchedule
 from statefleet.engine.runtime.service import (
     InvalidCursor,
     TaskNotFound,
@@ -176,6 +177,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_upgrade", str(exc), details=details)
 
     app.add_exception_handler(InvalidUpgrade, invalid_upgrade)
+
+    async def invalid_schedule(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidSchedule)
+        details = [{"path": exc.path, "message": exc.message}]
+        return error_response(422, "invalid_schedule", str(exc), details=details)
+
+    app.add_exception_handler(InvalidSchedule, invalid_schedule)
+    app.add_exception_handler(UnknownSchedule, mapped(404, "unknown_schedule"))
     app.add_exception_handler(TaskNotCompletable, mapped(409, "task_not_completable"))
     app.add_exception_handler(UnknownBatch, mapped(404, "unknown_batch"))
     app.add_exception_handler(InvalidCursor, mapped(400, "invalid_request"))

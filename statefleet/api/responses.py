@@ -63,7 +63,8 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "`unauthorized`: missing, malformed, unknown or revoked key",
     403: "`forbidden`: a tenant key on an admin route, or the admin key on a tenant route",
     404: "no such resource for this tenant (`unknown_definition`, `unknown_version`, "
-    "`unknown_instance`, `unknown_task`, `unknown_batch`, `unknown_upgrade`, `not_found`)",
+    "`unknown_instance`, `unknown_task`, `unknown_batch`, `unknown_upgrade`, "
+    "`unknown_schedule`, `not_found`)",
     408: "`request_timeout`: the body did not arrive in time",
     409: "the resource is not in a state that allows this (`instance_finished`, "
     "`task_not_completable`), or the idempotency key was used for another request "
@@ -71,6 +72,8 @@ _DESCRIPTIONS: dict[int, str] = {
     413: "`payload_too_large`: the body is over the limit",
     422: "`invalid_spec`: the spec is JSON of the right shape but not a valid workflow; "
     "`invalid_upgrade`: the versions or the state map do not fit the definition; "
+    "`invalid_schedule`: a cron expression, time zone, definition or version that does "
+    "not make a schedule, or neither or both of `cron` and `every`; "
     "`error.details` lists every problem with its path",
     503: "a dependency is unavailable",
 }

@@ -44,6 +44,10 @@ SEMANTIC = {
     ("POST", "/v1/tasks/{task_id}/complete"): ["400"],
     # A state map naming a state of neither version (422 invalid_upgrade).
     ("POST", "/v1/definitions/{key}/upgrades"): ["422"],
+    # A cron expression, time zone or definition that makes no schedule (422
+    # invalid_schedule), a cursor this API never returned, a huge integer in the input.
+    ("POST", "/v1/schedules"): ["400", "422"],
+    ("GET", "/v1/schedules"): ["400"],
 }
 
 

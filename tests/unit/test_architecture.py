@@ -46,6 +46,7 @@ ENGINE_ADAPTERS = {
     "anthropic": {"engine/handlers/ai.py"},
     "cel_expr_python": {"engine/cel.py"},
     "pythonjsonlogger": {"engine/logging_setup.py"},
+    "cronsim": {"engine/runtime/cron.py"},
     "opentelemetry": {"engine/tracing.py"},
 }
 

@@ -19,7 +19,11 @@ from statefleet.api.jsonbody import StrictJsonRoute
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 #: Where a well-formed body can still be refused as a whole (docs/api.md, "Errors").
-ANSWERS_422 = {("post", "/v1/definitions"), ("post", "/v1/definitions/{key}/upgrades")}
+ANSWERS_422 = {
+    ("post", "/v1/definitions"),
+    ("post", "/v1/definitions/{key}/upgrades"),
+    ("post", "/v1/schedules"),
+}
 
 
 @pytest.fixture(scope="module")
