@@ -293,11 +293,14 @@ class Scheduler:
         per round, in rounds until none is due (``catchUp: all`` needs one per tick)."""
         now = now or self.clock()
         report = FireReport()
+        failed: set[uuid.UUID] = set()  # tried again at the next poll, not in this one
         for _ in range(CATCH_UP_MAX + 2):
             progressed = 0
             async with self.pool.acquire() as connection, connection.transaction():
                 rows = await connection.fetch(SQL["claim_due_schedules"], now, self.batch)
                 for row in rows:
+                    if row["id"] in failed:
+                        continue
                     try:
                         # A savepoint each: a row that fails rolls back alone.
                         async with connection.transaction():
@@ -305,6 +308,7 @@ class Scheduler:
                         progressed += 1
                     except Exception:
                         # Left as it was: the next poll tries the same tick again.
+                        failed.add(row["id"])
                         log.exception("schedule %s: firing failed; retrying later", row["id"])
             if not progressed:
                 break
