@@ -350,6 +350,9 @@ class PostgresProcess:
             PostgresUnavailable: it did not come back within ``start_timeout`` (the
                 message includes the end of its log).
         """
+        if not (self.data / "PG_VERSION").exists():
+            # Starting would initdb an empty cluster: the data would look lost.
+            raise PostgresUnavailable(f"its data directory {self.data} is gone")
         binaries = find_binaries(self.prefer)
         account = self.account or server_account()
         self.process = None

@@ -196,3 +196,30 @@ def test_up_on_a_taken_port_starts_nothing(tmp_path: pathlib.Path) -> None:
         # Nothing started: no Postgres cluster, no mail sink directory.
         assert not (home / "postgres").exists()
         assert not (home / "mail").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_up_exits_non_zero_when_its_postgres_cannot_come_back(tmp_path: pathlib.Path) -> None:
+    with state_home() as home:
+        log = tmp_path / "up.out"
+        process = spawn(
+            ["up", "--port", str(free_port())], clean_env(STATEFLEET_HOME=str(home)), log
+        )
+        watcher = TreeWatcher(process.pid)
+        try:
+            wait_for_line(log, "export STATEFLEET_API_KEY=", process)
+            # The running server keeps its files open; a restart would find nothing.
+            (home / "postgres").rename(home / "postgres-moved")
+            postmaster(process.pid).send_signal(signal.SIGKILL)
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            watcher.stop()
+        output = log.read_text(errors="replace")
+        assert code == 1, output
+        assert "postgres exited unexpectedly" in output
+        assert "could not be restarted" in output, output
+        assert "is gone" in output, output
+        assert watcher.survivors(timeout=150) == []
