@@ -393,6 +393,11 @@ class AiHandler:
             decision.event,
             verdict.emit,
             verdict.rejected,
+            extra={
+                "tenant_id": task.tenant_id,
+                "instance_id": task.instance_id,
+                "task_id": task.task_id,
+            },
         )
         emit = (Emit(decision.event, decision.payload),) if verdict.emit else ()
         return HandlerResult(output, emit=emit)

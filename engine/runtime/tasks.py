@@ -311,7 +311,15 @@ class TaskRunner:
         success = _Success(task, output_json, deliver, payload, emit)
         rows = await self._successes.submit(success)
         if rows is None:
-            log.warning("task %s lost its lease before finishing; result dropped", task["id"])
+            log.warning(
+                "task %s lost its lease before finishing; result dropped",
+                task["id"],
+                extra={
+                    "tenant_id": task["tenant_id"],
+                    "instance_id": str(task["instance_id"]),
+                    "task_id": str(task["id"]),
+                },
+            )
             return
         await sink.publish(rows)
 

@@ -137,3 +137,24 @@ async def test_a_restarted_pool_gives_up_its_previous_claims_at_once(database_ds
         assert any(r.data == {"tenantId": TENANT, "taskId": task_id} for r in result.outbox)
         row = await lease_of(running.pool, task_id)
         assert (row["status"], row["attempts"]) == ("succeeded", 2)
+
+
+async def test_each_failed_attempt_logs_one_line_with_its_error_and_ids(
+    database_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(task: TaskContext) -> None:
+        raise ConnectionError("provider unreachable")
+
+    found = HandlerRegistry()
+    found.register("SLOW", broken)
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        task_id = await start_one(running)
+        runner = TaskExecutor(running.pool, found, identity=None)
+        with caplog.at_level("WARNING", logger="statefleet.engine.runtime.tasks"):
+            assert (await runner.run_batch([TaskJobData(TENANT, task_id)])).results == ["retrying"]
+    (record,) = [r for r in caplog.records if "attempt" in r.getMessage()]
+    assert "ConnectionError: provider unreachable; retrying" in record.getMessage()
+    assert "attempt 1/3" in record.getMessage()
+    assert record.exc_info is None  # one line, no traceback
+    assert (record.tenant_id, record.task_id) == (TENANT, task_id)  # type: ignore[attr-defined]
+    assert record.instance_id  # type: ignore[attr-defined]
