@@ -4,7 +4,8 @@
 ``batch``, ``upgrade``, ``regions`` (Postgres: ``DATABASE_URL`` or a throwaway server),
 ``bullmq`` (Redis: ``REDIS_URL`` or a throwaway server), ``cluster`` (the production
 shape: Ray nodes, workers and the API as processes), ``stall`` (single starts' latency while a
-50,000-instance batch runs under ``statefleet up``), ``suite`` (all of them and the targets table),
+50,000-instance batch runs under ``statefleet up``), ``schedules`` (a schedule every 2 s
+on two workers and a restart: one start per tick), ``suite`` (all of them and the targets table),
 ``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     stall.add_argument("--slow", type=float, default=5.0, help="a single slower than this")
     stall.add_argument("--timeout", type=float, default=1_800.0)
     _out(stall)
+
+    sched = sub.add_parser(
+        "schedules", help="a schedule every 2 s on 2 workers and a restart: one start per tick"
+    )
+    sched.add_argument("--every", type=int, default=2, help="the schedule's period (s)")
+    sched.add_argument("--seconds", type=float, default=60.0, help="how long it runs")
+    sched.add_argument("--restart-at", type=float, default=None, help="default: half-way")
+    _out(sched)
 
     upgrade = sub.add_parser(
         "upgrade", help="dry run and apply of a definition upgrade; replays per second"
@@ -204,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         options = ["--instances", str(args.instances), "--interval", str(args.interval)]
         options += ["--slow", str(args.slow), "--timeout", str(args.timeout)]
         stall.main(options + (["--out", str(args.out)] if args.out else []))
+    elif args.name == "schedules":
+        from benchmarks import schedules
+
+        options = ["--every", str(args.every), "--seconds", str(args.seconds)]
+        options += ["--restart-at", str(args.restart_at)] if args.restart_at is not None else []
+        schedules.main(options + (["--out", str(args.out)] if args.out else []))
     elif args.name == "upgrade":
         from benchmarks import upgrade
 

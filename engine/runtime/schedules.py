@@ -383,11 +383,26 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         while True:
+            wait = self.poll_ms / 1000
             try:
                 await self.fire_due()
+                wait = await self._until_next_tick(wait)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduler poll failed; trying again in %d ms", self.poll_ms)
             self.last_pass = time.monotonic()
-            await asyncio.sleep(self.poll_ms / 1000)
+            await asyncio.sleep(wait)
+
+    async def _until_next_tick(self, longest: float) -> float:
+        """Seconds to sleep: until the earliest tick of any schedule, at most ``longest``.
+
+        So a tick starts within milliseconds of its time rather than up to a poll late;
+        the poll still bounds the wait, for schedules created meanwhile and for ticks
+        buffered until an instance ends.
+        """
+        async with self.pool.acquire() as connection:
+            earliest: datetime | None = await connection.fetchval(SQL["next_schedule_tick"])
+        if earliest is None:
+            return longest
+        return max(0.005, min(longest, (earliest - self.clock()).total_seconds()))

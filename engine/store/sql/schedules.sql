@@ -57,3 +57,7 @@ UPDATE schedules
 SET next_run_at = $3, buffered_at = $4, last_tick_at = $5, last_instance_id = $6,
     skipped_ticks = skipped_ticks + $7, updated_at = now()
 WHERE tenant_id = $1 AND id = $2;
+
+-- name: next_schedule_tick
+-- The earliest tick of any active schedule: the scheduler sleeps until then at most.
+SELECT min(next_run_at) FROM schedules WHERE NOT paused;
