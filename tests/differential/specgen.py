@@ -7,7 +7,9 @@ states (depth <= 3), parallel states with 2-3 regions, final states and
 ``onDone``, guarded ``always`` transitions, ``after`` timers, entry/exit actions
 (assign, createTask, raise, cancelTask, named actions with params), wildcard
 handlers (``*``, ``order.*``), ``reenter``, ``always`` transitions in several
-parallel regions that leave an ordered trace (precise point 13), literal objects
+parallel regions that leave an ordered trace, some enabled by the event itself in a
+compound region followed by an atomic one (precise point 13: entry order within a
+macrostep, XState's restored order across them, a re-entered state's kept place), literal objects
 that hold a ``$expr`` key beside others (precise point 12), targets by sibling key, ``.child``
 and ``#id``, targetless transitions, and guards named/inline/and/or/not. It
 also uses every shorthand the contract allows (bare target strings, ``cond``,
@@ -99,6 +101,8 @@ class _Node:
     parent: _Node | None
     custom_id: str | None = None
     children: list[_Node] = field(default_factory=list)
+    #: Give this state an event-enabled, traced ``always`` (see ``_Generator.fill``).
+    eventless: bool = False
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -136,11 +140,20 @@ class _Generator:
 
     def fill(self, node: _Node, depth: int) -> None:
         if node.kind == "parallel":
-            for i in range(self.rng.randint(2, 3)):
-                region_kind = "compound" if depth < 3 and self.chance(0.85) else "atomic"
+            count = self.rng.randint(2, 3)
+            # Now and then a compound region before an atomic one, both with eventless
+            # transitions an event enables: XState restores the atomic region first
+            # (precise point 13), which document order would not.
+            restored_order = depth < 3 and self.chance(0.15)
+            for i in range(count):
+                region_kind = "compound" if depth < 3 and self.chance(0.7) else "atomic"
+                if restored_order:
+                    region_kind = "compound" if i == 0 else "atomic"
                 region = self.new_node(f"r{i}", region_kind, node)
                 if region_kind == "compound":
                     self.fill(region, depth + 1)
+                if restored_order:
+                    (region.children[0] if i == 0 else region).eventless = True
             return
         count = self.rng.randint(2, 4)
         for i in range(count):
@@ -351,7 +364,7 @@ class _Generator:
         out["actions"] = [_BUDGET_ACTION, *(actions if isinstance(actions, list) else [actions])]
         return out
 
-    def eventless(self, source: _Node, root: _Node) -> list[Any]:
+    def eventless(self, source: _Node, root: _Node, *, forced: bool = False) -> list[Any]:
         """``always`` transitions; in a parallel region each also leaves an ordered trace.
 
         The trace (a task named after the state) makes the order in which regions'
@@ -359,11 +372,15 @@ class _Generator:
         the macrostep come after those already active).
         """
         items = []
-        traced = _in_region(source) and self.chance(0.6)
+        traced = forced or (_in_region(source) and self.chance(0.6))
         for _ in range(self.rng.randint(1, 2)):
             counter = {"expr": self.rng.choice(list(COUNTER_EXPRS))}
             guard: Any = counter
-            if self.chance(0.4):
+            if forced or (traced and self.chance(0.4)):
+                # Enabled by the event itself: regions settled by an earlier macrostep
+                # fire together in a later one, in the restored order (point 13).
+                guard = {"type": "and", "guards": [counter, {"expr": 'event.type == "A"'}]}
+            elif self.chance(0.4):
                 guard = {"type": "and", "guards": [counter, self.guard(1)]}
             actions = [{"type": "assign", "path": "t", "value": {"$expr": "context.t + 1"}}]
             if self.chance(0.4):
@@ -423,7 +440,9 @@ class _Generator:
                 )
                 for event in self.events_of(node)
             }
-        if self.chance(0.4 if _in_region(node) else 0.12):
+        if node.eventless:
+            spec["always"] = self.eventless(node, root, forced=True)
+        elif self.chance(0.4 if _in_region(node) else 0.12):
             spec["always"] = self.eventless(node, root)
         if self.chance(0.2 if not is_root else 0.05):
             delays = self.rng.sample(DELAYS, self.rng.randint(1, 2))
