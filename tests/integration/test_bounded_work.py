@@ -17,6 +17,7 @@ from runtime_support import FAST, running_engine, wait_for
 
 from statefleet.client import AsyncClient
 from statefleet.engine.handlers import HandlerRegistry
+from statefleet.registries import hello_noop
 
 pytestmark = pytest.mark.asyncio
 
@@ -140,6 +141,26 @@ async def test_a_step_over_its_microstep_budget_fails_its_instance(database_dsn:
     assert over_view.error is not None
     assert over_view.error.startswith("step budget exceeded: more than 50 microsteps")
     assert history[-1]["error"] == over_view.error
+
+
+@pytest.mark.slow
+async def test_the_step_budget_travels_to_ray_shard_actors(
+    local_ray: None, database_dsn: str
+) -> None:
+    """The budget is a setting of the shards: Ray actors get it in their constructor."""
+    settings = dataclasses.replace(FAST, step_max_microsteps=50)
+    async with running_engine(database_dsn, hello_noop, settings=settings, hosts="ray") as engine:
+        service = engine.service
+        await service.deploy(TENANT, CHAIN)
+        within = await service.start(TENANT, "chain", {"limit": 40})
+        over = await service.start(TENANT, "chain", {"limit": 60})
+        within_view = await wait_for(service, TENANT, within.instance_id, timeout=60)
+        over_view = await wait_for(service, TENANT, over.instance_id, timeout=60)
+
+    assert within_view.status == "done"
+    assert over_view.status == "failed"
+    assert over_view.error is not None
+    assert over_view.error.startswith("step budget exceeded: more than 50 microsteps")
 
 
 def _error(response: Any) -> dict[str, Any]:
