@@ -33,21 +33,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statefleet.engine.interpreter.actions import Action, StepState
-from statefleet.engine.interpreter.budget import DEFAULT_MAX_MICROSTEPS
 from statefleet.engine.interpreter.nodes import Node, Transition, done_event_type
 from statefleet.engine.interpreter.values import EvaluationError
 
 __all__ = [
-    "MAX_MICROSTEPS",
     "Configuration",
     "config_from_value",
     "macrostep",
     "value_of",
 ]
-
-#: Microsteps one event may cause by default before it is declared an eventless/raise
-#: loop; the runtime's budget (``StepBudget.max_microsteps``) may set another.
-MAX_MICROSTEPS = DEFAULT_MAX_MICROSTEPS
 
 
 class Configuration:
