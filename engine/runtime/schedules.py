@@ -267,8 +267,8 @@ class FireReport:
 
 
 class Scheduler:
-    """Fires due schedules: :meth:`fire_due` once, or :meth:`start` to poll every
-    ``poll_ms`` until :meth:`stop`."""
+    """Fires due schedules: :meth:`fire_due` once, or :meth:`start` to keep firing until
+    :meth:`stop`, waking at the earliest next tick and at least every ``poll_ms``."""
 
     def __init__(
         self,
