@@ -169,7 +169,7 @@ async def measure(admin_dsn: str, instances: int) -> dict[str, float]:
             report = await service.upgrades.create(TENANT, V1["id"], apply, limit=1)
             planned_s = 0.0 if report.status == "planning" else time.perf_counter() - began
             while report.status != "done":
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(1.0)
                 report = await service.upgrades.get(TENANT, report.id, limit=1)
                 if not planned_s and report.status != "planning":
                     planned_s = time.perf_counter() - began

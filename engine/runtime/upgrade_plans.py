@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 SQL = load_queries("upgrades.sql")
 
 VERDICTS = ("compatible", "diverged", "unmappable", "error")
+#: Below this many planned moves, a progress report checks which instances stopped.
+_EXACT_BELOW = 5_000
 
 #: ``(tenant, key, version) -> Definition``, raising the service's lookup errors.
 FindDefinition = Callable[[str, str, int], Awaitable[Definition]]
@@ -235,10 +237,18 @@ class Upgrades:
             row = await connection.fetchrow(SQL["get_upgrade"], tenant_id, upgrade_id)
             if row is None:
                 raise UnknownUpgrade(f"upgrade {upgrade_id} not found")
-            progress = await connection.fetchrow(SQL["item_progress"], tenant_id, upgrade_id)
-            assert progress is not None, "an aggregate returns one row"
+            counted = await connection.fetchrow(SQL["item_progress"], tenant_id, upgrade_id)
+            assert counted is not None, "an aggregate returns one row"
+            moved, skipped, pending = counted["moved"], counted["skipped"], counted["planned"]
             status = row["status"]
-            if status == "applying" and progress["pending"] == 0:
+            if pending and pending <= _EXACT_BELOW:
+                # Only the last stretch needs to know which planned instances stopped (they
+                # will never move); while thousands wait, the probe is not worth its cost.
+                stopped = await connection.fetchval(
+                    SQL["planned_not_running"], tenant_id, upgrade_id
+                )
+                skipped, pending = skipped + stopped, pending - stopped
+            if status == "applying" and pending == 0:
                 await connection.execute(SQL["finish_upgrade"], tenant_id, upgrade_id)
                 row = await connection.fetchrow(SQL["get_upgrade"], tenant_id, upgrade_id)
                 assert row is not None
@@ -271,10 +281,10 @@ class Upgrades:
             status=status,
             total=row["total"],
             counts=counts,
-            chosen=progress["moved"] + progress["skipped"] + progress["pending"],
-            moved=progress["moved"],
-            skipped=progress["skipped"],
-            pending=progress["pending"],
+            chosen=moved + skipped + pending,
+            moved=moved,
+            skipped=skipped,
+            pending=pending,
             items=page,
             next_cursor=str(page[-1].instance_id) if more else None,
             error=row["error"],

@@ -71,16 +71,24 @@ ORDER BY instance_id
 LIMIT $4;
 
 -- name: item_progress
--- An apply's progress. A chosen instance still planned but no longer running (it
--- finished before its move was handled) will never move: it counts as skipped.
-SELECT count(*) FILTER (WHERE u.outcome = 'moved') AS moved,
-       count(*) FILTER (WHERE u.outcome = 'skipped'
-                        OR (u.outcome = 'planned' AND i.status <> 'running')) AS skipped,
-       count(*) FILTER (WHERE u.outcome = 'planned' AND i.status = 'running') AS pending
+-- An apply's progress: its chosen items by outcome (one range of the primary key).
+SELECT count(*) FILTER (WHERE outcome = 'moved') AS moved,
+       count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
+       count(*) FILTER (WHERE outcome = 'planned') AS planned
+FROM upgrade_items
+WHERE tenant_id = $1 AND upgrade_id = $2 AND chosen;
+
+-- name: planned_not_running
+-- Of the items still planned, those whose instance stopped (it finished before its move
+-- was handled): they will never move, so they count as skipped. Per key probes.
+SELECT count(*) AS stopped
 FROM upgrade_items u
-LEFT JOIN workflow_instances i
-       ON u.outcome = 'planned' AND i.tenant_id = u.tenant_id AND i.id = u.instance_id
-WHERE u.tenant_id = $1 AND u.upgrade_id = $2 AND u.chosen;
+CROSS JOIN LATERAL (
+    SELECT status FROM workflow_instances w
+    WHERE w.tenant_id = u.tenant_id AND w.id = u.instance_id LIMIT 1
+) AS i
+WHERE u.tenant_id = $1 AND u.upgrade_id = $2 AND u.chosen AND u.outcome = 'planned'
+  AND i.status <> 'running';
 
 -- name: load_moves
 -- What the shard needs to make the moves a batch of xstate.upgrade events ask for.
