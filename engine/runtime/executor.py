@@ -105,8 +105,13 @@ class TaskExecutor:
         collected: list[OutboxRow] = []
         if not self._released and self.identity is not None:
             # The first batch of a new life: what the previous one held runs again now.
-            collected.extend(await self._runner.release_previous_claims(self.identity))
+            # Marked first: batches arrive concurrently, and one release is enough.
             self._released = True
+            try:
+                collected.extend(await self._runner.release_previous_claims(self.identity))
+            except BaseException:
+                self._released = False
+                raise
         types = await self._types(jobs)
         failed: list[int] = []
 
