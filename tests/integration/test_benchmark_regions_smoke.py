@@ -33,7 +33,8 @@ def test_regions(
     assert figures["event_ms_40"] > 0
     for mode in ("thread", "inline"):
         assert figures[f"{mode}_heavy_failed_by_budget"] == 1.0
-        assert figures[f"{mode}_heavy_step_ms"] >= 1000  # the default budget, 1 s
+        # Small, the heavy step may run out of microsteps (1000) before its second.
+        assert figures[f"{mode}_heavy_step_ms"] > 0
         assert figures[f"{mode}_canary_events_during"] > 0
         assert 0 < figures[f"{mode}_canary_p50_ms"] <= figures[f"{mode}_canary_p99_ms"]
     assert stored["parameters"]["heavy"] == 30
