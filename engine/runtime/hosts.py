@@ -14,6 +14,7 @@ will use it: a Ray actor's); one built with a pool shares it and never closes it
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 
@@ -39,11 +40,16 @@ class _Database:
         self._dsn = database if isinstance(database, str) else None
         self._pool = None if isinstance(database, str) else database
         self._size = size
+        # A host's first calls arrive together (an async actor runs them concurrently):
+        # they must share one pool, not each open their own.
+        self._opening = asyncio.Lock()
 
     async def pool(self) -> Pool:
         if self._pool is None:
-            assert self._dsn is not None
-            self._pool = await create_pool(self._dsn, max_size=self._size)
+            async with self._opening:
+                if self._pool is None:
+                    assert self._dsn is not None
+                    self._pool = await create_pool(self._dsn, max_size=self._size)
         return self._pool
 
     async def close(self) -> None:
@@ -102,18 +108,20 @@ class ShardHost:
     async def _ready(self) -> InstanceShard:
         if self._shard is None:
             pool = await self._database.pool()
-            machines, observer = self._machines, self.tally
-            self._shard = InstanceShard(
-                lambda shard: InstanceRuntime(
-                    pool,
-                    CollectingPublisher(),
-                    machines,
-                    checkpoints=shard,
-                    observer=observer,
-                    step_limits=self.settings.step,
-                ),
-                self.settings,
-            )
+            # Checked again after the await: concurrent first calls build one shard.
+            if self._shard is None:
+                machines, observer = self._machines, self.tally
+                self._shard = InstanceShard(
+                    lambda shard: InstanceRuntime(
+                        pool,
+                        CollectingPublisher(),
+                        machines,
+                        checkpoints=shard,
+                        observer=observer,
+                        step_limits=self.settings.step,
+                    ),
+                    self.settings,
+                )
         return self._shard
 
     async def apply(self, events: Sequence[EventJobData]) -> ShardReply:
@@ -173,17 +181,20 @@ class PoolHost:
 
     async def _ready(self) -> TaskExecutor:
         if self._executor is None:
-            # Built here, not pickled: registries hold clients (SMTP, HTTP, AI).
-            registry = load_handler_factory(self._handlers)()
             pool = await self._database.pool()
-            self._executor = TaskExecutor(
-                pool,
-                registry,
-                self.settings,
-                worker_id=None if self.identity else f"pool-{self.index}-{os.getpid()}",
-                observer=self.tally,
-                identity=self.identity,
-            )
+            # Checked again after the await, and no await from here to the assignment:
+            # concurrent first calls build one registry (users' handler classes once).
+            if self._executor is None:
+                # Built here, not pickled: registries hold clients (SMTP, HTTP, AI).
+                registry = load_handler_factory(self._handlers)()
+                self._executor = TaskExecutor(
+                    pool,
+                    registry,
+                    self.settings,
+                    worker_id=None if self.identity else f"pool-{self.index}-{os.getpid()}",
+                    observer=self.tally,
+                    identity=self.identity,
+                )
         return self._executor
 
     async def run_tasks(self, jobs: Sequence[TaskJobData]) -> PoolReply:
