@@ -29,10 +29,11 @@ N parallel regions costs O(N), not the O(N^2) of the textbook algorithm.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from statefleet.engine.interpreter.actions import Action, StepState
+from statefleet.engine.interpreter.budget import NO_CLOCK
 from statefleet.engine.interpreter.nodes import Node, Transition, done_event_type
 from statefleet.engine.interpreter.values import EvaluationError
 
@@ -44,46 +45,12 @@ __all__ = [
 ]
 
 
-class Configuration:
-    """The active state nodes, in XState's order (see the module docstring).
-
-    Each node maps to a sequence number taken when it was added; a node that is
-    removed and added again goes to the end, as in a JavaScript ``Set``.
-    """
-
-    __slots__ = ("_next", "_seq")
-
-    def __init__(self, nodes: Iterable[Node] = ()) -> None:
-        self._seq: dict[Node, int] = {}
-        self._next = 0
-        for node in nodes:
-            self.add(node)
-
-    def __contains__(self, node: object) -> bool:
-        return node in self._seq
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self._seq)
-
-    def __len__(self) -> int:
-        return len(self._seq)
-
-    def add(self, node: Node) -> None:
-        if node not in self._seq:
-            self._seq[node] = self._next
-            self._next += 1
-
-    def discard(self, node: Node) -> None:
-        self._seq.pop(node, None)
-
-    def save(self) -> dict[Node, int]:
-        return dict(self._seq)
-
-    def same_nodes(self, saved: dict[Node, int]) -> bool:
-        return len(saved) == len(self._seq) and all(n in self._seq for n in saved)
-
-    def restore(self, saved: dict[Node, int]) -> None:
-        self._seq = saved
+#: The active state nodes, in XState's order (see the module docstring): a ``dict``
+#: used as an ordered set (values are ``None``). ``config[node] = None`` adds a node at
+#: the end unless it is there already, where it stays; ``config.pop(node, None)``
+#: removes it; a node removed and added again goes to the end, as in a JavaScript
+#: ``Set``. A plain dict, so membership and iteration, the hot paths, run at C speed.
+Configuration = dict[Node, None]
 
 
 # -- configuration <-> state value ------------------------------------------------
@@ -101,7 +68,7 @@ def config_from_value(root: Node, value: Any) -> Configuration:
         EvaluationError: the value names a state the machine does not have
             (a snapshot from another definition version, or a corrupted one).
     """
-    config = Configuration((root,))
+    config: Configuration = {root: None}
     _collect(root, value, config)
     return config
 
@@ -112,7 +79,7 @@ def _collect(node: Node, value: Any, config: Configuration) -> None:
             child = node.by_key.get(value)
             if child is None:
                 raise EvaluationError(f"state value names unknown state '{value}' in '{node.id}'")
-            config.add(child)
+            config[child] = None
             _enter_defaults(child, config)
             return
         if not isinstance(value, dict) or len(value) != 1:
@@ -121,29 +88,29 @@ def _collect(node: Node, value: Any, config: Configuration) -> None:
         child = node.by_key.get(key)
         if child is None:
             raise EvaluationError(f"state value names unknown state '{key}' in '{node.id}'")
-        config.add(child)
+        config[child] = None
         _collect(child, sub, config)
     elif node.kind == "parallel":
         sub_values = value if isinstance(value, dict) else {}
         present = [child for child in node.children if child.key in sub_values]
         for child in present:
-            config.add(child)
+            config[child] = None
         for child in present:
             _collect(child, sub_values[child.key], config)
         for child in node.children:
             if child.key not in sub_values:
-                config.add(child)
+                config[child] = None
                 _enter_defaults(child, config)
 
 
 def _enter_defaults(node: Node, config: Configuration) -> None:
     if node.kind == "compound":
         assert node.initial is not None
-        config.add(node.initial)
+        config[node.initial] = None
         _enter_defaults(node.initial, config)
     elif node.kind == "parallel":
         for child in node.children:
-            config.add(child)
+            config[child] = None
             _enter_defaults(child, config)
 
 
@@ -171,12 +138,14 @@ def root_value(root: Node, config: Configuration) -> Any:
 
 def _next(node: Node, event: Mapping[str, Any], state: StepState) -> list[Transition]:
     """XState's ``StateNode.next``: the first enabled candidate of this node, if any."""
-    meter = state.meter
     for candidate in node.candidates(event["type"]):
         guard = candidate.guard
         if guard is None:
             return [candidate]
-        meter.work()
+        meter = state.meter
+        meter.units += 1
+        if meter.units >= meter.next_check:
+            meter.check_time()
         if guard.test(state.context, event):
             return [candidate]
     return []
@@ -220,7 +189,9 @@ def select_eventless_transitions(
                 if t.guard is None:
                     chosen = t
                     break
-                meter.work()
+                meter.units += 1
+                if meter.units >= meter.next_check:
+                    meter.check_time()
                 if t.guard.test(state.context, event):
                     chosen = t
                     break
@@ -379,7 +350,10 @@ def compute_entry_set(transitions: Iterable[Transition], to_enter: _EntrySet) ->
 
 
 def _run(actions: tuple[Action, ...], state: StepState, event: Mapping[str, Any]) -> None:
-    state.meter.work(1 + len(actions))
+    meter = state.meter
+    meter.units += 1 + len(actions)
+    if meter.units >= meter.next_check:
+        meter.check_time()
     for action in actions:
         action.run(state, event)
 
@@ -421,9 +395,9 @@ def enter_states(
     to_enter: Iterable[Node], config: Configuration, state: StepState, event: Mapping[str, Any]
 ) -> None:
     completed: set[Node] = set()
-    finals = _FinalRegions(config)
+    finals: _FinalRegions | None = None  # made when a final state is entered
     for node in sorted(to_enter, key=_order):
-        config.add(node)
+        config[node] = None
         _run(node.entry, state, event)
         if node.kind != "final":
             continue
@@ -432,6 +406,8 @@ def enter_states(
         marker = parent if parent.kind == "parallel" else parent.parent
         if parent.kind == "compound":
             state.queue.append({"type": done_event_type(parent.id), "payload": {}})
+        if finals is None:
+            finals = _FinalRegions(config)
         while (
             marker is not None
             and marker.kind == "parallel"
@@ -484,22 +460,23 @@ def microstep(
     if not filtered:
         return
     exit_set = compute_exit_set(filtered, config)
-    saved = config.save() if exit_set else None
+    saved = dict(config) if exit_set else None
     for node in sorted(exit_set, key=_order, reverse=True):
         _run(node.exit, state, event)
-        config.discard(node)
+        config.pop(node, None)
     for t in filtered:
         _run(t.actions, state, event)
     to_enter = _EntrySet()
     compute_entry_set(filtered, to_enter)
     enter_states(to_enter.nodes, config, state, event)
-    if saved is not None and config.same_nodes(saved):
-        config.restore(saved)
+    if saved is not None and config.keys() == saved.keys():
+        config.clear()  # the same set: the order it started from is kept
+        config.update(saved)
     _exit_all_on_done(config, state, event)
 
 
-def _sources(transitions: list[Transition]) -> Callable[[], str]:
-    return lambda: ", ".join(sorted({t.source.id for t in transitions})) or "?"
+def _sources(transitions: list[Transition]) -> str:
+    return ", ".join(sorted({t.source.id for t in transitions})) or "?"
 
 
 def macrostep(
@@ -527,10 +504,15 @@ def macrostep(
     next_event = event
     select_eventless = True
     enabled: list[Transition] = []
+    meter = state.meter
     while state.status == "active":
         # Counted at the top of every pass, the last one included, as XState counts
         # against its ``maxIterations``.
-        state.meter.microstep(_sources(enabled))
+        meter.microsteps += 1
+        if meter.microsteps > meter.max_microsteps:
+            raise meter.too_many_microsteps(_sources(enabled))
+        if meter.next_check != NO_CLOCK:
+            meter.check_time()
         enabled = (
             select_eventless_transitions(config, next_event, state)
             if select_eventless and has_always
@@ -543,7 +525,7 @@ def macrostep(
             next_event = state.queue.popleft()
             enabled = select_transitions(root, config, next_event, state)
         if from_eventless:
-            nodes_before = config.save()
+            nodes_before = set(config)
             context_before = state.context
             microstep(enabled, config, state, next_event)
             # XState stops re-selecting eventless transitions when one changed nothing
@@ -551,7 +533,7 @@ def macrostep(
             select_eventless = (
                 state.context is not context_before
                 or state.status != "active"
-                or not config.same_nodes(nodes_before)
+                or config.keys() != nodes_before
             )
         else:
             microstep(enabled, config, state, next_event)

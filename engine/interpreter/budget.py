@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from statefleet.engine.interpreter.values import EvaluationError
 
-__all__ = ["DEFAULT_MAX_MICROSTEPS", "BudgetExceeded", "Meter", "StepBudget"]
+__all__ = ["DEFAULT_MAX_MICROSTEPS", "NO_CLOCK", "BudgetExceeded", "Meter", "StepBudget"]
 
 #: Microsteps one event may cause by default (XState's ``maxIterations`` in the tests).
 DEFAULT_MAX_MICROSTEPS = 1000
@@ -58,32 +58,38 @@ class StepBudget:
     check_every: int = 256
 
 
+#: ``Meter.next_check`` when there is no clock: never reached.
+NO_CLOCK = 1 << 62
+
 #: The budget of a step when the caller gives none: microsteps only, no clock.
 UNBOUNDED_TIME = StepBudget()
 
 
 class Meter:
-    """Counts one step's microsteps and work units against its :class:`StepBudget`."""
+    """Counts one step's microsteps and work units against its :class:`StepBudget`.
 
-    __slots__ = ("budget", "microsteps", "next_check", "units")
+    The interpreter's hot loops update ``units`` and ``microsteps`` in place and call
+    :meth:`check_time` only when ``units`` reaches ``next_check`` (``NO_CLOCK`` without
+    a clock: never), and once per microstep with a clock: a method call per state
+    entered would cost a tenth of a small step.
+    """
+
+    __slots__ = ("budget", "max_microsteps", "microsteps", "next_check", "units")
 
     def __init__(self, budget: StepBudget | None = None) -> None:
-        self.budget = budget or UNBOUNDED_TIME
+        self.budget = budget = budget or UNBOUNDED_TIME
+        self.max_microsteps = budget.max_microsteps
         self.microsteps = 0
         self.units = 0
-        self.next_check = self.budget.check_every
-
-    def work(self, units: int = 1) -> None:
-        """Adds work units; asks the caller's clock once every ``check_every`` of them."""
-        self.units += units
-        if self.units < self.next_check:
-            return
-        self.next_check = self.units + self.budget.check_every
-        self.check_time()
+        self.next_check = budget.check_every if budget.out_of_time is not None else NO_CLOCK
 
     def check_time(self) -> None:
+        """Raises :class:`BudgetExceeded` if the caller's clock says the time is up."""
         out_of_time = self.budget.out_of_time
-        if out_of_time is not None and out_of_time():
+        if out_of_time is None:
+            return
+        self.next_check = self.units + self.budget.check_every
+        if out_of_time():
             limit = self.budget.time_budget_ms
             what = f"{limit} ms" if limit is not None else "its time"
             raise BudgetExceeded(
@@ -93,14 +99,10 @@ class Meter:
                 "it does not hold its shard",
             )
 
-    def microstep(self, where: Callable[[], str]) -> None:
-        """Counts one microstep; ``where`` names the looping states for the message."""
-        self.microsteps += 1
-        limit = self.budget.max_microsteps
-        if self.microsteps > limit:
-            raise BudgetExceeded(
-                "microsteps",
-                f"step budget exceeded: more than {limit} microsteps for one event: "
-                f"eventless transitions or raised events loop (last from state {where()})",
-            )
-        self.check_time()
+    def too_many_microsteps(self, where: str) -> BudgetExceeded:
+        """The error for a step past ``max_microsteps``; ``where`` names the looping states."""
+        return BudgetExceeded(
+            "microsteps",
+            f"step budget exceeded: more than {self.max_microsteps} microsteps for one "
+            f"event: eventless transitions or raised events loop (last from state {where})",
+        )

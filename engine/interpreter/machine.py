@@ -69,7 +69,7 @@ class Machine:
             context.update(input)
         state = StepState(context, Meter(budget))
         event = {"type": INIT_EVENT, "payload": {}}
-        config = Configuration()
+        config: Configuration = {}
         try:
             initial_microstep(self._initial_nodes, config, state, event)
             macrostep(self.root, config, state, event, initial=True, has_always=self._has_always)
