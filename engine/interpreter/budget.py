@@ -9,8 +9,9 @@ minutes, so a step has two limits:
 * **wall time**, which the interpreter cannot read (it is pure: no clock). The
   caller passes ``out_of_time``, a callable that answers whether the step's
   deadline has passed. The interpreter calls it at deterministic points, once
-  every ``check_every`` work units (guards evaluated, actions run, states
-  entered or exited), so the pure path -- no callable, as in ``simulate``, the
+  per microstep and once every ``check_every`` work units (guards evaluated,
+  actions run, states entered or exited, so one wide microstep is cut short
+  too), so the pure path -- no callable, as in ``simulate``, the
   conformance and differential tests -- stays a deterministic function of its
   inputs, and only the runtime, which owns a clock, can cut a step short by time.
 
