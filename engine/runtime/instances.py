@@ -44,7 +44,7 @@ from statefleet.engine.runtime.plan import (
 )
 from statefleet.engine.runtime.step_limits import StepLimits
 from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves, move_instance
-from statefleet.engine.store.db import Connection, Pool, json_text
+from statefleet.engine.store.db import Connection, Pool, json_null_text, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -680,7 +680,7 @@ class InstanceRuntime:
                 [a.type for a in audit],
                 [json_text(a.payload) for a in audit],
                 [json_text(a.state_before) for a in audit],
-                [json_text(a.state_after) for a in audit],
+                [json_null_text(a.state_after) for a in audit],
                 [json_text(a.effects) for a in audit],
                 [a.handled for a in audit],
                 [a.error for a in audit],

@@ -13,7 +13,15 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["Connection", "Pool", "Record", "create_pool", "init_connection", "json_text"]
+__all__ = [
+    "Connection",
+    "Pool",
+    "Record",
+    "create_pool",
+    "init_connection",
+    "json_null_text",
+    "json_text",
+]
 
 #: What store functions accept: a plain connection or one borrowed from a pool.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -31,6 +39,15 @@ def _dumps(value: Any) -> str:
 def json_text(value: Any) -> str | None:
     """JSON for a ``text[]`` batch parameter cast to jsonb per row; ``None`` stays NULL."""
     return None if value is None else orjson.dumps(value).decode()
+
+
+def json_null_text(value: Any) -> str:
+    """JSON for a ``text[]`` batch parameter of a NOT NULL jsonb column: ``None`` is JSON null.
+
+    An audit row's ``state_after`` has no value when entering the initial state
+    failed (the step's snapshot is ``value: null``); the row must still be written.
+    """
+    return orjson.dumps(value).decode()
 
 
 async def init_connection(connection: asyncpg.Connection[Any]) -> None:

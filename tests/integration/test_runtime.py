@@ -495,3 +495,28 @@ async def test_an_event_the_broker_lost_after_publishing_is_sent_again(
 
     assert [h["event_id"] for h in history] == ["xstate.init", event_id]
     assert view.status == "running"
+
+
+async def test_an_initial_state_that_fails_to_evaluate_starts_a_failed_instance(
+    database_dsn: str,
+) -> None:
+    """An error entering the initial state is a failed instance with its audit row, not a 500."""
+    spec = {
+        "id": "broken-start",
+        "initial": "a",
+        "context": {"zero": 0},
+        "states": {
+            "a": {
+                "entry": [{"type": "assign", "path": "x", "value": {"$expr": "1 / context.zero"}}]
+            }
+        },
+    }
+    async with running_engine(database_dsn, registry_with()) as engine:
+        await engine.service.deploy(TENANT, spec)
+        started = await engine.service.start(TENANT, "broken-start")
+        view = await engine.service.get(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+
+    assert view.status == "failed"
+    assert "divide by zero" in (view.error or "")
+    assert [(h["seq"], h["type"], h["state_after"]) for h in history] == [(0, "xstate.init", None)]
