@@ -493,7 +493,7 @@ def macrostep(
     Eventless transitions are checked after every microstep and before each
     raised event (XState's order), and see the event that triggered them.
     A loop of eventless transitions or raised events is cut off by the step's
-    budget (``state.meter``: microsteps, and wall time when the caller gave a
+    budget (``state.meter``: microsteps, and time when the caller gave a
     clock) with an error instead of hanging the worker.
     """
     handled = True

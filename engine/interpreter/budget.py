@@ -6,7 +6,8 @@ minutes, so a step has two limits:
 * **microsteps**, counted by the interpreter itself: deterministic, the same on
   every replay, and the guard against eventless transitions or raised events
   that loop;
-* **wall time**, which the interpreter cannot read (it is pure: no clock). The
+* **time** (the runtime measures the step thread's CPU time), which the
+  interpreter cannot read (it is pure: no clock). The
   caller passes ``out_of_time``, a callable that answers whether the step's
   deadline has passed. The interpreter calls it at deterministic points, once
   per microstep and once every ``check_every`` work units (guards evaluated,
@@ -51,9 +52,9 @@ class StepBudget:
 
     #: Microsteps at most (an eventless/raise loop is cut off here).
     max_microsteps: int = DEFAULT_MAX_MICROSTEPS
-    #: Answers True once the step's wall-time budget is spent; None: no time limit.
+    #: Answers True once the step's time budget is spent; None: no time limit.
     out_of_time: Callable[[], bool] | None = None
-    #: The wall-time budget in ms, only to name it in the error message.
+    #: The time budget in ms, only to name it in the error message.
     time_budget_ms: int | None = None
     #: Work units between two calls of ``out_of_time``.
     check_every: int = 256
@@ -95,7 +96,7 @@ class Meter:
             what = f"{limit} ms" if limit is not None else "its time"
             raise BudgetExceeded(
                 "time",
-                f"step budget exceeded: wall time over {what} (after {self.microsteps} "
+                f"step budget exceeded: CPU time over {what} (after {self.microsteps} "
                 f"microsteps and {self.units} work units); the instance is failed so that "
                 "it does not hold its shard",
             )

@@ -57,7 +57,7 @@ class EngineSettings:
     sweep_event_grace_ms: int = 60_000
     #: How often the scheduler looks for due schedules (docs/schedules.md).
     schedule_poll_ms: int = 1_000
-    #: The budget of one step: microsteps, and wall time in ms; a step over it fails
+    #: The budget of one step: microsteps, and CPU time in ms; a step over it fails
     #: its instance instead of holding the shard (``step_limits.py``).
     step_max_microsteps: int = 1_000
     step_time_budget_ms: int = 1_000

@@ -1,4 +1,4 @@
-"""The runtime's side of a step's budget: turns settings into a per-step deadline.
+"""The runtime's side of a step's budget: turns settings into a per-step CPU-time deadline.
 
 The interpreter counts microsteps itself but reads no clock
 (``engine/interpreter/budget.py``); the runtime owns the clock, so it starts each
@@ -22,7 +22,7 @@ __all__ = ["StepLimits"]
 class StepLimits:
     #: Microsteps one event may cause (``STATEFLEET_STEP_MAX_MICROSTEPS``).
     max_microsteps: int = DEFAULT_MAX_MICROSTEPS
-    #: Wall time one step may take, in ms (``STATEFLEET_STEP_TIME_BUDGET_MS``).
+    #: CPU time one step may take, in ms (``STATEFLEET_STEP_TIME_BUDGET_MS``).
     time_budget_ms: int = 1_000
 
     def budget(self, *, in_thread: bool = False) -> StepBudget:
@@ -34,14 +34,24 @@ class StepLimits:
         instead of after CPython's 5 ms switch interval at every wake-up; it is asked
         every 64 work units instead of 256 for that reason.
         """
-        deadline = time.monotonic() + self.time_budget_ms / 1000
+        # CPU time of the thread running the step, not wall time: a step that waited
+        # for a core on a loaded machine (or for the GIL beside the event loop) has done
+        # no more work, and failing its instance for the machine's load would be wrong.
+        # The clock starts at the interpreter's first check, in the thread that runs the
+        # step (a big machine's step runs in a worker thread, not the caller's).
+        budget_s = self.time_budget_ms / 1000
+        deadline: list[float] = []
 
         def out_of_time() -> bool:
-            return time.monotonic() > deadline
+            now = time.thread_time()
+            if not deadline:
+                deadline.append(now + budget_s)
+                return False
+            return now > deadline[0]
 
         def out_of_time_yielding() -> bool:
             time.sleep(0)
-            return time.monotonic() > deadline
+            return out_of_time()
 
         return StepBudget(
             max_microsteps=self.max_microsteps,

@@ -94,7 +94,7 @@ def parallel(regions: int) -> dict[str, Any]:
 async def test_a_step_over_its_time_budget_fails_its_instance_and_not_the_others(
     database_dsn: str, heavy_spec: dict[str, Any]
 ) -> None:
-    # 200 ms of wall time; the chain would need seconds (a million microsteps allowed).
+    # 200 ms of CPU time; the chain would need seconds (a million microsteps allowed).
     settings = dataclasses.replace(FAST, step_time_budget_ms=200, step_max_microsteps=10**6)
     async with running_engine(database_dsn, HandlerRegistry(), settings=settings) as engine:
         service = engine.service
@@ -117,7 +117,7 @@ async def test_a_step_over_its_time_budget_fails_its_instance_and_not_the_others
     assert small_view.context["n"] == (10 if heavy_spec is CHAIN else 40)
     assert heavy_view.status == "failed"
     assert heavy_view.error is not None
-    assert heavy_view.error.startswith("step budget exceeded: wall time over 200 ms")
+    assert heavy_view.error.startswith("step budget exceeded: CPU time over 200 ms")
     before = "idle" if heavy_spec is CHAIN else {f"r{i}": "a" for i in range(40)}
     assert heavy_view.value == before  # nothing of the step was applied
     last = history[-1]

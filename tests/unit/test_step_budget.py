@@ -1,4 +1,4 @@
-"""The budget of one step (engine/interpreter/budget.py): microsteps and wall time.
+"""The budget of one step (engine/interpreter/budget.py): microsteps and time.
 
 The interpreter reads no clock: time reaches it only as the caller's ``out_of_time``
 callable, asked at deterministic points. These tests drive that callable by hand.
@@ -85,7 +85,7 @@ def test_the_time_budget_cuts_a_long_step_with_a_message_naming_it() -> None:
     failed = go(machine, 500, StepBudget(out_of_time=clock, time_budget_ms=250))
     assert failed.status == "error"
     assert failed.error is not None
-    assert failed.error.startswith("step budget exceeded: wall time over 250 ms")
+    assert failed.error.startswith("step budget exceeded: CPU time over 250 ms")
     assert clock.calls == 3  # stopped at the first "yes"
 
 
