@@ -47,6 +47,7 @@ from statefleet.client import (
 __all__ = ["register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: The CLI sends a 10,000-input batch in one request (the issue's "one call"); the
 #: server's default body limit (10 MiB) leaves ~1 KiB per input at this size.
@@ -107,6 +108,24 @@ def _json_option(command: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Machine output: JSON (JSON Lines for lists)."
     )(command)
+
+
+def _limit_option(help: str) -> Callable[[F], F]:
+    """``--limit N`` (default 50) for a listing; ``help`` says which come first."""
+    return click.option(
+        "--limit", type=click.IntRange(min=1), default=50, show_default=True, help=help
+    )
+
+
+def _first(items: Iterable[T], limit: int) -> list[T]:
+    """The first ``limit`` of ``items`` (a lazily paged listing reads no further)."""
+    return [item for _, item in zip(range(limit), items, strict=False)]
+
+
+def _echo_json_lines(items: Iterable[Any]) -> None:
+    """``--json`` for a list: one JSON object a line (JSON Lines)."""
+    for item in items:
+        _echo_json(item)
 
 
 def _details(error: StatefleetError) -> list[str]:
@@ -384,8 +403,7 @@ def history(instance_id: str, as_json: bool, url: str | None, api_key: str | Non
     with _client(url, api_key) as client:
         entries = client.history(instance_id)
         if as_json:
-            for entry in entries:
-                _echo_json(entry)
+            _echo_json_lines(entries)
             return
         _table(
             ("SEQ", "AT", "EVENT", "FROM", "TO", "HANDLED"),
@@ -403,13 +421,7 @@ def history(instance_id: str, as_json: bool, url: str | None, api_key: str | Non
     type=click.Choice(["running", "done", "failed", "cancelled"]),
     help="Only instances with this status.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="At most this many (newest first).",
-)
+@_limit_option("At most this many (newest first).")
 @_json_option
 @_connection_options
 def ls(
@@ -425,8 +437,7 @@ def ls(
         found = client.list(definition_key=definition_key, status=status, page_size=min(limit, 500))
         instances = (instance for _, instance in zip(range(limit), found, strict=False))
         if as_json:
-            for instance in instances:
-                _echo_json(instance)
+            _echo_json_lines(instances)
             return
         _table(
             ("ID", "DEFINITION", "STATUS", "VALUE", "CREATED"),
@@ -459,8 +470,7 @@ def definitions_ls(as_json: bool, url: str | None, api_key: str | None) -> None:
     with _client(url, api_key) as client:
         found = client.definitions()
     if as_json:
-        for definition in found:
-            _echo_json(definition)
+        _echo_json_lines(found)
         return
     _table(
         ("KEY", "VERSION", "CHECKSUM", "CREATED"),
@@ -514,8 +524,7 @@ def tasks_ls(instance_id: str, as_json: bool, url: str | None, api_key: str | No
     with _client(url, api_key) as client:
         found = client.tasks(instance_id)
     if as_json:
-        for task in found:
-            _echo_json(task)
+        _echo_json_lines(found)
         return
     decisions = {t.id: d for t in found if (d := _decision(t)) is not None}
     headers: tuple[str, ...] = ("ID", "TYPE", "NAME", "STATUS", "ATTEMPTS", "LAST ERROR")
@@ -578,23 +587,16 @@ def _decision(task: Task) -> _Decision | None:
 
 
 @tasks.command("inbox")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="At most this many (the longest waiting first).",
-)
+@_limit_option("At most this many (the longest waiting first).")
 @_json_option
 @_connection_options
 def tasks_inbox(limit: int, as_json: bool, url: str | None, api_key: str | None) -> None:
     """List the pending HUMAN tasks of every instance: what waits for a person."""
     with _client(url, api_key) as client:
         pages = client.list_tasks("pending", "HUMAN", page_size=min(limit, 1000))
-        found = [task for _, task in zip(range(limit), pages, strict=False)]
+        found = _first(pages, limit)
     if as_json:
-        for task in found:
-            _echo_json(task)
+        _echo_json_lines(found)
         return
     _table(
         ("ID", "INSTANCE", "NAME", "INPUT", "WAITING SINCE"),

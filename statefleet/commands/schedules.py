@@ -15,8 +15,11 @@ from statefleet.commands.client_cmds import (
     _client,
     _connection_options,
     _echo_json,
+    _echo_json_lines,
+    _first,
     _json_object,
     _json_option,
+    _limit_option,
     _table,
 )
 
@@ -100,23 +103,16 @@ def schedules_create(
 
 
 @schedules.command("ls")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="At most this many (newest first).",
-)
+@_limit_option("At most this many (newest first).")
 @_json_option
 @_connection_options
 def schedules_ls(limit: int, as_json: bool, url: str | None, api_key: str | None) -> None:
     """List schedules, newest first."""
     with _client(url, api_key) as client:
         pages = client.list_schedules(page_size=min(limit, 1000))
-        found = [schedule for _, schedule in zip(range(limit), pages, strict=False)]
+        found = _first(pages, limit)
     if as_json:
-        for schedule in found:
-            _echo_json(schedule)
+        _echo_json_lines(found)
         return
     _table(
         ("ID", "DEFINITION", "RULE", "OVERLAP", "STATE", "NEXT RUN", "LAST INSTANCE"),
