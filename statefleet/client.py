@@ -484,6 +484,29 @@ class _Call(Generic[T]):
         return kwargs
 
 
+def _answer(call: _Call[T], response: httpx.Response) -> T:
+    """The parsed answer to ``call``, or the :class:`StatefleetError` the API sent."""
+    if response.is_error:
+        raise _error_for(response)
+    return call.parse(response)
+
+
+def _poll_delay(
+    instance_id: str, instance: Instance, deadline: float, poll_interval: float
+) -> float | None:
+    """``wait``'s step: None once ``instance`` finished, else how long to sleep.
+
+    Raises:
+        TimeoutError: it is still running at ``deadline`` (``time.monotonic()``).
+    """
+    if instance.finished:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"instance {instance_id} is still {instance.status}")
+    return min(poll_interval, remaining)
+
+
 def _idempotency(key: str | None) -> dict[str, str]:
     """The ``Idempotency-Key`` header of a starting request, when there is a key."""
     return {"Idempotency-Key": key} if key is not None else {}
@@ -994,9 +1017,7 @@ class Client:
             raise _transport_error(
                 error, self.base_url, f"{call.method} {call.path}", self._timeout
             ) from error
-        if response.is_error:
-            raise _error_for(response)
-        return call.parse(response)
+        return _answer(call, response)
 
     deploy = _sync(_deploy)
     definition = _sync(_definition)
@@ -1090,12 +1111,10 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             instance = self.get(instance_id)
-            if instance.finished:
+            delay = _poll_delay(instance_id, instance, deadline, poll_interval)
+            if delay is None:
                 return instance
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"instance {instance_id} is still {instance.status}")
-            time.sleep(min(poll_interval, remaining))
+            time.sleep(delay)
 
     def history(self, instance_id: str, *, page_size: int = 1000) -> Iterator[HistoryEntry]:
         """Every entry of the instance's audit log, oldest first, fetching page by page."""
@@ -1188,9 +1207,7 @@ class AsyncClient:
             raise _transport_error(
                 error, self.base_url, f"{call.method} {call.path}", self._timeout
             ) from error
-        if response.is_error:
-            raise _error_for(response)
-        return call.parse(response)
+        return _answer(call, response)
 
     deploy = _async(_deploy)
     definition = _async(_definition)
@@ -1274,12 +1291,10 @@ class AsyncClient:
         deadline = time.monotonic() + timeout
         while True:
             instance = await self.get(instance_id)
-            if instance.finished:
+            delay = _poll_delay(instance_id, instance, deadline, poll_interval)
+            if delay is None:
                 return instance
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"instance {instance_id} is still {instance.status}")
-            await asyncio.sleep(min(poll_interval, remaining))
+            await asyncio.sleep(delay)
 
     def history(self, instance_id: str, *, page_size: int = 1000) -> AsyncIterator[HistoryEntry]:
         """See :meth:`Client.history`; iterate with ``async for``."""
