@@ -20,16 +20,14 @@ Time comes from an injectable clock, so tests drive ticks without waiting for th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from statefleet.engine.runtime.background import BackgroundLoop
 from statefleet.engine.runtime.cron import Rule, check_cron, check_timezone
 from statefleet.engine.store.db import Connection, Pool, Record
 from statefleet.engine.store.queries import load_queries
@@ -266,9 +264,13 @@ class FireReport:
     buffered: int = 0
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     """Fires due schedules: :meth:`fire_due` once, or :meth:`start` to keep firing until
     :meth:`stop`, waking at the earliest next tick and at least every ``poll_ms``."""
+
+    task_name = "statefleet-scheduler"
+    failure_log = log
+    failure_message = "scheduler poll failed; trying again in %d ms"
 
     def __init__(
         self,
@@ -284,9 +286,8 @@ class Scheduler:
         self.poll_ms = poll_ms
         self.batch = batch
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
-        #: Monotonic time the last poll ended (failed or not).
-        self.last_pass = time.monotonic()
+        #: ``last_pass``: monotonic time the last poll ended (failed or not).
+        super().__init__()
 
     async def fire_due(self, now: datetime | None = None) -> FireReport:
         """Handles every tick due at ``now`` (default: the clock), one tick per schedule
@@ -369,30 +370,12 @@ class Scheduler:
         log.info("schedule %s: tick %s started instance %s", row["id"], key, result.instance_id)
         return result.instance_id
 
-    def start(self) -> None:
-        """Runs ``run_forever`` in the background until ``stop``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="statefleet-scheduler")
+    def _wait_ms(self) -> int:
+        return self.poll_ms
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def run_forever(self) -> None:
-        while True:
-            wait = self.poll_ms / 1000
-            try:
-                await self.fire_due()
-                wait = await self._until_next_tick(wait)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler poll failed; trying again in %d ms", self.poll_ms)
-            self.last_pass = time.monotonic()
-            await asyncio.sleep(wait)
+    async def _pass(self, wait: float) -> float:
+        await self.fire_due()
+        return await self._until_next_tick(wait)
 
     async def _until_next_tick(self, longest: float) -> float:
         """Seconds to sleep: until the earliest tick of any schedule, at most ``longest``.

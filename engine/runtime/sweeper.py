@@ -10,14 +10,12 @@ is idempotent, so sending one that was not lost after all is harmless.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass
 
 from statefleet.engine.handlers import MANUAL_TYPES
 from statefleet.engine.ports.queue import task_job
+from statefleet.engine.runtime.background import BackgroundLoop
 from statefleet.engine.runtime.outbox import Publisher
 from statefleet.engine.store.db import Pool
 from statefleet.engine.store.queries import load_queries
@@ -35,7 +33,11 @@ class SweepReport:
     events: int = 0
 
 
-class Sweeper:
+class Sweeper(BackgroundLoop):
+    task_name = "statefleet-sweeper"
+    failure_log = log
+    failure_message = "sweep failed; trying again in %d ms"
+
     def __init__(
         self,
         pool: Pool,
@@ -54,9 +56,9 @@ class Sweeper:
         # is not lost, and re-sending it early would only add load.
         self.event_grace_ms = event_grace_ms
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
-        #: Monotonic time the last pass ended (failed or not): the engine's liveness signal.
-        self.last_pass = time.monotonic()
+        #: ``last_pass``: monotonic time the last pass ended (failed or not): the engine's
+        #: liveness signal.
+        super().__init__()
 
     async def sweep_once(self) -> SweepReport:
         """One pass: stale outbox rows, lost event jobs, due tasks/timers, expired leases."""
@@ -81,25 +83,9 @@ class Sweeper:
             )
         return SweepReport(outbox=outbox, tasks=len(jobs), events=events)
 
-    def start(self) -> None:
-        """Runs ``run_forever`` in the background until ``stop``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="statefleet-sweeper")
+    def _wait_ms(self) -> int:
+        return self.interval_ms
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sweep failed; trying again in %d ms", self.interval_ms)
-            self.last_pass = time.monotonic()
-            await asyncio.sleep(self.interval_ms / 1000)
+    async def _pass(self, wait: float) -> float:
+        await self.sweep_once()
+        return wait
