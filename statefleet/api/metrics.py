@@ -5,15 +5,19 @@ runs by type and outcome, step and task latencies and AI decisions are the engin
 loop's :class:`~statefleet.engine.runtime.tally.Tally` (what every shard and pool
 counted, wherever it ran, carried home in its replies) when this process runs the
 engine: ``statefleet up``, ``statefleet worker``, ``statefleet api --allow-memory``.
-Engine-wide numbers (instances and tasks by status, outbox lag, queue depth per
-queue) are read from Postgres and the queue when scraped, in every process.
+A process that runs no engine (``statefleet api`` beside workers) shows instead the sum
+of every engine's stored tally (``engine_tallies``, flushed by each engine loop every
+``STATEFLEET_METRICS_FLUSH_MS``: see ``engine/runtime/tally_store.py``), read when
+scraped: the whole cluster's work, a flush interval behind (one query per scrape).
+Engine-wide numbers (instances and tasks by status, outbox lag, queue depth per queue)
+are read from Postgres and the queue when scraped, in every process.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import asyncpg
@@ -25,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE, Queue
 from statefleet.engine.runtime.tally import BUCKETS, Tally
 from statefleet.engine.runtime.tally import Histogram as TallyHistogram
+from statefleet.engine.runtime.tally_store import cluster_tally
 from statefleet.engine.store.queries import parse_queries
 
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
@@ -50,36 +55,45 @@ def _buckets(histogram: TallyHistogram) -> list[tuple[str, float]]:
     return list(zip(bounds, itertools.accumulate(histogram.buckets), strict=True))
 
 
+def _counter(
+    name: str, documentation: str, labels: list[str], counts: Mapping[Any, int]
+) -> CounterMetricFamily:
+    """A counter family with one sample per key of ``counts`` (a label value, or a tuple
+    of them), in key order."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+    return family
+
+
 class _EngineCollector(Collector):
-    """The engine loop's tally as Prometheus families, read at each scrape."""
+    """The engine loop's tally (or the cluster's) as Prometheus families, at each scrape."""
 
     def __init__(self, metrics: ApiMetrics) -> None:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        tally = self._metrics.tally or Tally()
-        events = CounterMetricFamily(
+        tally = self._metrics.tally or self._metrics.cluster or Tally()
+        yield _counter(
             "statefleet_events",
-            "Events handled by the shards this process's engine loop called, by outcome",
-            labels=["outcome"],
+            "Events handled by the shards of this process's engine loop (of all engines "
+            "when it runs none), by outcome",
+            ["outcome"],
+            tally.events,
         )
-        for outcome, count in sorted(tally.events.items()):
-            events.add_metric([outcome], count)
-        yield events
         step = HistogramMetricFamily(
             "statefleet_step_batch_seconds",
             "Time to apply and commit one batch of events (group commit)",
         )
         step.add_metric([], _buckets(tally.step), tally.step.total)
         yield step
-        runs = CounterMetricFamily(
+        yield _counter(
             "statefleet_task_runs",
-            "Task jobs handled by the pools this process's engine loop called, by type and outcome",
-            labels=["type", "outcome"],
+            "Task jobs handled by the pools of this process's engine loop (of all engines "
+            "when it runs none), by type and outcome",
+            ["type", "outcome"],
+            tally.task_runs,
         )
-        for (task_type, outcome), count in sorted(tally.task_runs.items()):
-            runs.add_metric([task_type, outcome], count)
-        yield runs
         seconds = HistogramMetricFamily(
             "statefleet_task_run_seconds",
             "Time to claim, run and finish one task attempt, by task type",
@@ -88,20 +102,20 @@ class _EngineCollector(Collector):
         for task_type, histogram in sorted(tally.task_seconds.items()):
             seconds.add_metric([task_type], _buckets(histogram), histogram.total)
         yield seconds
-        decisions = CounterMetricFamily(
+        yield _counter(
             "statefleet_ai_decisions",
             "AI task decisions by outcome: emitted, rejected (by the policy), withheld",
-            labels=["outcome"],
+            ["outcome"],
+            tally.ai_decisions,
         )
-        for outcome, count in sorted(tally.ai_decisions.items()):
-            decisions.add_metric([outcome], count)
-        yield decisions
 
 
 class ApiMetrics:
     def __init__(self, tally: Tally | None = None) -> None:
         #: The engine loop's tally when this process runs the engine, else None.
         self.tally = tally
+        #: Without one: the sum of all engines' stored tallies, as of the last scrape.
+        self.cluster: Tally | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_EngineCollector(self))
         self.requests = Counter(
@@ -159,6 +173,8 @@ class ApiMetrics:
                 for row in await connection.fetch(_SQL[query]):
                     gauge.labels(row["status"]).set(row["n"])
             self.queue_lag.set(await connection.fetchval(_SQL["outbox_lag"]))
+            if self.tally is None:
+                self.cluster = await cluster_tally(connection)
         return generate_latest(self.registry)
 
 
