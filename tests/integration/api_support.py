@@ -84,3 +84,8 @@ async def running_api(
         app = create_app(settings, pool=engine.pool, queue=engine.queue, service=engine.service)
         async with serve(app) as url:
             yield Api(url, engine, tenants)
+
+
+def key(api: Api, tenant: str = "acme") -> str:
+    """The API key of one of ``running_api``'s tenants (``acme`` or ``globex``)."""
+    return api.tenants[tenant][1]

@@ -140,3 +140,13 @@ def local_ray() -> Iterator[None]:
 
     with started():
         yield
+
+
+@pytest.fixture
+async def api(database_dsn: str) -> AsyncIterator[Any]:
+    """The API over real HTTP on a fresh database, with its engine and the tenants
+    ``acme`` and ``globex`` (``api_support.running_api``)."""
+    from api_support import running_api
+
+    async with running_api(database_dsn) as running:
+        yield running

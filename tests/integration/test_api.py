@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import ADMIN_KEY, HELLO, Api, running_api
+from api_support import ADMIN_KEY, HELLO, Api, key, running_api
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,16 +83,6 @@ async def wait_history(
             return items
         assert time.monotonic() < deadline, items
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def api(database_dsn: str) -> Any:
-    async with running_api(database_dsn) as running:
-        yield running
-
-
-def key(api: Api, tenant: str = "acme") -> str:
-    return api.tenants[tenant][1]
 
 
 async def test_definitions_deploy_list_get_and_graph(api: Api) -> None:

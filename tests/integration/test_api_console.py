@@ -18,21 +18,15 @@ from typing import Any
 import click
 import httpx
 import pytest
-from api_support import HELLO, Api, running_api
+from api_support import HELLO, Api, key
 from click.testing import CliRunner
-from test_api import HUMAN, error_code, key, wait_status
+from test_api import HUMAN, error_code, wait_status
 
 from statefleet.api.console import CONSOLE_DIR
 from statefleet.client import AsyncClient
 from statefleet.commands.client_cmds import register
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def api(database_dsn: str) -> Any:
-    async with running_api(database_dsn) as running:
-        yield running
 
 
 async def _start_human(client: httpx.AsyncClient, count: int) -> list[str]:

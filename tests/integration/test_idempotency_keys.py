@@ -8,26 +8,15 @@ import json
 import os
 import pathlib
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from api_support import HELLO, Api, running_api
+from api_support import HELLO, Api, key
 
 from statefleet.client import AsyncClient
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def api(database_dsn: str) -> AsyncIterator[Api]:
-    async with running_api(database_dsn) as running:
-        yield running
-
-
-def key(api: Api) -> str:
-    return api.tenants["acme"][1]
 
 
 async def count_instances(dsn: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from api_support import Api, running_api
+from api_support import Api, key
 from click.testing import CliRunner
 
 from statefleet.cli import statefleet
@@ -24,16 +24,6 @@ WAITING: dict[str, Any] = {
     "initial": "idle",
     "states": {"idle": {"on": {"WAKE": "done"}}, "done": {"type": "final"}},
 }
-
-
-@pytest.fixture
-async def api(database_dsn: str) -> Any:
-    async with running_api(database_dsn) as running:
-        yield running
-
-
-def key(api: Api, tenant: str = "acme") -> str:
-    return api.tenants[tenant][1]
 
 
 async def test_create_get_list_pause_resume_delete(api: Api) -> None:
