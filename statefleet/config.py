@@ -90,6 +90,7 @@ ENGINE_FIELDS: Final = (
     "sweep_grace_ms",
     "sweep_event_grace_ms",
     "schedule_poll_ms",
+    "metrics_flush_ms",
     "step_max_microsteps",
     "step_time_budget_ms",
 )
@@ -359,6 +360,7 @@ class Settings(BaseSettings):
     sweep_grace_ms: Positive = _env("STATEFLEET_SWEEP_GRACE_MS", default=10_000)
     sweep_event_grace_ms: Positive = _env("STATEFLEET_SWEEP_EVENT_GRACE_MS", default=60_000)
     schedule_poll_ms: Positive = _env("STATEFLEET_SCHEDULE_POLL_MS", default=1_000)
+    metrics_flush_ms: Positive = _env("STATEFLEET_METRICS_FLUSH_MS", default=5_000)
     step_max_microsteps: Positive = _env("STATEFLEET_STEP_MAX_MICROSTEPS", default=1_000)
     step_time_budget_ms: Positive = _env("STATEFLEET_STEP_TIME_BUDGET_MS", default=1_000)
 

@@ -16,6 +16,9 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
 - Only then is the queue batch acknowledged; jobs of a failed call are redelivered.
 - It runs the sweeper and the scheduler (due schedules start their instances), and
   records jobs that can never succeed as dead letters.
+- It stores what its shards and pools counted (its :class:`Tally`) under its random
+  ``engine_id`` every ``metrics_flush_ms`` and when it stops (``tally_store.py``), so a
+  process running no engine (``statefleet api``) can show the cluster's figures.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import hashlib
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -51,6 +55,7 @@ from statefleet.engine.runtime.service import WorkflowService
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.runtime.sweeper import Sweeper
 from statefleet.engine.runtime.tally import Tally
+from statefleet.engine.runtime.tally_store import TallyFlusher
 from statefleet.engine.store.db import Pool
 
 __all__ = ["Engine", "stable_hash"]
@@ -110,6 +115,12 @@ class Engine:
         self._backend_failed = 0.0
         #: Everything the shards and pools counted, added from each reply (tally.py).
         self.tally = Tally()
+        #: This loop's name in ``engine_tallies``: random, one per tally (so per loop).
+        self.engine_id = uuid.uuid4().hex
+        #: Stores the tally every ``metrics_flush_ms`` and once more at :meth:`stop`.
+        self.tally_flusher = TallyFlusher(
+            pool, self.engine_id, self.tally, interval_ms=s.metrics_flush_ms
+        )
         #: Jobs being handled right now, by queue: what a draining stop waits for.
         self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
 
@@ -141,6 +152,7 @@ class Engine:
             )
         self.sweeper.start()
         self.scheduler.start()
+        self.tally_flusher.start()
 
     def _counted(
         self, queue: str, handler: Callable[[list[QueueJob]], Awaitable[None]]
@@ -168,8 +180,16 @@ class Engine:
         not finished when the time is up are left unacknowledged: the broker delivers
         them again (BullMQ: as stalled jobs; Cloud Tasks: the push failed), and what
         they were doing is in Postgres already (the outbox and task rows the sweeper
-        re-sends), so nothing is lost. Closes nothing else.
+        re-sends), so nothing is lost. Then stores the tally a last time. Closes
+        nothing else.
         """
+        try:
+            await self._drain(timeout_s, say)
+        finally:
+            # After the drain, so the last batches' counts are in it.
+            await self.tally_flusher.stop()
+
+    async def _drain(self, timeout_s: float | None, say: Callable[[str], None] | None) -> None:
         report = say or log.info
         await self.sweeper.stop()
         await self.scheduler.stop()

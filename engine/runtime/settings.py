@@ -57,6 +57,9 @@ class EngineSettings:
     sweep_event_grace_ms: int = 60_000
     #: How often the scheduler looks for due schedules (docs/schedules.md).
     schedule_poll_ms: int = 1_000
+    #: How often the engine loop stores its tally for processes that run no engine to
+    #: sum (``tally_store.py``); it stores it once more when it stops.
+    metrics_flush_ms: int = 5_000
     #: The budget of one step: microsteps, and CPU time in ms; a step over it fails
     #: its instance instead of holding the shard (``step_limits.py``).
     step_max_microsteps: int = 1_000

@@ -10,7 +10,10 @@ engine's totals only grow: an actor that restarts loses only what it had not yet
 handed over.
 
 Plain data throughout (dicts of tuples and ints), so a delta pickles cheaply. The
-histogram buckets are Prometheus' defaults.
+histogram buckets are Prometheus' defaults. :meth:`Tally.to_json` and
+:meth:`Tally.from_json` turn a tally into JSON data and back: each engine loop stores its
+cumulative tally in ``engine_tallies`` (``tally_store.py``), and a process that runs no
+engine (``statefleet api``) shows the sum of those rows.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from statefleet.engine.runtime.instances import ApplyOutcome
@@ -64,6 +67,23 @@ class Histogram:
     def count(self) -> int:
         return sum(self.buckets)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"buckets": list(self.buckets), "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Histogram:
+        """Raises ``ValueError`` for data that is not a histogram over :data:`BUCKETS`."""
+        buckets = data["buckets"]
+        if len(buckets) != len(BUCKETS) + 1:
+            raise ValueError(f"a histogram has {len(BUCKETS) + 1} buckets, not {len(buckets)}")
+        return cls([_count(n) for n in buckets], float(data["total"]))
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"a count is a non-negative integer, not {value!r}")
+    return value
+
 
 @dataclass(slots=True)
 class Tally:
@@ -107,6 +127,42 @@ class Tally:
             self.task_seconds.setdefault(task_type, Histogram()).add(histogram)
         for name, count in other.ai_decisions.items():
             self.ai_decisions[name] = self.ai_decisions.get(name, 0) + count
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON data (objects, lists, numbers); ``le`` names the bucket bounds used."""
+        return {
+            "le": list(BUCKETS),
+            "events": dict(self.events),
+            "step": self.step.to_json(),
+            "task_runs": [
+                {"type": task_type, "outcome": outcome, "count": count}
+                for (task_type, outcome), count in self.task_runs.items()
+            ],
+            "task_seconds": {name: h.to_json() for name, h in self.task_seconds.items()},
+            "ai_decisions": dict(self.ai_decisions),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Tally:
+        """The tally :meth:`to_json` gave; raises ``ValueError`` for anything else
+        (other bucket bounds included: such a tally cannot be added to these)."""
+        try:
+            if [float(b) for b in data.get("le", BUCKETS)] != list(BUCKETS):
+                raise ValueError("the tally was counted with other histogram buckets")
+            return cls(
+                events={str(k): _count(v) for k, v in data["events"].items()},
+                step=Histogram.from_json(data["step"]),
+                task_runs={
+                    (str(run["type"]), str(run["outcome"])): _count(run["count"])
+                    for run in data["task_runs"]
+                },
+                task_seconds={
+                    str(k): Histogram.from_json(v) for k, v in data["task_seconds"].items()
+                },
+                ai_decisions={str(k): _count(v) for k, v in data["ai_decisions"].items()},
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a tally: {error!r}") from None
 
     def take(self) -> Tally:
         """What was counted since the last ``take``, and a fresh start."""

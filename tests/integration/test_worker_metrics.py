@@ -1,5 +1,6 @@
 """``statefleet worker``'s /metrics carries the engine's figures (events, task runs, step
-and task latency) for work started through a separate ``statefleet api``."""
+and task latency) for work started through a separate ``statefleet api``; so does the
+api's, which runs no engine: it sums what every engine stored in ``engine_tallies``."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def test_worker_metrics_show_the_engine_figures(tmp_path: pathlib.Path) -> None:
                 "STATEFLEET_WORKER_PORT": str(worker_port),
                 "STATEFLEET_SMTP_HOST": "127.0.0.1",
                 "STATEFLEET_SMTP_PORT": str(smtp_port),
+                "STATEFLEET_METRICS_FLUSH_MS": "200",
             }
             logs = [tmp_path / "api.log", tmp_path / "worker.log"]
             api, worker = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{worker_port}"
@@ -113,14 +115,20 @@ def test_worker_metrics_show_the_engine_figures(tmp_path: pathlib.Path) -> None:
                 runs = 'statefleet_task_runs_total{outcome="succeeded",type="EMAIL"}'
                 applied = 'statefleet_events_total{outcome="applied"}'
 
-                def counted() -> bool:
-                    text = httpx.get(f"{worker}/metrics", timeout=5).text
+                def counted(base: str) -> bool:
+                    text = httpx.get(f"{base}/metrics", timeout=5).text
                     # 3 starts and 3 completions applied, 3 e-mails sent.
                     return metric(text, runs) >= 3 and metric(text, applied) >= 6
 
-                wait_until(counted, "the worker's /metrics never counted the work", logs)
+                wait_until(lambda: counted(worker), "the worker's /metrics never counted", logs)
                 text = httpx.get(f"{worker}/metrics", timeout=5).text
                 assert metric(text, "statefleet_step_batch_seconds_count") >= 1
                 assert 'statefleet_queue_depth{queue="workflow-task-runner"}' in text
+
+                # The api runs no engine: its figures are the worker's, as last flushed.
+                wait_until(lambda: counted(api), "the api's /metrics never counted", logs)
+                text = httpx.get(f"{api}/metrics", timeout=5).text
+                assert metric(text, "statefleet_step_batch_seconds_count") >= 1
+                assert metric(text, 'statefleet_task_run_seconds_count{type="EMAIL"}') >= 3
     finally:
         sink.stop()
