@@ -11,8 +11,10 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import up_support
 from aiosmtpd.controller import Controller
-from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
+from embedded_support import TreeWatcher, clean_env, state_home
+from up_support import cli, stop_up
 
 from statefleet.embedded import free_port
 
@@ -39,19 +41,6 @@ def smtp_port() -> Iterator[int]:
         controller.stop()
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "statefleet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
-
-
 def start_up(
     home: pathlib.Path, port: int, smtp_port: int, log: pathlib.Path
 ) -> tuple[subprocess.Popen[bytes], TreeWatcher, dict[str, str]]:
@@ -60,13 +49,7 @@ def start_up(
         STATEFLEET_SMTP_HOST="127.0.0.1",
         STATEFLEET_SMTP_PORT=str(smtp_port),
     )
-    process = spawn(["up", "--port", str(port)], env, log)
-    watcher = TreeWatcher(process.pid)
-    client_env = dict(env)
-    for name in ("STATEFLEET_URL", "STATEFLEET_API_KEY"):
-        line = wait_for_line(log, f"export {name}=", process)
-        client_env[name] = line.split("=", 1)[1].strip()
-    return process, watcher, client_env
+    return up_support.start_up(env, port, log)
 
 
 def wait_done(env: dict[str, str], instance_id: str) -> dict[str, object]:
@@ -104,9 +87,7 @@ def test_up_serves_the_cli_and_survives_sigkill(tmp_path: pathlib.Path, smtp_por
             done = wait_done(env, started["id"])
             assert done["status"] == "done", done
         finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=60)
-            watcher.stop()
+            stop_up(first, watcher, signal.SIGKILL, timeout=60)
         # Postgres dies with its parent (parent-death signal), Ray's head with its driver;
         # Ray's dashboard and runtime-env agents notice their raylet is gone within a
         # minute or so, hence the long wait.
@@ -128,9 +109,7 @@ def test_up_serves_the_cli_and_survives_sigkill(tmp_path: pathlib.Path, smtp_por
             more = json.loads(cli(env2, "start", "hello-workflow", "--json"))
             assert wait_done(env2, more["id"])["status"] == "done"
         finally:
-            second.send_signal(signal.SIGTERM)
-            code = second.wait(timeout=120)
-            watcher.stop()
+            code = stop_up(second, watcher)
         assert code == 0, (tmp_path / "up2.out").read_text()
         assert watcher.survivors() == []
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,9 @@ from typing import ClassVar
 
 import psutil
 import pytest
-from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
+import up_support
+from embedded_support import TreeWatcher, clean_env, state_home
+from up_support import cli, stop_up
 
 from statefleet.embedded import free_port
 
@@ -81,29 +81,11 @@ def spec(url: str) -> dict[str, object]:
     }
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "statefleet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
-
-
 def start_up(
     home: pathlib.Path, port: int, log: pathlib.Path
 ) -> tuple[subprocess.Popen[bytes], TreeWatcher, dict[str, str]]:
     env = clean_env(STATEFLEET_HOME=str(home), STATEFLEET_DRAIN_TIMEOUT_MS="3000")
-    process = spawn(["up", "--port", str(port)], env, log)
-    watcher = TreeWatcher(process.pid)
-    client = dict(env)
-    for name in ("STATEFLEET_URL", "STATEFLEET_API_KEY"):
-        client[name] = wait_for_line(log, f"export {name}=", process).split("=", 1)[1].strip()
-    return process, watcher, client
+    return up_support.start_up(env, port, log)
 
 
 @pytest.mark.slow
@@ -123,9 +105,7 @@ def test_sigterm_drains_says_what_it_waits_for_and_loses_nothing(
                 assert time.monotonic() < deadline, (tmp_path / "up1.out").read_text()
                 time.sleep(0.1)
         finally:
-            first.send_signal(signal.SIGTERM)
-            code = first.wait(timeout=120)
-            watcher.stop()
+            code = stop_up(first, watcher)
         output = (tmp_path / "up1.out").read_text()
         assert code == 0, output
         assert "drain: waiting for 0 event job(s) and 1 task job(s)" in output, output
@@ -144,9 +124,7 @@ def test_sigterm_drains_says_what_it_waits_for_and_loses_nothing(
                 time.sleep(0.5)
             assert got["status"] == "done", got
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(timeout=120)
-            watcher.stop()
+            stop_up(second, watcher)
         assert len(_Slow.calls) >= 2  # the unfinished attempt ran again
 
 
@@ -192,6 +170,4 @@ def test_a_killed_pool_actors_task_runs_again_within_30_s(
                 time.sleep(0.5)
             assert json.loads(cli(env, "get", started["id"], "--json"))["status"] == "done"
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=120)
-            watcher.stop()
+            stop_up(process, watcher)

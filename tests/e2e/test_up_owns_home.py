@@ -21,23 +21,11 @@ import httpx
 import psutil
 import pytest
 from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
+from up_support import cli, start_up, stop_up
 
 from statefleet.embedded import free_port
 
 HELLO = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "hello-workflow.json"
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "statefleet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
 
 
 def run_up(env: dict[str, str], port: int) -> subprocess.CompletedProcess[str]:
@@ -109,14 +97,8 @@ def test_up_owns_its_home_listens_on_loopback_and_restarts_postgres(
         port = free_port()
         env = clean_env(STATEFLEET_HOME=str(home))
         log = tmp_path / "up.out"
-        first = spawn(["up", "--port", str(port)], env, log)
-        watcher = TreeWatcher(first.pid)
+        first, watcher, client = start_up(env, port, log)
         try:
-            client = dict(env)
-            for name in ("STATEFLEET_URL", "STATEFLEET_API_KEY"):
-                line = wait_for_line(log, f"export {name}=", first)
-                client[name] = line.split("=", 1)[1].strip()
-
             # Every listener of the tree (API, Postgres, Ray's GCS, raylet, workers,
             # the mail sink) on loopback; no dashboard.
             found = listeners(tree(first.pid))
@@ -162,9 +144,7 @@ def test_up_owns_its_home_listens_on_loopback_and_restarts_postgres(
             assert 'statefleet_task_run_seconds_bucket{le="+Inf",type="EMAIL"}' in text
             assert 'statefleet_queue_depth{queue="workflow-orchestrator"}' in text
         finally:
-            first.send_signal(signal.SIGTERM)
-            code = first.wait(timeout=120)
-            watcher.stop()
+            code = stop_up(first, watcher)
         assert code == 0, log.read_text(errors="replace")
         assert watcher.survivors() == []
         # The lock went with the process: the home can be taken again (checked by

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import pathlib
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,11 +15,12 @@ from typing import ClassVar
 
 import httpx
 import pytest
-from embedded_support import TreeWatcher, clean_env, spawn, state_home, wait_for_line
+from embedded_support import clean_env, state_home
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from up_support import cli, start_up, stop_up
 
 from statefleet.embedded import free_port
 
@@ -75,19 +73,6 @@ def collector() -> Iterator[str]:
         server.server_close()
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "statefleet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_one_trace_from_the_request_to_the_task_handler(
@@ -101,13 +86,9 @@ def test_one_trace_from_the_request_to_the_task_handler(
             OTEL_SERVICE_NAME="statefleet-test",
         )
         log = tmp_path / "up.out"
-        process = spawn(["up", "--port", str(free_port())], env, log)
-        watcher = TreeWatcher(process.pid)
+        process, watcher, client = start_up(env, free_port(), log)
         try:
-            client = dict(env)
-            for name in ("STATEFLEET_URL", "STATEFLEET_API_KEY"):
-                client[name] = wait_for_line(log, f"export {name}=", process).split("=", 1)[1]
-            url, key = client["STATEFLEET_URL"].strip(), client["STATEFLEET_API_KEY"].strip()
+            url, key = client["STATEFLEET_URL"], client["STATEFLEET_API_KEY"]
             cli(client, "deploy", str(HELLO))
             started = httpx.post(
                 f"{url}/v1/instances",
@@ -139,6 +120,4 @@ def test_one_trace_from_the_request_to_the_task_handler(
                 services = {svc for tid, _, svc in _Receiver.spans if tid == trace_id}
             assert services == {"statefleet-test"}
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=120)
-            watcher.stop()
+            stop_up(process, watcher)
