@@ -8,16 +8,11 @@ and the canary's events must all be committed, whatever the figures.
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import orjson
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the benchmarks package lives beside the tests
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import regions  # noqa: E402
+from benchmarks import regions
 
 
 def test_regions(

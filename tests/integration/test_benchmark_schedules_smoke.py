@@ -8,18 +8,13 @@ benchmark's to report, not asserted.
 from __future__ import annotations
 
 import pathlib
-import sys
 from collections.abc import Iterator
 
 import orjson
 import pytest
 from redis_server import redis_url_for_tests
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the benchmarks package lives beside the tests
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import schedules  # noqa: E402
+from benchmarks import schedules
 
 
 @pytest.fixture

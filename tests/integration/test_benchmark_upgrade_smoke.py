@@ -7,16 +7,11 @@ Only the shape and the sanity of the figures are asserted, never a speed: the go
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import orjson
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the benchmarks package lives beside the tests
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import upgrade  # noqa: E402
+from benchmarks import upgrade
 
 
 def test_upgrade(

@@ -8,7 +8,6 @@ figures are asserted, never a speed: the targets are checked by the benchmarks.
 from __future__ import annotations
 
 import pathlib
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +15,7 @@ import orjson
 import pytest
 from redis_server import redis_url_for_tests
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the benchmarks package lives beside the tests
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import batch, bullmq_ratio  # noqa: E402
+from benchmarks import batch, bullmq_ratio
 
 
 @pytest.fixture(scope="module")
