@@ -17,11 +17,10 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -31,6 +30,7 @@ from embedded_support import clean_env, spawn
 from statefleet.credentials import Credentials, write_credentials
 from statefleet.embedded import PostgresUnavailable, free_port, throwaway_postgres
 from statefleet.engine.store import migrate
+from tests.http_support import serving
 from tests.required import unavailable
 
 pytestmark = pytest.mark.slow  # a server process and a CLI process per command
@@ -132,15 +132,8 @@ class _Model(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def model_url() -> Iterator[str]:
-    model = ThreadingHTTPServer(("127.0.0.1", 0), _Model)
-    thread = threading.Thread(target=model.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{model.server_address[1]}/v1"
-    finally:
-        model.shutdown()
-        model.server_close()
-        thread.join(5)
+    with serving(_Model) as url:
+        yield f"{url}/v1"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import psutil
@@ -20,6 +20,7 @@ from embedded_support import TreeWatcher, clean_env, state_home
 from up_support import cli, stop_up
 
 from statefleet.embedded import free_port
+from tests.http_support import serving
 
 
 class _Slow(BaseHTTPRequestHandler):
@@ -49,15 +50,11 @@ class _Slow(BaseHTTPRequestHandler):
 def slow_server() -> Iterator[str]:
     _Slow.release = threading.Event()
     _Slow.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        _Slow.release.set()
-        server.shutdown()
-        server.server_close()
+    with serving(_Slow) as url:
+        try:
+            yield f"{url}/hook"
+        finally:
+            _Slow.release.set()
 
 
 def spec(url: str) -> dict[str, object]:

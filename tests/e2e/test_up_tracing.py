@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import httpx
@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from up_support import cli, start_up, stop_up
 
 from statefleet.embedded import free_port
+from tests.http_support import serving
 
 HELLO = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "hello-workflow.json"
 
@@ -63,14 +64,8 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def collector() -> Iterator[str]:
     _Receiver.spans = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Receiver) as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import pytest
@@ -21,6 +20,7 @@ from statefleet.engine.handlers import (
     noop_handler,
 )
 from statefleet.engine.handlers.builtin import message_id
+from tests.http_support import serving
 
 
 def context(task_type: str, input: Any) -> TaskContext:
@@ -59,15 +59,8 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server() -> Iterator[str]:
     _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(_Recorder) as url:
+        yield url
 
 
 async def test_http_success_returns_status_and_json_body(http_server: str) -> None:

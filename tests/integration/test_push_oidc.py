@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from statefleet.api.app import create_app
 from statefleet.api.settings import ApiSettings
 from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.store.db import create_pool
+from tests.http_support import serving
 
 ACCOUNT = "tasks@example-project.iam.gserviceaccount.com"
 AUDIENCE = "https://worker.example.com"
@@ -87,15 +87,8 @@ def certs_url() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/certs"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Certs) as url:
+        yield f"{url}/certs"
 
 
 @pytest_asyncio.fixture
