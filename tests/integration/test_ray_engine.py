@@ -217,23 +217,21 @@ async def test_a_shard_killed_mid_run_loses_and_repeats_nothing(
         assert (await victim.stats.remote())["pid"] != before  # it was restarted
 
 
-async def test_a_pool_killed_mid_task_is_reclaimed_after_its_lease(
+async def test_a_pool_killed_mid_task_runs_its_task_again(
     local_ray: None, database_dsn: str
 ) -> None:
+    """The restarted pool gives up its previous life's claim at once (or the lease runs out)."""
     async with engine_on(database_dsn, slow_registry) as (engine, pool, runtime):
         await start_batch(pool, runtime, SLOW_TASK, 1)
         deadline = time.monotonic() + 30
         while await pool.fetchval("SELECT status FROM tasks") != "running":
             assert time.monotonic() < deadline, "the task never started"
             await asyncio.sleep(0.02)
-        killed_at = time.monotonic()
         ray.kill(engine.backend.pools[0], no_restart=False)  # type: ignore[attr-defined]
         await wait_done(pool, 1)
         task = await pool.fetchrow("SELECT attempts, status, output FROM tasks")
         assert (task["attempts"], task["status"]) == (2, "succeeded")
         assert task["output"] == {"attempt": 2}
-        # Reclaimed only once the first attempt's lease (3 s timeout + margin) ran out.
-        assert time.monotonic() - killed_at >= 2.5
 
 
 async def test_shard_residents_stay_within_max_resident(local_ray: None, database_dsn: str) -> None:
