@@ -33,6 +33,7 @@ from statefleet.commands.upgrade import upgrade as upgrade_command
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.interpreter import Machine, Step, load_machine, make_event
 from statefleet.engine.spec import SpecError, SpecValidationError, WorkflowSpec, validate_spec
+from statefleet.engine.spec.limits import SpecLimits, check_limits
 
 __all__ = ["main", "statefleet"]
 
@@ -93,14 +94,20 @@ def _parse_json(data: bytes | str, source: str) -> Any:
         ) from None
 
 
-def _load_spec(path: str) -> LoadedSpec:
+def _load_spec(path: str, limits: SpecLimits | None = None) -> LoadedSpec:
     """Reads, validates and compiles a spec.
+
+    ``limits``: also check the spec's size first, as a deploy does (``validate``
+    answers "would this deploy?"; ``simulate`` and ``graph`` run any size).
 
     Raises:
         CliError: the file cannot be read or is not JSON.
-        InvalidSpec: the JSON is not a valid spec.
+        InvalidSpec: the JSON is not a valid spec, or it is over a limit.
     """
     raw = _parse_json(_read_bytes(path, "spec"), "stdin" if path == "-" else path)
+    over = check_limits(raw, limits) if limits is not None else []
+    if over:
+        raise InvalidSpec(tuple(over))
     try:
         spec = validate_spec(raw)
         machine = load_machine(spec)
@@ -144,20 +151,31 @@ def statefleet() -> None:
 # --- validate ---------------------------------------------------------------
 
 
+def _deploy_limits() -> SpecLimits:
+    """The limits a deploy applies by default (``STATEFLEET_SPEC_MAX_*``; tenants may differ)."""
+    from statefleet.config import ConfigError, Settings
+
+    try:
+        return Settings.load().spec_limits()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
 @statefleet.command()
 @click.argument("spec_path", metavar="SPEC.json")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout."
 )
 def validate(spec_path: str, as_json: bool) -> None:
-    """Check a workflow spec against the v1 contract.
+    """Check a workflow spec against the v1 contract and the deploy limits.
 
     Prints every problem as `<path>: <message>`, the path being the JSON path
-    in the spec, and exits 1 when there is any.
+    in the spec, and exits 1 when there is any. The size limits are the
+    server's defaults (STATEFLEET_SPEC_MAX_*); a tenant's own may differ.
     """
     errors: tuple[SpecError, ...]
     try:
-        loaded = _load_spec(spec_path)
+        loaded = _load_spec(spec_path, _deploy_limits())
     except InvalidSpec as exc:
         errors = exc.errors
     except CliError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,22 @@ def test_graph_of_an_invalid_spec_fails_like_validate(tmp_path: Path) -> None:
     assert_clean_failure(result)
     assert result.stdout == ""
     assert result.stderr.startswith("states.a.on.GO: target 'nowhere' does not resolve")
+
+
+def test_validate_applies_the_deploy_limits_with_the_json_path(tmp_path: Path) -> None:
+    regions = {f"r{i}": {"initial": "a", "states": {"a": {}}} for i in range(4)}
+    spec = {"id": "wide", "type": "parallel", "states": regions}
+    path = write_json(tmp_path / "spec.json", spec)
+    assert run("validate", path).returncode == 0  # within the default limits
+    result = subprocess.run(
+        [sys.executable, "-m", "statefleet", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "STATEFLEET_SPEC_MAX_REGIONS": "3"},
+    )
+    assert_clean_failure(result)
+    assert result.stderr.splitlines() == [
+        "(root): a parallel state with 4 regions; the limit is 3 (maxRegions)"
+    ]
