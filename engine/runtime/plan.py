@@ -58,6 +58,11 @@ class TaskRow:
     idempotency_key: str | None
     completion_event: str | None
     failure_event: str | None
+    #: The spec's ``task.limits``: its key (the task type, or ``type:<key value>``),
+    #: at most this many attempts running at once, at most this many starts a second.
+    limit_key: str | None = None
+    limit_concurrency: int | None = None
+    limit_per_second: float | None = None
 
     @property
     def runs_by_itself(self) -> bool:

@@ -9,3 +9,8 @@ SELECT settings FROM tenants WHERE tenant_id = $1;
 UPDATE tenants SET settings = jsonb_set(settings, ARRAY[$2::text], $3::jsonb)
 WHERE tenant_id = $1
 RETURNING settings;
+
+-- name: get_schedulings
+-- Several tenants' scheduling settings at once (the admitter's pass); $1: tenant ids.
+SELECT tenant_id, settings -> 'scheduling' AS scheduling FROM tenants
+WHERE tenant_id = ANY($1::text[]);
