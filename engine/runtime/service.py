@@ -34,6 +34,11 @@ from statefleet.engine.runtime.instances import (
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
 from statefleet.engine.runtime.schedules import Schedules
 from statefleet.engine.runtime.tasks import completion_payload
+from statefleet.engine.runtime.tenant_scheduling import (
+    TenantScheduling,
+    get_tenant_scheduling,
+    set_tenant_scheduling,
+)
 from statefleet.engine.runtime.tenant_settings import (
     TenantLimits,
     get_tenant_limits,
@@ -227,6 +232,19 @@ class WorkflowService:
         """Replaces a tenant's limit overrides. Raises ``UnknownTenant``, ``ValueError``."""
         async with self.pool.acquire() as connection:
             return await set_tenant_limits(connection, tenant_id, self.spec_limits, overrides)
+
+    async def tenant_scheduling(self, tenant_id: str) -> TenantScheduling:
+        """A tenant's fair-share weight and task limits (admin API). Raises ``UnknownTenant``."""
+        async with self.pool.acquire() as connection:
+            return await get_tenant_scheduling(connection, tenant_id)
+
+    async def set_tenant_scheduling(
+        self, tenant_id: str, scheduling: TenantScheduling
+    ) -> TenantScheduling:
+        """Replaces a tenant's scheduling settings; the admitter applies them on its next
+        pass, to work already waiting too. Raises ``UnknownTenant``."""
+        async with self.pool.acquire() as connection:
+            return await set_tenant_scheduling(connection, tenant_id, scheduling)
 
     async def definition(self, tenant_id: str, key: str, version: int | None = None) -> Definition:
         async with self.pool.acquire() as connection:
