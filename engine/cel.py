@@ -8,7 +8,10 @@ evaluates ~100k expressions/s on one core here.
 
 The three variables a workflow expression can see are declared ``dyn``:
 ``context`` (the instance context), ``event`` (``{"type", "payload"}``) and
-``params`` (a named guard's or action's parameters).
+``params`` (a named guard's or action's parameters). A task's limit key
+(``task.limits.key``) also sees ``input``, the task's resolved input; it is
+compiled in a second environment so that ``input`` anywhere else stays an
+undeclared variable, reported when the spec is loaded.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from cel_expr_python import cel as _cel
 __all__ = ["CelCompileError", "CelError", "CelEvaluationError", "Expression", "compile_expr"]
 
 VARIABLES: Final = ("context", "event", "params")
+TASK_KEY_VARIABLES: Final = (*VARIABLES, "input")
 
 _ENV: Final = _cel.NewEnv(variables=dict.fromkeys(VARIABLES, _cel.Type.DYN))
+_TASK_KEY_ENV: Final = _cel.NewEnv(variables=dict.fromkeys(TASK_KEY_VARIABLES, _cel.Type.DYN))
 _ERROR_TYPE: Final = _cel.Type.ERROR
 
 
@@ -77,7 +82,7 @@ class Expression:
         self._program = program
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        """Evaluates over ``context``/``event``/``params``; returns JSON data.
+        """Evaluates over ``context``/``event``/``params`` (and ``input``); returns JSON data.
 
         Raises:
             CelEvaluationError: the expression failed or yielded a non-JSON value.
@@ -95,8 +100,10 @@ class Expression:
 
 
 @functools.lru_cache(maxsize=8192)
-def compile_expr(source: str) -> Expression:
+def compile_expr(source: str, *, with_input: bool = False) -> Expression:
     """Parses and type-checks ``source``; cached, so validation and compilation share work.
+
+    ``with_input`` declares ``input`` as well (a task's ``limits.key``).
 
     Raises:
         CelCompileError: with cel-cpp's message, which points at the column.
@@ -104,7 +111,7 @@ def compile_expr(source: str) -> Expression:
     if not isinstance(source, str) or not source.strip():
         raise CelCompileError("a CEL expression must be a non-empty string")
     try:
-        program = _ENV.compile(source)
+        program = (_TASK_KEY_ENV if with_input else _ENV).compile(source)
     except RuntimeError as exc:
         raise CelCompileError(_clean(str(exc))) from None
     return Expression(source, program)

@@ -8,10 +8,12 @@ performs I/O — effects are data for the runtime.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from statefleet.engine.cel import CelEvaluationError, Expression
 from statefleet.engine.interpreter.budget import Meter
 from statefleet.engine.interpreter.effects import (
     CancelTask,
@@ -32,6 +34,7 @@ __all__ = [
     "RaiseAction",
     "ScheduleTimerAction",
     "StepState",
+    "TaskLimits",
 ]
 
 
@@ -96,6 +99,58 @@ def _as_str(value: Any, where: str, field: str) -> str | None:
     return str(value)
 
 
+class TaskLimits:
+    """A task's compiled ``limits``: its numbers, and the CEL of its ``key`` if it has one.
+
+    The resolved key is the task type alone, or ``TYPE:<value>``: a string value
+    as it is, any other value as its JSON text (keys sorted, so equal maps give
+    equal keys). The runtime stores it with the task; the engine's admitter
+    counts running work per key.
+    """
+
+    __slots__ = ("concurrency", "key", "per_second")
+
+    def __init__(
+        self, concurrency: int | None, per_second: float | None, key: Expression | None
+    ) -> None:
+        self.concurrency = concurrency
+        self.per_second = per_second
+        self.key = key
+
+    def resolve(
+        self, task_type: str, variables: Mapping[str, Any], task_input: Any, where: str
+    ) -> dict[str, Any]:
+        """The effect's ``limits``; ``task_input`` is the task's resolved input.
+
+        Raises:
+            EvaluationError: the key expression failed (the step fails, as for any CEL error).
+        """
+        key = task_type
+        if self.key is not None:
+            try:
+                value = self.key.evaluate({**variables, "input": task_input})
+                # The standard library, not orjson: the interpreter imports no third-party
+                # code but CEL (tests/unit/test_architecture.py). Compact, keys sorted.
+                text = (
+                    value
+                    if isinstance(value, str)
+                    else json.dumps(
+                        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+                    )
+                )
+            except (CelEvaluationError, ValueError) as exc:
+                raise EvaluationError(
+                    f"{where}: `limits.key` expression `{self.key.source}` failed: {exc}"
+                ) from None
+            key = f"{task_type}:{text}"
+        limits: dict[str, Any] = {"key": key}
+        if self.concurrency is not None:
+            limits["concurrency"] = self.concurrency
+        if self.per_second is not None:
+            limits["perSecond"] = self.per_second
+        return limits
+
+
 class CreateTaskAction:
     """``createTask``: resolves the task's value fields and emits a CreateTask effect."""
 
@@ -106,6 +161,7 @@ class CreateTaskAction:
         "failure_event",
         "idempotency_key",
         "input",
+        "limits",
         "max_attempts",
         "name",
         "params",
@@ -133,6 +189,7 @@ class CreateTaskAction:
         policy: dict[str, Any] | None,
         params: dict[str, Any],
         where: str,
+        limits: TaskLimits | None = None,
     ) -> None:
         self.task_type = task_type
         self.name = name
@@ -148,6 +205,7 @@ class CreateTaskAction:
         self.policy = policy
         self.params = params
         self.where = where
+        self.limits = limits
 
     def run(self, state: StepState, event: Mapping[str, Any]) -> None:
         variables = state.variables(event, self.params)
@@ -161,11 +219,15 @@ class CreateTaskAction:
         key = None
         if self.idempotency_key is not None:
             key = _as_str(self.idempotency_key.resolve(variables, where), where, "idempotencyKey")
+        task_input = self.input.resolve(variables, where)
+        limits = None
+        if self.limits is not None:
+            limits = self.limits.resolve(self.task_type, variables, task_input, where)
         state.effects.append(
             CreateTask(
                 task_type=self.task_type,
                 name=self.name,
-                input=self.input.resolve(variables, where),
+                input=task_input,
                 run_at=run_at,
                 delay_ms=delay_ms,
                 idempotency_key=key,
@@ -175,6 +237,7 @@ class CreateTaskAction:
                 backoff=dict(self.backoff) if self.backoff is not None else None,
                 timeout_ms=self.timeout_ms,
                 policy=dict(self.policy) if self.policy is not None else None,
+                limits=limits,
             )
         )
 

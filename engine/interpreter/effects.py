@@ -30,6 +30,9 @@ class CreateTask:
     backoff: dict[str, Any] | None = None
     timeout_ms: int | None = None
     policy: dict[str, Any] | None = None
+    #: The spec's ``task.limits`` with its key resolved: ``{"key", "concurrency"?,
+    #: "perSecond"?}``; absent (so the effect's JSON is unchanged) when none is declared.
+    limits: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         task: dict[str, Any] = {"type": self.task_type, "name": self.name, "input": self.input}
@@ -41,6 +44,7 @@ class CreateTask:
             ("failureEvent", self.failure_event),
             ("timeout", self.timeout_ms),
             ("policy", self.policy),
+            ("limits", self.limits),
         )
         for key, value in optional:
             if value is not None:

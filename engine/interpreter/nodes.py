@@ -24,6 +24,7 @@ from statefleet.engine.interpreter.actions import (
     CreateTaskAction,
     RaiseAction,
     ScheduleTimerAction,
+    TaskLimits,
 )
 from statefleet.engine.interpreter.guards import (
     Guard,
@@ -342,7 +343,16 @@ class _Compiler:
             policy=task.policy,
             params=bound,
             where=where,
+            limits=_task_limits(task.limits),
         )
+
+
+def _task_limits(limits: m.TaskLimitsSpec | None) -> TaskLimits | None:
+    """Compiles ``task.limits``; its key's CEL was checked by validation (it sees ``input``)."""
+    if limits is None:
+        return None
+    key = compile_expr(limits.key, with_input=True) if limits.key is not None else None
+    return TaskLimits(limits.concurrency, limits.per_second, key)
 
 
 def _domain(t: Transition) -> Node | None:

@@ -144,6 +144,7 @@ def plan_effects(
         if isinstance(effect, CreateTask):
             backoff = effect.backoff or DEFAULT_BACKOFF
             run_at = _parse_instant(effect.run_at) if effect.run_at else None
+            limits = effect.limits or {}
             plan.tasks.append(
                 TaskRow(
                     tenant_id=tenant_id,
@@ -162,6 +163,9 @@ def plan_effects(
                     idempotency_key=effect.idempotency_key,
                     completion_event=effect.completion_event,
                     failure_event=effect.failure_event,
+                    limit_key=limits.get("key"),
+                    limit_concurrency=limits.get("concurrency"),
+                    limit_per_second=limits.get("perSecond"),
                 )
             )
         elif isinstance(effect, ScheduleTimer):

@@ -23,6 +23,7 @@ from pydantic import (
     Discriminator,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     Tag,
     field_validator,
@@ -46,6 +47,7 @@ __all__ = [
     "RaisedEvent",
     "RetrySpec",
     "StateNodeSpec",
+    "TaskLimitsSpec",
     "TaskSpec",
     "Transition",
     "WorkflowSpec",
@@ -162,6 +164,29 @@ class RetrySpec(_Model):
     backoff: BackoffSpec | None = None
 
 
+class TaskLimitsSpec(_Model):
+    """``task.limits``: how many attempts of this task may run at once, how many start a second.
+
+    The limits are cluster-wide and enforced by the engine's admitter; work over
+    them waits, it is never dropped. ``key`` is a CEL expression over ``input``
+    (and ``context``, ``event``, ``params``) that splits the limit per value
+    (one AI call at a time per customer); without it the task type is the key.
+    Its CEL is checked by :mod:`statefleet.engine.spec.validate`.
+    """
+
+    concurrency: StrictInt | None = Field(default=None, ge=1)
+    per_second: StrictFloat | None = Field(
+        default=None, gt=0, allow_inf_nan=False, alias="perSecond"
+    )
+    key: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> TaskLimitsSpec:
+        if self.concurrency is None and self.per_second is None:
+            raise ValueError("`limits` needs `concurrency`, `perSecond` or both")
+        return self
+
+
 class TaskSpec(_Model):
     """The ``task`` of a ``createTask`` action; value fields may hold ``$expr``."""
 
@@ -176,6 +201,7 @@ class TaskSpec(_Model):
     retry: RetrySpec | None = None
     timeout: StrictInt | str | None = None
     policy: dict[str, Any] | None = None
+    limits: TaskLimitsSpec | None = None
 
 
 class CreateTaskAction(_Model):

@@ -265,6 +265,12 @@ def _structural_message(loc: Loc, detail: ErrorDetails) -> str:
         return f"{_show(value)} is not allowed here; expected {ctx.get('expected')}"
     if kind == "greater_than_equal":
         return f"{_subject(loc)} must be at least {ctx.get('ge')}, not {_show(value)}"
+    if kind == "greater_than":
+        bound = ctx.get("gt")
+        shown = f"{bound:g}" if isinstance(bound, float) else bound  # 0, not 0.0
+        return f"{_subject(loc)} must be greater than {shown}, not {_show(value)}"
+    if kind == "finite_number":
+        return f"{_subject(loc)} must be a finite number"
     if kind == "string_too_short":
         return f"{_subject(loc)} must be a non-empty string"
     return f"{_subject(loc)}: {detail['msg']}"
@@ -291,7 +297,7 @@ class _Checker:
             if state_id == self.index.default_id(path)
         }
         self.custom_ids: dict[str, Loc] = {}
-        self.cel_cache: dict[str, str | None] = {}
+        self.cel_cache: dict[tuple[str, bool], str | None] = {}
 
     def error(self, loc: Loc, message: str) -> None:
         self.problems.append((loc, message))
@@ -700,6 +706,10 @@ class _Checker:
         timeout = task.get("timeout")
         if _is_delay_literal(timeout) and self.check_delay(timeout, (*loc, "timeout")) == 0:
             self.error((*loc, "timeout"), "a task `timeout` must be positive, not 0")
+        limits = task.get("limits")
+        if isinstance(limits, dict) and isinstance(limits.get("key"), str) and limits["key"]:
+            # The limit key sees the task's resolved input as `input` (its own CEL environment).
+            self.check_cel(limits["key"], (*loc, "limits", "key"), with_input=True)
         retry = task.get("retry")
         backoff = retry.get("backoff") if isinstance(retry, dict) else None
         if isinstance(backoff, dict) and _is_delay_literal(backoff.get("delay")):
@@ -759,15 +769,17 @@ class _Checker:
             elif isinstance(item, list):
                 stack.extend((v, (*item_loc, i)) for i, v in enumerate(item))
 
-    def check_cel(self, source: str, loc: Loc) -> None:
-        if source not in self.cel_cache:
+    def check_cel(self, source: str, loc: Loc, *, with_input: bool = False) -> None:
+        """Compiles ``source`` once per spec; ``with_input`` also declares ``input``."""
+        cache_key = (source, with_input)
+        if cache_key not in self.cel_cache:
             try:
-                compile_expr(source)
+                compile_expr(source, with_input=with_input)
             except CelCompileError as exc:
-                self.cel_cache[source] = _cel_message(str(exc))
+                self.cel_cache[cache_key] = _cel_message(str(exc))
             else:
-                self.cel_cache[source] = None
-        message = self.cel_cache[source]
+                self.cel_cache[cache_key] = None
+        message = self.cel_cache[cache_key]
         if message is not None:
             self.error(loc, message)
 

@@ -793,9 +793,9 @@ def test_named_guards(guards: dict[str, Any], path: str, message: str) -> None:
 def test_each_cel_source_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
     sources: list[str] = []
 
-    def counting_compile(source: str) -> Any:
+    def counting_compile(source: str, *, with_input: bool = False) -> Any:
         sources.append(source)
-        return compile_expr(source)
+        return compile_expr(source, with_input=with_input)
 
     monkeypatch.setattr(validate_module, "compile_expr", counting_compile)
     uses = {f"E{i}": {"target": "a", "guard": "g"} for i in range(5)}
