@@ -72,8 +72,10 @@ __all__ = [
     "StartedBatch",
     "StatefleetError",
     "Task",
+    "TaskLimit",
     "TenantCreated",
     "TenantLimits",
+    "TenantScheduling",
     "Upgrade",
     "UpgradeCounts",
     "UpgradeEntry",
@@ -127,6 +129,7 @@ class Instance(_Model):
     created_at: datetime
     updated_at: datetime | None = None
     batch_id: str | None = None
+    priority: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -193,6 +196,7 @@ class BatchProgress(_Model):
     batch_id: str
     total: int
     counts: BatchCounts
+    priority: int | None = None
 
     @property
     def finished(self) -> int:
@@ -311,6 +315,22 @@ class TenantLimits(_Model):
     tenant_id: str
     limits: dict[str, int]
     overrides: dict[str, int]
+
+
+class TaskLimit(_Model):
+    """At most ``concurrency`` attempts of a task type running at once across the cluster,
+    at most ``per_second`` (``perSecond`` on the wire) starts a second; None: no such limit."""
+
+    concurrency: int | None = None
+    per_second: float | None = None
+
+
+class TenantScheduling(_Model):
+    """A tenant's share of the engine against other tenants with waiting work (``weight``)
+    and its limits per task type (docs/scheduling.md)."""
+
+    weight: int = 1
+    task_limits: dict[str, TaskLimit] = {}
 
 
 class _Page(_Model, Generic[T]):
@@ -575,15 +595,22 @@ def _start(
     *,
     version: int | None = None,
     idempotency_key: str | None = None,
+    priority: int | None = None,
 ) -> _Call[Instance]:
     """Starts an instance of definition ``key`` (latest version unless ``version``).
 
     With ``idempotency_key`` (sent as the ``Idempotency-Key`` header, and in the body
     for servers that predate the header), starting again with the same key returns the
     instance the first call created instead of starting another: safe to retry after a
-    timeout.
+    timeout. ``priority``: 0 to 10, higher first (the server's default: 10, interactive).
     """
-    body = _body(definitionKey=key, version=version, input=input, idempotencyKey=idempotency_key)
+    body = _body(
+        definitionKey=key,
+        version=version,
+        input=input,
+        idempotencyKey=idempotency_key,
+        priority=priority,
+    )
     headers = _idempotency(idempotency_key)
     return _Call(
         "POST", "/v1/instances", _model(Instance), body=body, has_body=True, headers=headers
@@ -595,8 +622,9 @@ def _start_batch(
     inputs: builtins.list[Any],
     version: int | None = None,
     idempotency_key: str | None = None,
+    priority: int | None = None,
 ) -> _Call[StartedBatch]:
-    body = _body(definitionKey=key, version=version, inputs=inputs)
+    body = _body(definitionKey=key, version=version, inputs=inputs, priority=priority)
     headers = _idempotency(idempotency_key)
     return _Call(
         "POST", "/v1/batches", _model(StartedBatch), body=body, has_body=True, headers=headers
@@ -884,6 +912,35 @@ def _set_tenant_limits(tenant_id: str, limits: Mapping[str, int]) -> _Call[Tenan
     )
 
 
+def _tenant_scheduling(tenant_id: str) -> _Call[TenantScheduling]:
+    """A tenant's fair-share weight and task limits (admin key only)."""
+    return _Call("GET", f"/v1/admin/tenants/{_seg(tenant_id)}/scheduling", _model(TenantScheduling))
+
+
+def _set_tenant_scheduling(
+    tenant_id: str,
+    *,
+    weight: int = 1,
+    task_limits: Mapping[str, Mapping[str, Any] | TaskLimit] | None = None,
+) -> _Call[TenantScheduling]:
+    """Replaces a tenant's scheduling settings (admin key only): ``weight`` 1 to 1000,
+    ``task_limits`` per task type, ``{"EMAIL": {"concurrency": 5, "perSecond": 50}}``
+    (or :class:`TaskLimit` values). Limits left out are removed."""
+    limits = {
+        task_type: limit.model_dump(by_alias=True, exclude_none=True)
+        if isinstance(limit, TaskLimit)
+        else dict(limit)
+        for task_type, limit in (task_limits or {}).items()
+    }
+    return _Call(
+        "PUT",
+        f"/v1/admin/tenants/{_seg(tenant_id)}/scheduling",
+        _model(TenantScheduling),
+        body={"weight": weight, "taskLimits": limits},
+        has_body=True,
+    )
+
+
 def _given(value: str | None) -> str | None:
     """An argument or variable, with blank meaning unset (as ``statefleet.config`` reads)."""
     value = value.strip() if value else None
@@ -1038,6 +1095,8 @@ class Client:
     revoke_key = _sync(_revoke_key)
     tenant_limits = _sync(_tenant_limits)
     set_tenant_limits = _sync(_set_tenant_limits)
+    get_tenant_scheduling = _sync(_tenant_scheduling)
+    set_tenant_scheduling = _sync(_set_tenant_scheduling)
     upgrade = _sync(_upgrade)
     get_upgrade = _sync(_get_upgrade)
     create_schedule = _sync(_create_schedule)
@@ -1054,6 +1113,7 @@ class Client:
         version: int | None = None,
         chunk_size: int = 5000,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> builtins.list[StartedBatch]:
         """Starts one instance per input, ``chunk_size`` inputs per ``POST /v1/batches``.
 
@@ -1065,7 +1125,7 @@ class Client:
         same batches and starts nothing twice.
         """
         return [
-            self._run(_start_batch(key, chunk, version, _chunk_key(idempotency_key, i)))
+            self._run(_start_batch(key, chunk, version, _chunk_key(idempotency_key, i), priority))
             for i, chunk in enumerate(_chunks(inputs, chunk_size))
         ]
 
@@ -1081,6 +1141,7 @@ class Client:
         *,
         version: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> StartedBatch: ...
 
     def batch(
@@ -1091,15 +1152,20 @@ class Client:
         *,
         version: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> BatchProgress | StartedBatch:
         """``batch(batch_id)``: a batch's progress. ``batch(key, inputs)``: starts them.
 
         Starting sends every input in one ``POST /v1/batches`` (one batch); with
         ``idempotency_key`` the same key returns the same batch instead of a second one.
+        ``priority``: 0 to 10, higher first (the server's default for a batch: 5, below
+        interactive work); ``start_many`` takes it too, for every chunk.
         """
         if inputs is None:
             return self._run(_batch(key_or_batch_id))
-        call = _start_batch(key_or_batch_id, builtins.list(inputs), version, idempotency_key)
+        call = _start_batch(
+            key_or_batch_id, builtins.list(inputs), version, idempotency_key, priority
+        )
         return self._run(call)
 
     def wait(self, instance_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> Instance:
@@ -1228,6 +1294,8 @@ class AsyncClient:
     revoke_key = _async(_revoke_key)
     tenant_limits = _async(_tenant_limits)
     set_tenant_limits = _async(_set_tenant_limits)
+    get_tenant_scheduling = _async(_tenant_scheduling)
+    set_tenant_scheduling = _async(_set_tenant_scheduling)
     upgrade = _async(_upgrade)
     get_upgrade = _async(_get_upgrade)
     create_schedule = _async(_create_schedule)
@@ -1244,10 +1312,13 @@ class AsyncClient:
         version: int | None = None,
         chunk_size: int = 5000,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> builtins.list[StartedBatch]:
         """See :meth:`Client.start_many`; chunks are sent one after the other."""
         return [
-            await self._run(_start_batch(key, chunk, version, _chunk_key(idempotency_key, i)))
+            await self._run(
+                _start_batch(key, chunk, version, _chunk_key(idempotency_key, i), priority)
+            )
             for i, chunk in enumerate(_chunks(inputs, chunk_size))
         ]
 
@@ -1263,6 +1334,7 @@ class AsyncClient:
         *,
         version: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> StartedBatch: ...
 
     async def batch(
@@ -1273,11 +1345,14 @@ class AsyncClient:
         *,
         version: int | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> BatchProgress | StartedBatch:
         """See :meth:`Client.batch`."""
         if inputs is None:
             return await self._run(_batch(key_or_batch_id))
-        call = _start_batch(key_or_batch_id, builtins.list(inputs), version, idempotency_key)
+        call = _start_batch(
+            key_or_batch_id, builtins.list(inputs), version, idempotency_key, priority
+        )
         return await self._run(call)
 
     async def wait(

@@ -263,6 +263,16 @@ def deploy(
         click.echo(f"deployed {definition.key} v{definition.version} ({definition.checksum[:12]})")
 
 
+def _priority_option(*, default: str) -> Callable[[F], F]:
+    """``--priority N``: 0 to 10, higher first; left out, the server's default."""
+    return click.option(
+        "--priority",
+        type=click.IntRange(0, 10),
+        metavar="0..10",
+        help=f"Higher goes first (default: {default}); see docs/scheduling.md.",
+    )
+
+
 @click.command()
 @click.argument("key")
 @click.option("--input", "input_json", metavar="JSON", help="Instance input, a JSON object.")
@@ -270,6 +280,7 @@ def deploy(
 @click.option(
     "--idempotency-key", metavar="K", help="Starting twice with K returns the first instance."
 )
+@_priority_option(default="10, interactive")
 @click.option("--wait", is_flag=True, help="Wait until it is done, failed or cancelled.")
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds --wait waits."
@@ -281,6 +292,7 @@ def start(
     input_json: str | None,
     version: int | None,
     idempotency_key: str | None,
+    priority: int | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -294,7 +306,11 @@ def start(
     instance_input = _json_object(input_json, "--input")
     with _client(url, api_key) as client:
         instance = client.start(
-            key, instance_input, version=version, idempotency_key=idempotency_key
+            key,
+            instance_input,
+            version=version,
+            idempotency_key=idempotency_key,
+            priority=priority,
         )
         waits_for: list[str] = []
         if wait:
@@ -843,6 +859,7 @@ def _poll_option(command: F) -> F:
     "inputs, so running the same command again starts nothing twice; pass a new key to "
     "start the same inputs again on purpose).",
 )
+@_priority_option(default="5, behind interactive work; a batch already started keeps its own")
 @_poll_option
 @_json_option
 @_connection_options
@@ -853,6 +870,7 @@ def batch_start(
     chunk_size: int,
     no_watch: bool,
     idempotency_key: str | None,
+    priority: int | None,
     poll_interval: float,
     as_json: bool,
     url: str | None,
@@ -874,7 +892,12 @@ def batch_start(
     with _client(url, api_key) as client:
         if not watch:
             for started_batch in client.start_many(
-                key, inputs, version=version, chunk_size=chunk_size, idempotency_key=idempotency_key
+                key,
+                inputs,
+                version=version,
+                chunk_size=chunk_size,
+                idempotency_key=idempotency_key,
+                priority=priority,
             ):
                 if as_json:
                     _echo_json(started_batch)
@@ -893,7 +916,13 @@ def batch_start(
                     # The key start_many gives its index-th chunk, one chunk at a time.
                     chunk_key = f"{idempotency_key}:{index}"
                     started.append(
-                        client.batch(key, chunk, version=version, idempotency_key=chunk_key)
+                        client.batch(
+                            key,
+                            chunk,
+                            version=version,
+                            idempotency_key=chunk_key,
+                            priority=priority,
+                        )
                     )
                     progress.update(task, started=sum(b.count for b in started))
                 batch_ids = [b.batch_id for b in started]

@@ -1,4 +1,4 @@
-"""Operator commands: ``tenants create`` and ``keys create|list|revoke``.
+"""Operator commands: ``tenants create|scheduling`` and ``keys create|list|revoke``.
 
 Two ways in, chosen by what is at hand. With ``DATABASE_URL`` (or ``--database-url``)
 they work on the database directly, with no running API: whoever can reach the
@@ -19,10 +19,17 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 import orjson
+from pydantic import ValidationError
 
 from statefleet.client import Client, resolve_connection
 from statefleet.commands.client_cmds import _client
 from statefleet.credentials import credentials_path, read_credentials, same_server
+from statefleet.engine.runtime.tenant_scheduling import (
+    TaskLimit,
+    TenantScheduling,
+    get_tenant_scheduling,
+    set_tenant_scheduling,
+)
 from statefleet.engine.runtime.tenants import (
     UnknownTenant,
     create_key,
@@ -131,6 +138,124 @@ def tenants_create(
     else:
         click.echo(f"tenant {tenant_id}")
         click.echo(f"api key {api_key}  (shown once: store it now)")
+
+
+def _task_limit(text: str) -> tuple[str, dict[str, Any]]:
+    """``TYPE:concurrency=5,perSecond=50`` as ``("TYPE", {"concurrency": 5, "perSecond": 50.0})``.
+
+    The type is everything before the last ``:`` (a type may hold ``:`` itself); the
+    limit is checked by the engine's own model, so the CLI and the API refuse the same.
+    """
+    task_type, colon, pairs = text.rpartition(":")
+    if not colon or not task_type:
+        raise click.BadParameter(f"{text!r}: use TYPE:concurrency=N,perSecond=R")
+    limit: dict[str, Any] = {}
+    for pair in pairs.split(","):
+        name, equals, value = pair.partition("=")
+        name = name.strip()
+        if not equals or name not in ("concurrency", "perSecond"):
+            raise click.BadParameter(
+                f"{text!r}: {pair.strip()!r} is not concurrency=N or perSecond=R"
+            )
+        try:
+            limit[name] = int(value) if name == "concurrency" else float(value)
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: {name} must be a number, not {value!r}") from None
+    try:
+        checked = TaskLimit.model_validate(limit)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or text}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.BadParameter(f"{text!r}: {problems}") from None
+    return task_type, checked.model_dump(by_alias=True, exclude_none=True)
+
+
+def _parse_task_limits(
+    _: click.Context, __: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[str, dict[str, Any]]]:
+    return [_task_limit(value) for value in values]
+
+
+def _show_scheduling(tenant_id: str, scheduling: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit(scheduling)
+        return
+    click.echo(f"tenant {tenant_id}  weight {scheduling['weight']}")
+    limits: dict[str, dict[str, Any]] = scheduling["taskLimits"]
+    if not limits:
+        click.echo("no task limits")
+    for task_type, limit in sorted(limits.items()):
+        parts = [
+            f"{name} {limit[name]:g}" for name in ("concurrency", "perSecond") if name in limit
+        ]
+        click.echo(f"{task_type}  {'  '.join(parts)}")
+
+
+@tenants.command("scheduling")
+@click.argument("tenant_id")
+@click.option(
+    "--weight",
+    type=click.IntRange(1, 1000),
+    help="The tenant's share of the engine against other tenants with waiting work.",
+)
+@click.option(
+    "--task-limit",
+    "task_limits",
+    multiple=True,
+    metavar="TYPE:concurrency=N,perSecond=R",
+    callback=_parse_task_limits,
+    help="Set TYPE's limit across the cluster (either part may be left out); repeatable.",
+)
+@click.option(
+    "--clear-limits", is_flag=True, help="Remove every task limit (before --task-limit sets any)."
+)
+@_database
+@_json
+def tenants_scheduling(
+    tenant_id: str,
+    weight: int | None,
+    task_limits: list[tuple[str, dict[str, Any]]],
+    clear_limits: bool,
+    database_url: str | None,
+    url: str | None,
+    admin_key: str | None,
+    as_json: bool,
+) -> None:
+    """Show or change TENANT_ID's fair-share weight and task limits.
+
+    Without options, prints them. With options, changes only what was given and keeps
+    the rest (see docs/scheduling.md).
+    """
+    change = weight is not None or bool(task_limits) or clear_limits
+
+    def changed(current: dict[str, Any]) -> dict[str, Any]:
+        limits = {} if clear_limits else dict(current["taskLimits"])
+        limits.update(task_limits)
+        return {"weight": current["weight"] if weight is None else weight, "taskLimits": limits}
+
+    if database_url:
+
+        async def work(connection: Connection) -> TenantScheduling:
+            current = await get_tenant_scheduling(connection, tenant_id)
+            if not change:
+                return current
+            wanted = TenantScheduling.model_validate(changed(current.as_json()))
+            return await set_tenant_scheduling(connection, tenant_id, wanted)
+
+        result = _run(database_url, work).as_json()
+    else:
+        with _admin(url, admin_key) as client:
+            current = client.get_tenant_scheduling(tenant_id).model_dump(
+                by_alias=True, exclude_none=True
+            )
+            if change:
+                wanted = changed(current)
+                current = client.set_tenant_scheduling(
+                    tenant_id, weight=wanted["weight"], task_limits=wanted["taskLimits"]
+                ).model_dump(by_alias=True, exclude_none=True)
+        result = current
+    _show_scheduling(tenant_id, result, as_json)
 
 
 @click.group()
