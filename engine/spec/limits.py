@@ -42,7 +42,7 @@ class SpecLimits:
     max_depth: int = 16
     #: Transitions in the whole spec (``on``, ``always``, ``after``, ``onDone`` entries).
     max_transitions: int = 10_000
-    #: Characters of one CEL expression (a guard's ``expr``, a ``$expr`` value).
+    #: Characters of one CEL expression (a guard's ``expr``, a ``$expr`` value, a limit key).
     max_expression_length: int = 2_000
     #: Bytes of the spec as compact JSON.
     max_spec_bytes: int = 1_048_576
@@ -191,8 +191,9 @@ def _expressions(root: dict[str, Any]) -> Iterator[tuple[str, Loc]]:
     """Every CEL source in the spec with its location, in no particular order.
 
     CEL lives in single-key ``{"$expr": ...}`` values, in the ``expr`` of a guard
-    (under ``guard``/``cond``/``guards``), and in the root's named ``guards``
-    written as plain strings. The root ``context`` is data and is not walked.
+    (under ``guard``/``cond``/``guards``), in the root's named ``guards``
+    written as plain strings, and in a ``createTask``'s ``task.limits.key``.
+    The root ``context`` is data and is not walked.
     """
     named = root.get("guards")
     if isinstance(named, dict):
@@ -212,6 +213,11 @@ def _expressions(root: dict[str, Any]) -> Iterator[tuple[str, Loc]]:
                 continue
             if in_guard and isinstance(item.get("expr"), str):
                 yield item["expr"], (*loc, "expr")
+            if item.get("type") == "createTask":
+                task = item.get("task")
+                limits = task.get("limits") if isinstance(task, dict) else None
+                if isinstance(limits, dict) and isinstance(limits.get("key"), str):
+                    yield limits["key"], (*loc, "task", "limits", "key")
             for key, value in item.items():
                 stack.append((value, (*loc, key), in_guard or key in ("guard", "cond", "guards")))
         elif isinstance(item, list):

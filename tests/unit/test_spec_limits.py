@@ -102,6 +102,9 @@ def test_long_expressions_are_found_in_guards_values_and_named_guards() -> None:
     assign = {"type": "assign", "path": "x", "value": {"v": [{"$expr": long}]}}
     valued = {"id": "m", "initial": "a", "states": {"a": {"entry": assign}}}
     assert list(errors(valued, max_expression_length=20)) == ["states.a.entry.value.v[0].$expr"]
+    limited = {"type": "createTask", "task": {"type": "AI", "name": "n", "limits": {"key": long}}}
+    keyed = {"id": "m", "initial": "a", "states": {"a": {"entry": [limited]}}}
+    assert list(errors(keyed, max_expression_length=20)) == ["states.a.entry[0].task.limits.key"]
     # The context is data, and `$expr` beside other keys is a literal (precise point 12).
     data = {"id": "m", "initial": "a", "context": {"note": {"$expr": long}}, "states": {"a": {}}}
     literal = {"type": "assign", "path": "x", "value": {"$expr": long, "other": 1}}
