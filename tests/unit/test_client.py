@@ -385,6 +385,21 @@ def test_start_sends_camel_case_and_omits_what_was_not_given(client: Client, api
     assert started.context == {"greeted": False}
 
 
+def test_priority_is_sent_only_when_given(client: Client, api: FakeApi) -> None:
+    """Left out, the server's default applies (10 for a start, 5 for a batch)."""
+    client.start("hello-workflow", priority=3)
+    client.start_many("hello-workflow", [{}] * 3, chunk_size=2, priority=0)
+    client.batch("hello-workflow", [{}], priority=7)
+    client.batch("hello-workflow", [{}])
+    assert [body.get("priority", "left out") for body in api.bodies()] == [
+        3,
+        0,
+        0,
+        7,
+        "left out",
+    ]
+
+
 def test_ids_are_quoted_into_one_path_segment(client: Client, api: FakeApi) -> None:
     with pytest.raises(NotFound):
         client.get("../admin?x=1")
