@@ -37,7 +37,7 @@ from statefleet.engine.runtime.tenants import (
     list_keys,
     revoke_key,
 )
-from statefleet.engine.store.db import Connection
+from statefleet.engine.store.db import Connection, init_connection
 
 __all__ = ["keys", "register", "tenants"]
 
@@ -94,6 +94,7 @@ def _run(database_url: str, work: Callable[[Connection], Awaitable[T]]) -> T:
     async def main() -> T:
         connection: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
         try:
+            await init_connection(connection)  # jsonb as Python values, as the pool reads it
             return await work(connection)
         finally:
             await connection.close()
