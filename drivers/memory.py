@@ -93,6 +93,11 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self._queues: dict[str, _QueueState] = {}
+        self._accepted: dict[str, int] = {}
+
+    def accepted(self, queue_name: str) -> int:
+        """How many jobs ``queue_name`` took so far (a duplicate key's no-op not counted)."""
+        return self._accepted.get(queue_name, 0)
 
     def pending(self, queue_name: str) -> int:
         """How many jobs of ``queue_name`` are waiting, delayed, in flight or awaiting retry."""
@@ -111,6 +116,7 @@ class MemoryBackend:
             if entry.dedupe_key in state.keys:
                 return  # a job with this key is pending: enqueue is a no-op
             state.keys[entry.dedupe_key] = entry
+        self._accepted[entry.queue] = self._accepted.get(entry.queue, 0) + 1
         state.outstanding += 1
         state.idle.clear()
         self._schedule(entry, delay_s)

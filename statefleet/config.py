@@ -90,6 +90,10 @@ ENGINE_FIELDS: Final = (
     "sweep_grace_ms",
     "sweep_event_grace_ms",
     "schedule_poll_ms",
+    "admission_poll_ms",
+    "admission_lanes",
+    "admission_event_batch",
+    "admission_task_batch",
     "metrics_flush_ms",
     "step_max_microsteps",
     "step_time_budget_ms",
@@ -360,6 +364,10 @@ class Settings(BaseSettings):
     sweep_grace_ms: Positive = _env("STATEFLEET_SWEEP_GRACE_MS", default=10_000)
     sweep_event_grace_ms: Positive = _env("STATEFLEET_SWEEP_EVENT_GRACE_MS", default=60_000)
     schedule_poll_ms: Positive = _env("STATEFLEET_SCHEDULE_POLL_MS", default=1_000)
+    admission_poll_ms: Positive = _env("STATEFLEET_ADMISSION_POLL_MS", default=100)
+    admission_lanes: Positive = _env("STATEFLEET_ADMISSION_LANES", default=4)
+    admission_event_batch: Positive = _env("STATEFLEET_ADMISSION_EVENT_BATCH", default=500)
+    admission_task_batch: Positive = _env("STATEFLEET_ADMISSION_TASK_BATCH", default=200)
     metrics_flush_ms: Positive = _env("STATEFLEET_METRICS_FLUSH_MS", default=5_000)
     step_max_microsteps: Positive = _env("STATEFLEET_STEP_MAX_MICROSTEPS", default=1_000)
     step_time_budget_ms: Positive = _env("STATEFLEET_STEP_TIME_BUDGET_MS", default=1_000)

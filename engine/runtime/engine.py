@@ -47,6 +47,7 @@ from statefleet.engine.ports.queue import (
     parse_event_job,
     parse_task_job,
 )
+from statefleet.engine.runtime.admission import Admitter
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
@@ -121,6 +122,15 @@ class Engine:
         self.tally_flusher = TallyFlusher(
             pool, self.engine_id, self.tally, interval_ms=s.metrics_flush_ms
         )
+        #: Hands held work (batches below the interactive priority, limited tasks) to the
+        #: shards and pools in weighted fair order, within the task limits.
+        self.admitter = Admitter(
+            pool,
+            deliver_events=self._deliver_held,
+            run_tasks=self._run_admitted if backend.pool_count else None,
+            tally=self.tally,
+            settings=s.admission(),
+        )
         #: Jobs being handled right now, by queue: what a draining stop waits for.
         self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
 
@@ -152,6 +162,7 @@ class Engine:
             )
         self.sweeper.start()
         self.scheduler.start()
+        self.admitter.start()
         self.tally_flusher.start()
 
     def _counted(
@@ -193,6 +204,7 @@ class Engine:
         report = say or log.info
         await self.sweeper.stop()
         await self.scheduler.stop()
+        await self.admitter.stop(timeout_s if timeout_s is not None else 10.0)
         consumers, self._consumers = self._consumers, []
         stopping = asyncio.ensure_future(asyncio.gather(*(c.stop() for c in consumers)))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -350,6 +362,43 @@ class Engine:
             except Exception:
                 log.exception("marking %d delivered event(s) failed", len(delivered))
         return follow
+
+    async def _deliver_held(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """The admitter's events, straight to their shards; returns those not delivered.
+
+        The rows are marked published already (taken by the admitter); what the shards'
+        commits wrote is sent on like any other.
+        """
+        parsed: list[tuple[OutboxRow, EventJobData]] = []
+        for row in rows:
+            try:
+                parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
+            except MalformedJobError as error:
+                await self.dead_letter(row.tenant_id, row.job(), str(error))
+        failed: list[OutboxRow] = []
+        follow: list[OutboxRow] = []
+        for index, sent, reply in await self._to_shards(parsed):
+            if isinstance(reply, BaseException):
+                log.warning("shard %d failed %d admitted event(s): %r", index, len(sent), reply)
+                failed.extend(row for row, _ in sent)
+                continue
+            follow.extend(reply.outbox)
+        await self.route(follow)
+        return failed
+
+    async def _run_admitted(self, jobs: list[TaskJobData]) -> list[int]:
+        """The admitter's tasks, on the next pool; returns the indexes that failed."""
+        index = next(self._next_pool)
+        try:
+            reply = await self.backend.run_tasks(index, jobs)
+        except Exception:
+            self._note(ok=False)
+            raise
+        self._note(ok=True)
+        if reply.tally is not None:
+            self.tally.add(reply.tally)
+        await self.route(reply.outbox)
+        return reply.failed
 
     async def _to_shards(
         self, items: Sequence[tuple[_Item, EventJobData]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from statefleet.engine import tracing
+from statefleet.engine.handlers.builtin import MANUAL_TYPES
 from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
@@ -42,6 +43,7 @@ from statefleet.engine.runtime.plan import (
     instance_status,
     plan_effects,
 )
+from statefleet.engine.runtime.priority import INTERACTIVE
 from statefleet.engine.runtime.step_limits import StepLimits
 from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves, move_instance
 from statefleet.engine.store.db import Connection, Pool, json_null_text, json_text
@@ -106,7 +108,10 @@ def event_outbox_row(
     event_id: str,
     event_type: str,
     payload: Mapping[str, Any] | None = None,
+    *,
+    priority: int = INTERACTIVE,
 ) -> OutboxRow:
+    """An event's outbox row; below the interactive priority it is held for the admitter."""
     job = event_job(
         tenant_id=tenant_id,
         instance_id=str(instance_id),
@@ -125,6 +130,8 @@ def event_outbox_row(
         job_name=job.name,
         data=job.data,
         dedupe_key=job.dedupe_key,
+        held=priority < INTERACTIVE,
+        priority=priority,
     )
 
 
@@ -250,13 +257,16 @@ class InstanceRuntime:
         *,
         start_event: str | None = START_EVENT,
         batch_id: uuid.UUID | None = None,
+        priority: int = INTERACTIVE,
     ) -> list[StartResult]:
         """Creates instances (one transaction for the batch) and queues their start event.
 
         A request whose idempotency key the tenant already used returns that
         instance (``created=False``) and writes nothing. ``batch_id`` (a row of
         ``batches``) is recorded on every new instance, so the batch's progress
-        can be counted; it adds no statement.
+        can be counted; it adds no statement. Below the ``INTERACTIVE`` priority the
+        start events and the instances' tasks are held for the admitter
+        (``admission.py``) instead of being published.
         """
         async with self.pool.acquire() as connection:
             machine = await self.machines.get(connection, tenant_id, definition_id)
@@ -299,6 +309,7 @@ class InstanceRuntime:
                     [p.error for p in plans],
                     keys,
                     batch_id,
+                    priority,
                 )
                 created = {r["id"] for r in inserted}
                 existing: dict[str, uuid.UUID] = {}
@@ -317,7 +328,11 @@ class InstanceRuntime:
                         connection,
                         [
                             event_outbox_row(
-                                tenant_id, p.instance_id, f"start-{p.instance_id}", start_event
+                                tenant_id,
+                                p.instance_id,
+                                f"start-{p.instance_id}",
+                                start_event,
+                                priority=priority,
                             )
                             for p in winners
                             if p.status == "running"
@@ -337,7 +352,7 @@ class InstanceRuntime:
                             last_seq=0,
                         )
                     )
-        await self.publish(outbox)
+        await self.publish([row for row in outbox if not row.held])
         results = []
         for plan, key in zip(plans, keys, strict=True):
             if plan.instance_id in created:
@@ -738,8 +753,13 @@ class InstanceRuntime:
             [t.idempotency_key for t in tasks],
             [t.completion_event for t in tasks],
             [t.failure_event for t in tasks],
+            sorted(MANUAL_TYPES),
+            [t.limit_key for t in tasks],
+            [t.limit_concurrency for t in tasks],
+            [t.limit_per_second for t in tasks],
         )
-        timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted}
+        # A held task gets no job: the admitter hands it to a pool (admission.py).
+        timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted if not r["held"]}
         rows = []  # jobs only, never outbox rows: see task_attempt_row
         for task in tasks:
             if task.id not in timing or not task.runs_by_itself:

@@ -50,6 +50,10 @@ class OutboxRow:
     dedupe_key: str
     available_at: datetime | None = None
     db_now: datetime | None = None
+    #: Waits in the outbox for the admitter (work below the interactive priority)
+    #: instead of being published after commit: see ``admission.py``.
+    held: bool = False
+    priority: int = 10
 
     @property
     def stored(self) -> bool:
@@ -110,6 +114,8 @@ async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> li
         [json_text(r.data) for r in rows],
         [r.dedupe_key for r in rows],
         [r.available_at for r in rows],
+        [r.held for r in rows],
+        [r.priority for r in rows],
     )
     ids = {record["id"] for record in written}
     return [r for r in rows if r.id in ids]

@@ -32,6 +32,7 @@ from statefleet.engine.runtime.instances import (
     event_outbox_row,
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
+from statefleet.engine.runtime.priority import BATCH_PRIORITY, INTERACTIVE, check_priority
 from statefleet.engine.runtime.schedules import Schedules
 from statefleet.engine.runtime.tasks import completion_payload
 from statefleet.engine.runtime.tenant_scheduling import (
@@ -128,6 +129,8 @@ class InstanceView:
     created_at: datetime
     updated_at: datetime
     batch_id: uuid.UUID | None = None
+    #: 0..10, higher first; 10 (interactive) unless it was started by a batch.
+    priority: int = INTERACTIVE
 
     @classmethod
     def from_record(cls, r: Record) -> InstanceView:
@@ -145,6 +148,7 @@ class InstanceView:
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             batch_id=r.get("batch_id"),
+            priority=r.get("priority", INTERACTIVE),
         )
 
 
@@ -174,6 +178,7 @@ class BatchProgress:
     batch_id: uuid.UUID
     total: int
     counts: dict[str, int] = field(default_factory=dict)
+    priority: int = BATCH_PRIORITY
 
 
 def _batch_item_key(batch_id: uuid.UUID, index: int) -> str:
@@ -266,6 +271,7 @@ class WorkflowService:
         version: int | None = None,
         idempotency_key: str | None = None,
         start_event: str | None = START_EVENT,
+        priority: int = INTERACTIVE,
     ) -> StartResult:
         (result,) = await self.start_many(
             tenant_id,
@@ -273,6 +279,7 @@ class WorkflowService:
             [StartRequest(input, idempotency_key)],
             version=version,
             start_event=start_event,
+            priority=priority,
         )
         return result
 
@@ -284,10 +291,17 @@ class WorkflowService:
         *,
         version: int | None = None,
         start_event: str | None = START_EVENT,
+        priority: int = INTERACTIVE,
     ) -> list[StartResult]:
+        """Starts instances; ``priority`` 0..10 (below 10, held for the admitter).
+
+        Raises:
+            ValueError: ``priority`` out of range; nothing is written.
+        """
+        check_priority(priority)
         definition = await self.definition(tenant_id, key, version)
         return await self.runtime.start_many(
-            tenant_id, definition.id, requests, start_event=start_event
+            tenant_id, definition.id, requests, start_event=start_event, priority=priority
         )
 
     async def send(
@@ -458,6 +472,7 @@ class WorkflowService:
         start_event: str | None = START_EVENT,
         chunk_size: int = BATCH_CHUNK,
         idempotency_key: str | None = None,
+        priority: int = BATCH_PRIORITY,
     ) -> BatchStarted:
         """Starts one instance per input, in bulk, and records them as one batch.
 
@@ -471,10 +486,17 @@ class WorkflowService:
         keys made of the batch id and their position, so the second call also inserts
         whatever a first call that died half-way never did, and starts nothing twice.
 
+        ``priority`` (0..10, default 5) orders the batch's work against the tenant's
+        other work; below 10 its starts and tasks wait for the admitter, which shares
+        the engine fairly between tenants (docs/scheduling.md). A repeat with the same
+        idempotency key keeps the first call's priority.
+
         Raises:
             UnknownDefinitionKey: no such definition (or version); nothing is written.
             IdempotencyKeyReused: the key started a batch of another definition or size.
+            ValueError: ``priority`` out of range; nothing is written.
         """
+        check_priority(priority)
         definition = await self.definition(tenant_id, key, version)
         batch_id = uuid.uuid4()
         created = True
@@ -486,6 +508,7 @@ class WorkflowService:
                 definition.id,
                 len(inputs),
                 idempotency_key,
+                priority,
             )
             if inserted is None:  # the key was used before
                 found = await connection.fetchrow(
@@ -500,6 +523,7 @@ class WorkflowService:
                     )
                 batch_id, created = found["id"], False
                 definition_id = found["definition_id"]
+                priority = found["priority"]
                 rows = await connection.fetch(SQL["batch_counts"], tenant_id, batch_id)
                 if sum(r["n"] for r in rows) == found["total"]:  # nothing left to insert
                     return BatchStarted(batch_id, found["total"], created=False)
@@ -514,7 +538,12 @@ class WorkflowService:
                 for i, item in enumerate(inputs[start : start + chunk_size])
             ]
             results = await self.runtime.start_many(
-                tenant_id, definition_id, chunk, start_event=start_event, batch_id=batch_id
+                tenant_id,
+                definition_id,
+                chunk,
+                start_event=start_event,
+                batch_id=batch_id,
+                priority=priority,
             )
             count += len(results)
         return BatchStarted(batch_id, count, created)
@@ -532,7 +561,7 @@ class WorkflowService:
             rows = await connection.fetch(SQL["batch_counts"], tenant_id, batch_id)
         counts = dict.fromkeys(("running", "done", "failed", "cancelled"), 0)
         counts.update({r["status"]: r["n"] for r in rows})
-        return BatchProgress(batch_id, batch["total"], counts)
+        return BatchProgress(batch_id, batch["total"], counts, batch["priority"])
 
     async def get_task(self, tenant_id: str, task_id: uuid.UUID) -> dict[str, Any]:
         """A task (or timer) of the tenant.
@@ -664,7 +693,7 @@ class WorkflowService:
                         value,
                         None,
                     )
-            if task["kind"] == "task" and task["type"] not in MANUAL_TYPES:
+            if task["kind"] == "task" and task["type"] not in MANUAL_TYPES and not task["held"]:
                 job = task_attempt_row(
                     tenant_id,
                     task_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from statefleet.engine.runtime.admission import AdmissionSettings
 from statefleet.engine.runtime.executor import ExecutorSettings
 from statefleet.engine.runtime.shard import ShardSettings
 from statefleet.engine.runtime.step_limits import StepLimits
@@ -57,6 +58,12 @@ class EngineSettings:
     sweep_event_grace_ms: int = 60_000
     #: How often the scheduler looks for due schedules (docs/schedules.md).
     schedule_poll_ms: int = 1_000
+    #: The admitter (``admission.py``): sleep after an empty pass, passes in flight per
+    #: kind, and what one pass takes of held events and admits of held tasks.
+    admission_poll_ms: int = 100
+    admission_lanes: int = 4
+    admission_event_batch: int = 500
+    admission_task_batch: int = 200
     #: How often the engine loop stores its tally for processes that run no engine to
     #: sum (``tally_store.py``); it stores it once more when it stops.
     metrics_flush_ms: int = 5_000
@@ -78,6 +85,14 @@ class EngineSettings:
             max_batch=self.shard_commit_batch,
             commit_concurrency=self.shard_commit_concurrency,
             step=self.step_limits(),
+        )
+
+    def admission(self) -> AdmissionSettings:
+        return AdmissionSettings(
+            poll_ms=self.admission_poll_ms,
+            event_batch=self.admission_event_batch,
+            task_batch=self.admission_task_batch,
+            lanes=self.admission_lanes,
         )
 
     def step_limits(self) -> StepLimits:

@@ -102,6 +102,11 @@ class Tally:
     task_seconds: dict[str, Histogram] = field(default_factory=dict)
     #: AI decisions by outcome (``emitted``, ``rejected``).
     ai_decisions: dict[str, int] = field(default_factory=dict)
+    #: Due held tasks an admission pass left waiting because of a limit, by task type
+    #: (a task that waits through several passes counts once per pass).
+    throttled: dict[str, int] = field(default_factory=dict)
+    #: Held work the admitter handed on, by kind (``event``, ``task``).
+    admitted: dict[str, int] = field(default_factory=dict)
 
     def events_applied(self, outcomes: Sequence[ApplyOutcome], seconds: float) -> None:
         for outcome in outcomes:
@@ -116,6 +121,12 @@ class Tally:
     def ai_decided(self, outcome: str) -> None:
         self.ai_decisions[outcome] = self.ai_decisions.get(outcome, 0) + 1
 
+    def count_throttled(self, task_type: str, count: int = 1) -> None:
+        self.throttled[task_type] = self.throttled.get(task_type, 0) + count
+
+    def count_admitted(self, kind: str, count: int) -> None:
+        self.admitted[kind] = self.admitted.get(kind, 0) + count
+
     def add(self, other: Tally) -> None:
         """Adds ``other``'s counts to these (the engine loop, per reply)."""
         for name, count in other.events.items():
@@ -127,6 +138,10 @@ class Tally:
             self.task_seconds.setdefault(task_type, Histogram()).add(histogram)
         for name, count in other.ai_decisions.items():
             self.ai_decisions[name] = self.ai_decisions.get(name, 0) + count
+        for name, count in other.throttled.items():
+            self.throttled[name] = self.throttled.get(name, 0) + count
+        for name, count in other.admitted.items():
+            self.admitted[name] = self.admitted.get(name, 0) + count
 
     def to_json(self) -> dict[str, Any]:
         """JSON data (objects, lists, numbers); ``le`` names the bucket bounds used."""
@@ -140,6 +155,8 @@ class Tally:
             ],
             "task_seconds": {name: h.to_json() for name, h in self.task_seconds.items()},
             "ai_decisions": dict(self.ai_decisions),
+            "throttled": dict(self.throttled),
+            "admitted": dict(self.admitted),
         }
 
     @classmethod
@@ -160,13 +177,25 @@ class Tally:
                     str(k): Histogram.from_json(v) for k, v in data["task_seconds"].items()
                 },
                 ai_decisions={str(k): _count(v) for k, v in data["ai_decisions"].items()},
+                # Absent from tallies stored before these counters existed.
+                throttled={str(k): _count(v) for k, v in data.get("throttled", {}).items()},
+                admitted={str(k): _count(v) for k, v in data.get("admitted", {}).items()},
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a tally: {error!r}") from None
 
     def take(self) -> Tally:
         """What was counted since the last ``take``, and a fresh start."""
-        taken = Tally(self.events, self.step, self.task_runs, self.task_seconds, self.ai_decisions)
+        taken = Tally(
+            self.events,
+            self.step,
+            self.task_runs,
+            self.task_seconds,
+            self.ai_decisions,
+            self.throttled,
+            self.admitted,
+        )
         self.events, self.step, self.task_runs = {}, Histogram(), {}
         self.task_seconds, self.ai_decisions = {}, {}
+        self.throttled, self.admitted = {}, {}
         return taken

@@ -377,6 +377,8 @@ class TaskRunner:
                 )
                 if retry is None:
                     return
+                if retry["held"]:  # the admitter hands it to a pool again when it is due
+                    return
                 outbox = [
                     task_attempt_row(
                         tenant_id,

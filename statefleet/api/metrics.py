@@ -108,6 +108,20 @@ class _EngineCollector(Collector):
             ["outcome"],
             tally.ai_decisions,
         )
+        yield _counter(
+            "statefleet_tasks_throttled",
+            "Due tasks an admission pass left waiting because of a concurrency or rate "
+            "limit, by task type (once per pass that finds them waiting)",
+            ["type"],
+            tally.throttled,
+        )
+        yield _counter(
+            "statefleet_admitted",
+            "Held work (below the interactive priority, or limited) the admitter handed "
+            "to shards and pools, by kind: event, task",
+            ["kind"],
+            tally.admitted,
+        )
 
 
 class ApiMetrics:

@@ -10,7 +10,7 @@
 -- learn whether there is a next page.
 SELECT i.tenant_id, i.id, i.definition_id, d.key AS definition_key,
        d.version AS definition_version, i.status, i.snapshot, i.output, i.error,
-       i.created_at, i.updated_at, i.batch_id
+       i.created_at, i.updated_at, i.batch_id, i.priority
 FROM workflow_instances i
 JOIN workflow_definitions d ON d.tenant_id = i.tenant_id AND d.id = i.definition_id
 WHERE i.tenant_id = $1
@@ -49,19 +49,19 @@ LIMIT 1;
 
 -- name: insert_batch
 -- Returns the id, or nothing when the idempotency key $5 was used before (NULL: no key).
-INSERT INTO batches (tenant_id, id, definition_id, total, idempotency_key)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO batches (tenant_id, id, definition_id, total, idempotency_key, priority)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
 -- name: get_batch_by_key
-SELECT b.id, b.definition_id, d.key AS definition_key, b.total
+SELECT b.id, b.definition_id, d.key AS definition_key, b.total, b.priority
 FROM batches b
 JOIN workflow_definitions d ON d.tenant_id = b.tenant_id AND d.id = b.definition_id
 WHERE b.tenant_id = $1 AND b.idempotency_key = $2;
 
 -- name: get_batch
-SELECT tenant_id, id, definition_id, total, created_at
+SELECT tenant_id, id, definition_id, total, created_at, priority
 FROM batches
 WHERE tenant_id = $1 AND id = $2;
 
@@ -82,12 +82,14 @@ RETURNING t.instance_id, t.name, t.type, t.failure_event, t.attempts;
 
 -- name: retry_failed_task
 -- A failed task gets one more attempt: pending again, due now. max_attempts grows so the
--- runner counts the new attempt as the last one allowed, not as one too many.
+-- runner counts the new attempt as the last one allowed, not as one too many. A held
+-- task waits for the admitter again.
 UPDATE tasks
 SET status = 'pending', run_at = now(), max_attempts = greatest(max_attempts, attempts + 1),
-    lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, updated_at = now()
+    lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, updated_at = now(),
+    admitted_at = NULL
 WHERE tenant_id = $1 AND id = $2 AND status = 'failed'
-RETURNING instance_id, kind, type, name, attempts, run_at, now() AS db_now;
+RETURNING instance_id, kind, type, name, attempts, run_at, now() AS db_now, held;
 
 -- name: insert_tenant
 INSERT INTO tenants (tenant_id, name) VALUES ($1, $2)

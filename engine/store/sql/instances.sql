@@ -6,13 +6,14 @@
 -- name: insert_instances
 -- A start idempotency key already used in the tenant makes that row a no-op; the
 -- caller then looks the existing instance up. $10 is the batch every row belongs to
--- (NULL outside a batch): one value, not an array, as a call is one batch or none.
+-- (NULL outside a batch): one value, not an array, as a call is one batch or none; so
+-- is $11, the priority of every row.
 INSERT INTO workflow_instances
     (tenant_id, id, definition_id, status, snapshot, input, output, error,
-     start_idempotency_key, finished_at, batch_id)
+     start_idempotency_key, finished_at, batch_id, priority)
 SELECT u.tenant_id, u.id, u.definition_id, u.status, u.snapshot::jsonb, u.input::jsonb,
        u.output::jsonb, u.error, u.start_key,
-       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $10::uuid
+       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $10::uuid, $11::smallint
 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[])
      AS u(tenant_id, id, definition_id, status, snapshot, input, output, error, start_key)
@@ -27,7 +28,7 @@ WHERE tenant_id = $1 AND start_idempotency_key = ANY($2::text[]);
 -- name: get_instance
 SELECT i.tenant_id, i.id, i.definition_id, d.key AS definition_key, d.version AS definition_version,
        i.status, i.snapshot, i.input, i.output, i.error, i.version, i.start_idempotency_key,
-       i.created_at, i.updated_at, i.finished_at, i.batch_id
+       i.created_at, i.updated_at, i.finished_at, i.batch_id, i.priority
 FROM workflow_instances i
 JOIN workflow_definitions d ON d.tenant_id = i.tenant_id AND d.id = i.definition_id
 WHERE i.tenant_id = $1 AND i.id = $2;

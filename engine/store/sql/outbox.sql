@@ -1,12 +1,15 @@
 -- The outbox: jobs written with the step that produced them, published after commit.
 
 -- name: insert_outbox
-INSERT INTO outbox (tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at)
+INSERT INTO outbox
+    (tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at, held,
+     priority)
 SELECT u.tenant_id, u.id, u.instance_id, u.queue, u.job_name, u.data::jsonb, u.dedupe_key,
-       coalesce(u.available_at, now())
+       coalesce(u.available_at, now()), u.held, u.priority
 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::timestamptz[])
-     AS u(tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at)
+            $7::text[], $8::timestamptz[], $9::boolean[], $10::smallint[])
+     AS u(tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at, held,
+          priority)
 ON CONFLICT (tenant_id, queue, dedupe_key) DO NOTHING
 RETURNING id;
 
@@ -35,7 +38,8 @@ WHERE o.ctid = hit.row_id AND o.published_at IS NULL;
 -- same row send one job (its dedupe key).
 SELECT tenant_id, id, queue, job_name, data, dedupe_key, available_at, now() AS db_now
 FROM outbox
-WHERE published_at IS NULL AND created_at < now() - $1 * interval '1 millisecond'
+WHERE published_at IS NULL AND NOT held
+  AND created_at < now() - $1 * interval '1 millisecond'
 ORDER BY available_at
 LIMIT $2;
 

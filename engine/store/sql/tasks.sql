@@ -4,20 +4,32 @@
 -- A createTask whose idempotency key the instance already used yields the existing
 -- task: the row is skipped and not returned, so no second job is published for it.
 -- run_at is computed from the database clock, the one clock every worker shares.
+-- A task inherits its instance's priority. It is held for the admitter (admission.py)
+-- when it is below the interactive priority or under a limit (its spec's, or its
+-- tenant's for its type); timers and manual types never are ($17).
 INSERT INTO tasks
     (tenant_id, id, instance_id, kind, type, name, input, run_at, max_attempts, backoff,
-     timeout_ms, policy, idempotency_key, completion_event, failure_event)
+     timeout_ms, policy, idempotency_key, completion_event, failure_event, priority, held,
+     limit_key, limit_concurrency, limit_per_second)
 SELECT u.tenant_id, u.id, u.instance_id, u.kind, u.type, u.name, u.input::jsonb,
        coalesce(u.run_at, now() + u.delay_ms * interval '1 millisecond'),
        u.max_attempts, u.backoff::jsonb, u.timeout_ms, u.policy::jsonb, u.idempotency_key,
-       u.completion_event, u.failure_event
+       u.completion_event, u.failure_event, i.priority,
+       u.kind = 'task' AND u.type <> ALL($17::text[])
+           AND (i.priority < 10 OR u.limit_key IS NOT NULL
+                OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ? u.type, false)),
+       u.limit_key, u.limit_concurrency, u.limit_per_second
 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::timestamptz[], $9::bigint[], $10::int[], $11::text[], $12::int[],
-            $13::text[], $14::text[], $15::text[], $16::text[])
+            $13::text[], $14::text[], $15::text[], $16::text[], $18::text[], $19::int[],
+            $20::float8[])
      AS u(tenant_id, id, instance_id, kind, type, name, input, run_at, delay_ms, max_attempts,
-          backoff, timeout_ms, policy, idempotency_key, completion_event, failure_event)
+          backoff, timeout_ms, policy, idempotency_key, completion_event, failure_event,
+          limit_key, limit_concurrency, limit_per_second)
+JOIN workflow_instances i ON i.tenant_id = u.tenant_id AND i.id = u.instance_id
+LEFT JOIN tenants tn ON tn.tenant_id = u.tenant_id
 ON CONFLICT (instance_id, idempotency_key) DO NOTHING
-RETURNING tenant_id, id, kind, type, run_at, now() AS db_now;
+RETURNING tenant_id, id, kind, type, run_at, now() AS db_now, held;
 
 -- name: cancel_tasks
 -- cancelTask (by key or name) and cancelTimer (by event type); a task already
@@ -126,11 +138,12 @@ WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $3
 RETURNING t.id, t.instance_id;
 
 -- name: retry_task
+-- A held task's next attempt waits for the admitter again (admitted_at cleared).
 UPDATE tasks
 SET status = 'pending', run_at = now() + $5 * interval '1 millisecond', last_error = $4,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), admitted_at = NULL
 WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
-RETURNING attempts, run_at, now() AS db_now;
+RETURNING attempts, run_at, now() AS db_now, held;
 
 -- name: fail_task
 UPDATE tasks
@@ -171,7 +184,9 @@ FROM tasks t
 JOIN workflow_instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
 WHERE i.status = 'running'
   AND t.type <> ALL($1::text[])
-  AND ((t.status = 'pending' AND t.run_at <= now() - $2 * interval '1 millisecond')
+  AND ((t.status = 'pending' AND t.run_at <= now() - $2 * interval '1 millisecond'
+        -- a held task waits for the admitter; one it admitted whose job was lost is ours
+        AND (NOT t.held OR t.admitted_at < now() - $2 * interval '1 millisecond'))
        OR (t.status = 'running' AND t.lease_expires_at < now()))
 ORDER BY t.run_at
 LIMIT $3

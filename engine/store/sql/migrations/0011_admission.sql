@@ -47,6 +47,10 @@ CREATE INDEX outbox_held_idx ON outbox (tenant_id, priority DESC, created_at)
 CREATE INDEX tasks_held_idx ON tasks (tenant_id, priority DESC, run_at)
     WHERE held AND status = 'pending' AND admitted_at IS NULL;
 
+-- Limits count the attempts running and those admitted but not yet claimed.
+CREATE INDEX tasks_admitted_idx ON tasks (tenant_id, type)
+    WHERE status = 'pending' AND admitted_at IS NOT NULL;
+
 CREATE TABLE rate_limits (
     tenant_id  text        NOT NULL CHECK (tenant_id <> ''),
     key        text        NOT NULL CHECK (key <> ''),

@@ -1,0 +1,110 @@
+-- The admitter (engine/runtime/admission.py): held work handed on in weighted fair
+-- order across tenants, priority then age within a tenant, within task limits.
+
+-- name: tenants_with_held_events
+-- The tenants with held event rows: a skip scan of outbox_held_idx (one index probe per
+-- tenant however many rows wait).
+WITH RECURSIVE t AS (
+    (SELECT tenant_id FROM outbox WHERE held AND published_at IS NULL
+     ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.tenant_id FROM outbox o
+            WHERE o.held AND o.published_at IS NULL AND o.tenant_id > t.tenant_id
+            ORDER BY o.tenant_id LIMIT 1)
+    FROM t WHERE t.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL;
+
+-- name: take_held_events
+-- Up to $2[i] rows of tenant $1[i], priority then age, marked published (taken) in the
+-- same statement. SKIP LOCKED: the admitters of several engines share the rows. A row
+-- whose delivery fails is released again (release_events); one taken by a process that
+-- died is re-sent through the broker by the sweeper (published_unapplied_events).
+UPDATE outbox AS o SET published_at = now()
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::int[]) AS q(tenant_id, n)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM outbox
+          WHERE tenant_id = q.tenant_id AND held AND published_at IS NULL
+          ORDER BY priority DESC, created_at
+          LIMIT q.n
+          FOR UPDATE SKIP LOCKED
+      ) AS x) AS hit
+WHERE o.ctid = hit.row_id
+RETURNING o.tenant_id, o.id, o.instance_id, o.queue, o.job_name, o.data, o.dedupe_key,
+          o.priority;
+
+-- name: release_events
+-- Taken rows whose delivery failed wait again.
+UPDATE outbox SET published_at = NULL
+WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND held;
+
+-- name: lock_task_admission
+-- Task admission passes run one at a time across the cluster, so a limit counted at the
+-- start of a pass is still true when the pass admits (a transaction-level lock: a
+-- dead admitter's lock goes with its connection).
+SELECT pg_try_advisory_xact_lock(hashtext('statefleet.task_admission'));
+
+-- name: tenants_with_held_tasks
+-- The tenants with held tasks waiting: a skip scan of tasks_held_idx.
+WITH RECURSIVE t AS (
+    (SELECT tenant_id FROM tasks WHERE held AND status = 'pending' AND admitted_at IS NULL
+     ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT k.tenant_id FROM tasks k
+            WHERE k.held AND k.status = 'pending' AND k.admitted_at IS NULL
+              AND k.tenant_id > t.tenant_id
+            ORDER BY k.tenant_id LIMIT 1)
+    FROM t WHERE t.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL;
+
+-- name: task_usage
+-- What limits count, for tenants $1: attempts running, and tasks admitted but not yet
+-- claimed, by tenant, type and spec limit key.
+SELECT tenant_id, type, limit_key, count(*) AS n, max(limit_concurrency) AS cap
+FROM tasks
+WHERE tenant_id = ANY($1::text[])
+  AND (status = 'running' OR (status = 'pending' AND admitted_at IS NOT NULL))
+GROUP BY tenant_id, type, limit_key;
+
+-- name: held_due_tasks
+-- Candidates: up to $2[i] due held tasks of tenant $1[i], priority then due time,
+-- leaving out those of a (tenant, type) in $3/$4 or a (tenant, limit key) in $5/$6 (at
+-- their limit already). Locked until the pass commits; the pass admits some of them.
+SELECT x.tenant_id, x.id, x.instance_id, x.type, x.attempts, x.limit_key,
+       x.limit_concurrency, x.limit_per_second, now() AS db_now
+FROM unnest($1::text[], $2::int[]) AS q(tenant_id, n)
+CROSS JOIN LATERAL (
+    SELECT t.tenant_id, t.id, t.instance_id, t.type, t.attempts, t.limit_key,
+           t.limit_concurrency, t.limit_per_second
+    FROM tasks t
+    WHERE t.tenant_id = q.tenant_id AND t.held AND t.status = 'pending'
+      AND t.admitted_at IS NULL AND t.run_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS e(tenant_id, type)
+                      WHERE e.tenant_id = t.tenant_id AND e.type = t.type)
+      AND NOT EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) AS e(tenant_id, key)
+                      WHERE e.tenant_id = t.tenant_id AND e.key = t.limit_key)
+    ORDER BY t.priority DESC, t.run_at
+    LIMIT q.n
+    FOR UPDATE SKIP LOCKED
+) AS x;
+
+-- name: admit_tasks
+UPDATE tasks SET admitted_at = now()
+WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[])
+  AND status = 'pending' AND admitted_at IS NULL;
+
+-- name: release_tasks
+-- Admitted tasks whose pool call failed wait again.
+UPDATE tasks SET admitted_at = NULL
+WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND status = 'pending';
+
+-- name: rate_states
+SELECT tenant_id, key, tat FROM rate_limits
+WHERE tenant_id = ANY($1::text[]) AND key = ANY($2::text[]);
+
+-- name: save_rate_states
+INSERT INTO rate_limits (tenant_id, key, tat)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+ON CONFLICT (tenant_id, key) DO UPDATE SET tat = excluded.tat;
