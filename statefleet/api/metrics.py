@@ -43,7 +43,12 @@ SELECT status, count(*) AS n FROM workflow_instances GROUP BY status;
 SELECT status, count(*) AS n FROM tasks GROUP BY status;
 -- name: outbox_lag
 SELECT coalesce(extract(epoch FROM now() - min(available_at)), 0)::float8 AS lag
-FROM outbox WHERE published_at IS NULL AND available_at <= now();
+FROM outbox WHERE published_at IS NULL AND NOT held AND available_at <= now();
+-- name: held
+-- Work waiting for the admitter (docs/scheduling.md): not lag, a queue kept in Postgres.
+SELECT 'event' AS kind, count(*) AS n FROM outbox WHERE held AND published_at IS NULL
+UNION ALL
+SELECT 'task', count(*) FROM tasks WHERE held AND status = 'pending' AND admitted_at IS NULL;
 """,
     source="statefleet.api.metrics",
 )
@@ -167,7 +172,15 @@ class ApiMetrics:
         )
         self.queue_lag = Gauge(
             "statefleet_outbox_lag_seconds",
-            "Age of the oldest due, unpublished outbox job (0 when none)",
+            "Age of the oldest due, unpublished outbox job (0 when none; held work is "
+            "not counted: it waits for the admitter by design)",
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            "statefleet_held",
+            "Work waiting in Postgres for the admitter, by kind: event (a batch's starts), "
+            "task (tasks below the interactive priority or under a limit)",
+            ["kind"],
             registry=self.registry,
         )
 
@@ -187,6 +200,8 @@ class ApiMetrics:
                 for row in await connection.fetch(_SQL[query]):
                     gauge.labels(row["status"]).set(row["n"])
             self.queue_lag.set(await connection.fetchval(_SQL["outbox_lag"]))
+            for r in await connection.fetch(_SQL["held"]):
+                self.held.labels(r["kind"]).set(r["n"])
             if self.tally is None:
                 self.cluster = await cluster_tally(connection)
         return generate_latest(self.registry)

@@ -259,3 +259,66 @@ async def test_an_admitted_task_whose_run_was_lost_is_run_by_the_sweeper(
     assert view.status == "done"
     assert len(tracker.starts) == 1
     assert FAST.sweep_grace_ms < 3_600_000
+
+
+async def test_a_spec_limit_per_key_runs_one_attempt_per_customer_at_a_time(
+    database_dsn: str,
+) -> None:
+    per_customer: dict[str, int] = {}
+    peaks: dict[str, int] = {}
+    overall = Tracker(hold_s=0.03)
+
+    async def work(task: TaskContext) -> Any:
+        customer = task.input["customer"]
+        per_customer[customer] = per_customer.get(customer, 0) + 1
+        peaks[customer] = max(peaks.get(customer, 0), per_customer[customer])
+        try:
+            return await overall(task)
+        finally:
+            per_customer[customer] -= 1
+
+    registry = HandlerRegistry()
+    registry.register("WORK", work)
+    spec = {
+        **WORK,
+        "id": "keyed",
+        "context": {"customer": ""},
+        "states": {
+            **WORK["states"],
+            "working": {
+                "entry": [
+                    {
+                        "type": "createTask",
+                        "task": {
+                            "type": "WORK",
+                            "name": "work",
+                            "completionEvent": "DONE",
+                            "input": {"customer": {"$expr": "context.customer"}},
+                            "limits": {"concurrency": 1, "key": "input.customer"},
+                        },
+                    }
+                ],
+                "on": {"DONE": "done"},
+            },
+        },
+    }
+    async with running_engine(database_dsn, registry) as running:
+        tenant = await _tenant(running, "keyed")
+        await running.service.deploy(tenant, spec)
+        inputs = [{"customer": c} for c in ("ann", "bob", "cid")] * 6
+        # Interactive starts: a spec limit holds their tasks all the same.
+        started = [await running.service.start(tenant, "keyed", i) for i in inputs]
+        for one in started:
+            assert (await wait_for(running.service, tenant, one.instance_id)).status == "done"
+        async with running.pool.acquire() as connection:
+            keys = await connection.fetch(
+                "SELECT DISTINCT limit_key, limit_concurrency FROM tasks WHERE tenant_id = $1",
+                tenant,
+            )
+    assert {(k["limit_key"], k["limit_concurrency"]) for k in keys} == {
+        ("WORK:ann", 1),
+        ("WORK:bob", 1),
+        ("WORK:cid", 1),
+    }
+    assert peaks == {"ann": 1, "bob": 1, "cid": 1}
+    assert overall.peak > 1  # the customers' attempts did overlap each other

@@ -47,6 +47,12 @@ CREATE INDEX outbox_held_idx ON outbox (tenant_id, priority DESC, created_at)
 CREATE INDEX tasks_held_idx ON tasks (tenant_id, priority DESC, run_at)
     WHERE held AND status = 'pending' AND admitted_at IS NULL;
 
+-- The sweeper's unpublished rows: the held ones are the admitter's, and a big batch's
+-- would otherwise lie in the way of every sweep.
+DROP INDEX outbox_unpublished_idx;
+CREATE INDEX outbox_unpublished_idx ON outbox (available_at)
+    WHERE published_at IS NULL AND NOT held;
+
 -- Limits count the attempts running and those admitted but not yet claimed.
 CREATE INDEX tasks_admitted_idx ON tasks (tenant_id, type)
     WHERE status = 'pending' AND admitted_at IS NOT NULL;
