@@ -10,11 +10,25 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from statefleet.engine.runtime import Definition, InstanceView
+from statefleet.engine.runtime.priority import (
+    BATCH_PRIORITY,
+    INTERACTIVE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 from statefleet.engine.runtime.service import BatchProgress
+from statefleet.engine.runtime.tenant_scheduling import TaskLimit, TenantScheduling
 from statefleet.engine.spec.identifiers import (
     DEFINITION_ID,
     EVENT_ID,
@@ -48,12 +62,16 @@ __all__ = [
     "SpecLimitsIn",
     "SpecLimitsOut",
     "StartIn",
+    "TaskLimitIn",
+    "TaskLimitOut",
     "TaskList",
     "TaskOut",
     "TaskPage",
     "TenantCreated",
     "TenantIn",
     "TenantLimitsOut",
+    "TenantSchedulingIn",
+    "TenantSchedulingOut",
 ]
 
 Status = Literal["running", "done", "failed", "cancelled"]
@@ -69,6 +87,8 @@ DefinitionKey = Annotated[str, _identifier(DEFINITION_ID)]
 EventType = Annotated[str, _identifier(EVENT_TYPE)]
 EventId = Annotated[str, _identifier(EVENT_ID)]
 IdempotencyKey = Annotated[str, _identifier(IDEMPOTENCY_KEY)]
+#: A task type, as ``createTask`` names it (any non-empty string).
+TaskType = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class Wire(BaseModel):
@@ -87,11 +107,24 @@ class DefinitionIn(Body):
     key: DefinitionKey | None = None
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``154.0``: take it as 154 (strings, booleans and
+    fractions stay refused by ``strict``), so the document and the route agree."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: 0..10, higher first (docs/scheduling.md): 10 is interactive, a batch defaults to 5.
+Priority = Annotated[
+    int, Field(strict=True, ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_integral)
+]
+
+
 class StartIn(Body):
     definition_key: DefinitionKey
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     input: dict[str, Any] | None = None
     idempotency_key: IdempotencyKey | None = None
+    priority: Priority = INTERACTIVE
 
 
 class EventIn(Body):
@@ -104,6 +137,7 @@ class BatchIn(Body):
     definition_key: DefinitionKey
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     inputs: list[dict[str, Any]] = Field(min_length=1, max_length=100_000)
+    priority: Priority = BATCH_PRIORITY
 
 
 class CompleteTaskIn(Body):
@@ -119,12 +153,6 @@ class TenantIn(Body):
 
 
 #: A spec limit: a positive integer (never a string, a float or a bool).
-def _integral(value: Any) -> Any:
-    """JSON Schema's ``integer`` includes ``154.0``: take it as 154 (strings, booleans and
-    fractions stay refused by ``strict``), so the document and the route agree."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 Limit = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1), BeforeValidator(_integral)]
 
 
@@ -140,6 +168,43 @@ class SpecLimitsIn(Body):
     max_transitions: Limit | None = None
     max_expression_length: Limit | None = None
     max_spec_bytes: Limit | None = None
+
+
+def _one_or_both(schema: dict[str, Any]) -> None:
+    """The document says what the route takes: numbers (never null), at least one."""
+    for prop in schema["properties"].values():
+        prop.update(next(s for s in prop.pop("anyOf") if s.get("type") != "null"))
+    schema["anyOf"] = [{"required": ["concurrency"]}, {"required": ["perSecond"]}]
+
+
+class TaskLimitIn(TaskLimit):
+    """The engine's :class:`TaskLimit` (its bounds and its "one of the two" rule), read
+    as strictly as every other body: no strings, no booleans, no nulls, camelCase only."""
+
+    model_config = ConfigDict(strict=True, populate_by_name=False, json_schema_extra=_one_or_both)
+
+    @field_validator("concurrency", "per_second", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a number, not null (leave the field out for no limit)")
+        return _integral(value)
+
+
+class TenantSchedulingIn(TenantScheduling):
+    """A tenant's scheduling settings, as PUT replaces them (a field left out takes its
+    default: weight 1, no task limits). The engine's model, read strictly."""
+
+    model_config = ConfigDict(strict=True, populate_by_name=False)
+
+    task_limits: dict[TaskType, TaskLimitIn] = Field(  # type: ignore[assignment]
+        default_factory=dict, alias="taskLimits", max_length=1000
+    )
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 # -- responses ------------------------------------------------------------------------
@@ -182,6 +247,7 @@ class InstanceOut(Wire):
     created_at: datetime
     updated_at: datetime
     batch_id: uuid.UUID | None = None
+    priority: int
 
     @classmethod
     def of(cls, v: InstanceView) -> InstanceOut:
@@ -198,6 +264,7 @@ class InstanceOut(Wire):
             created_at=v.created_at,
             updated_at=v.updated_at,
             batch_id=v.batch_id,
+            priority=v.priority,
         )
 
 
@@ -277,10 +344,16 @@ class BatchOut(Wire):
     batch_id: uuid.UUID
     total: int
     counts: BatchCounts
+    priority: int
 
     @classmethod
     def of(cls, p: BatchProgress) -> BatchOut:
-        return cls(batch_id=p.batch_id, total=p.total, counts=BatchCounts(**p.counts))
+        return cls(
+            batch_id=p.batch_id,
+            total=p.total,
+            counts=BatchCounts(**p.counts),
+            priority=p.priority,
+        )
 
 
 class HealthOut(Wire):
@@ -309,6 +382,25 @@ class TenantLimitsOut(Wire):
     tenant_id: str
     limits: SpecLimitsOut
     overrides: dict[str, int]
+
+
+class TaskLimitOut(Wire):
+    """A limit as stored: a field left out is no limit of that kind."""
+
+    concurrency: int | None = None
+    per_second: float | None = None
+
+
+class TenantSchedulingOut(Wire):
+    """``weight``: the tenant's share against other tenants with waiting work;
+    ``taskLimits``: per task type, across the cluster (docs/scheduling.md)."""
+
+    weight: int
+    task_limits: dict[str, TaskLimitOut]
+
+    @classmethod
+    def of(cls, scheduling: TenantScheduling) -> TenantSchedulingOut:
+        return cls.model_validate(scheduling.as_json())
 
 
 class KeyCreated(Wire):

@@ -366,6 +366,80 @@ def test_batch_no_watch_prints_the_ids_it_started(
     assert sum(p["total"] for p in progress) == 5
 
 
+def test_priority_reaches_the_server_and_shows_in_the_views(
+    server: Server, home: pathlib.Path, tenant: str, tmp_path: pathlib.Path
+) -> None:
+    ok(cli(home, "deploy", spec_file(tmp_path, REVIEW)))
+    started = json.loads(ok(cli(home, "start", "review", "--priority", "3", "--json")))
+    assert started["priority"] == 3
+    plain = json.loads(ok(cli(home, "start", "review", "--json")))
+    assert plain["priority"] == 10
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"n": 1}\n{"n": 2}\n')
+    (urgent,) = ok(
+        cli(home, "batch", "review", str(inputs), "--priority", "8", "--no-watch")
+    ).split()
+    (default,) = ok(
+        cli(home, "batch", "review", str(inputs), "--idempotency-key", "b2", "--no-watch")
+    ).split()
+    progress = [
+        json.loads(line)
+        for line in ok(cli(home, "batch", "status", urgent, default, "--json")).splitlines()
+    ]
+    assert [(p["batchId"], p["priority"]) for p in progress] == [(urgent, 8), (default, 5)]
+    refused = cli(home, "start", "review", "--priority", "11")
+    assert refused.returncode == 2
+    assert "--priority" in refused.stderr
+
+
+def test_tenants_scheduling_shows_and_changes_only_what_was_given(
+    server: Server, home: pathlib.Path
+) -> None:
+    as_up_would(home, server)
+    tenant_id = json.loads(ok(cli(home, "tenants", "create", "fair", "--json")))["tenantId"]
+
+    def scheduling(*options: str) -> dict[str, Any]:
+        answer: dict[str, Any] = json.loads(
+            ok(cli(home, "tenants", "scheduling", tenant_id, *options, "--json"))
+        )
+        return answer
+
+    assert scheduling() == {"weight": 1, "taskLimits": {}}
+    assert scheduling(
+        "--weight", "4",
+        "--task-limit", "EMAIL:concurrency=5,perSecond=50",
+        "--task-limit", "AI:concurrency=1",
+    ) == {
+        "weight": 4,
+        "taskLimits": {"EMAIL": {"concurrency": 5, "perSecond": 50}, "AI": {"concurrency": 1}},
+    }  # fmt: skip
+    # Only what is given changes: AI's limit is replaced, the weight and EMAIL are kept.
+    changed = scheduling("--task-limit", "AI:perSecond=2.5")
+    assert changed == {
+        "weight": 4,
+        "taskLimits": {"EMAIL": {"concurrency": 5, "perSecond": 50}, "AI": {"perSecond": 2.5}},
+    }
+    assert scheduling() == changed
+    shown = ok(cli(home, "tenants", "scheduling", tenant_id)).splitlines()
+    assert shown == [
+        f"tenant {tenant_id}  weight 4",
+        "AI  perSecond 2.5",
+        "EMAIL  concurrency 5  perSecond 50",
+    ]
+    assert scheduling("--clear-limits") == {"weight": 4, "taskLimits": {}}
+    assert scheduling("--clear-limits", "--task-limit", "SMS:concurrency=2") == {
+        "weight": 4,
+        "taskLimits": {"SMS": {"concurrency": 2}},
+    }
+    bad = cli(home, "tenants", "scheduling", tenant_id, "--task-limit", "SMS:concurrency=0")
+    assert bad.returncode == 2
+    assert "greater than or equal to 1" in bad.stderr
+    missing = cli(home, "tenants", "scheduling", "nobody", "--weight", "2")
+    assert missing.returncode == 1
+    assert "no tenant 'nobody'" in missing.stderr
+    assert scheduling()["taskLimits"] == {"SMS": {"concurrency": 2}}
+
+
 def test_tasks_ls_shows_the_ai_decision_the_engine_stored(
     server: Server, home: pathlib.Path, tenant: str, tmp_path: pathlib.Path
 ) -> None:

@@ -189,6 +189,131 @@ async def test_start_is_idempotent_and_unknown_definitions_are_404(api: Api) -> 
         assert error_code(batch) == "unknown_definition"
 
 
+async def test_priority_is_taken_checked_and_shown_on_instances_and_batches(api: Api) -> None:
+    """A start defaults to 10 (interactive), a batch to 5; both take 0..10 and say it."""
+    async with api.client(key(api)) as client:
+        await client.post("/v1/definitions", json={"spec": COUNTER})
+        plain = await client.post("/v1/instances", json={"definitionKey": "counter"})
+        low = await client.post("/v1/instances", json={"definitionKey": "counter", "priority": 0})
+        assert (plain.status_code, low.status_code) == (201, 201), (plain.text, low.text)
+        assert (plain.json()["priority"], low.json()["priority"]) == (10, 0)
+        got = await client.get(f"/v1/instances/{low.json()['id']}")
+        assert got.json()["priority"] == 0
+        listed = (await client.get("/v1/instances")).json()["items"]
+        assert sorted(i["priority"] for i in listed) == [0, 10]
+
+        inputs: list[dict[str, Any]] = [{}, {}]
+        default = await client.post(
+            "/v1/batches", json={"definitionKey": "counter", "inputs": inputs}
+        )
+        urgent = await client.post(
+            "/v1/batches", json={"definitionKey": "counter", "inputs": inputs, "priority": 8}
+        )
+        assert (default.status_code, urgent.status_code) == (201, 201), urgent.text
+        for started, priority in ((default, 5), (urgent, 8)):
+            progress = (await client.get(f"/v1/batches/{started.json()['batchId']}")).json()
+            assert (progress["priority"], progress["total"]) == (priority, 2)
+        one = (await client.get("/v1/instances", params={"limit": 1})).json()["items"][0]
+        assert (one["batchId"], one["priority"]) == (urgent.json()["batchId"], 8)
+
+        # Out of range, a string, a boolean: 400 naming the field; nothing is started.
+        before = len((await client.get("/v1/instances")).json()["items"])
+        for bad in (11, -1, "3", True, 2.5):
+            for path, body in (
+                ("/v1/instances", {"definitionKey": "counter", "priority": bad}),
+                ("/v1/batches", {"definitionKey": "counter", "inputs": [{}], "priority": bad}),
+            ):
+                refused = await client.post(path, json=body)
+                assert (refused.status_code, error_code(refused)) == (400, "invalid_request"), (
+                    path,
+                    bad,
+                )
+                assert refused.json()["error"]["details"][0]["path"] == "priority"
+        assert len((await client.get("/v1/instances")).json()["items"]) == before
+
+
+async def test_tenant_scheduling_through_the_admin_api(api: Api) -> None:
+    """GET/PUT ``/v1/admin/tenants/{id}/scheduling``: PUT replaces, bad bodies change nothing."""
+    from statefleet.client import AsyncClient, Client, TaskLimit
+
+    acme = api.tenants["acme"][0]
+    url = f"/v1/admin/tenants/{acme}/scheduling"
+    async with api.client(ADMIN_KEY) as admin:
+        fresh = await admin.get(url)
+        assert (fresh.status_code, fresh.json()) == (200, {"weight": 1, "taskLimits": {}})
+        wanted = {"weight": 3, "taskLimits": {"EMAIL": {"concurrency": 5, "perSecond": 50}}}
+        put = await admin.put(url, json=wanted)
+        assert (put.status_code, put.json()) == (200, wanted), put.text
+        assert (await admin.get(url)).json() == wanted
+        # Another tenant keeps the defaults.
+        other = f"/v1/admin/tenants/{api.tenants['globex'][0]}/scheduling"
+        assert (await admin.get(other)).json() == {"weight": 1, "taskLimits": {}}
+
+        bad_bodies: list[tuple[Any, str]] = [
+            ({"weight": 0}, "weight"),
+            ({"weight": 1001}, "weight"),
+            ({"weight": "3"}, "weight"),
+            ({"weight": True}, "weight"),
+            ({"weight": 2, "colour": "red"}, "colour"),
+            ({"task_limits": {}}, "task_limits"),
+            ({"taskLimits": {"EMAIL": {}}}, "taskLimits.EMAIL"),
+            ({"taskLimits": {"EMAIL": {"concurrency": 0}}}, "taskLimits.EMAIL.concurrency"),
+            ({"taskLimits": {"EMAIL": {"perSecond": 0}}}, "taskLimits.EMAIL.perSecond"),
+            ({"taskLimits": {"EMAIL": {"per_second": 1}}}, "taskLimits.EMAIL.per_second"),
+            ({"taskLimits": {"EMAIL": 5}}, "taskLimits.EMAIL"),
+            (
+                {"taskLimits": {"EMAIL": {"concurrency": None, "perSecond": 1}}},
+                "taskLimits.EMAIL.concurrency",
+            ),
+            ([], "body"),
+        ]
+        for body, path in bad_bodies:
+            bad = await admin.put(url, json=body)
+            assert (bad.status_code, error_code(bad)) == (400, "invalid_request"), body
+            assert path in [d["path"] for d in bad.json()["error"]["details"]], bad.json()
+        assert (await admin.get(url)).json() == wanted
+
+        # PUT replaces as a whole: {} is the defaults again.
+        reset = await admin.put(url, json={})
+        assert reset.json() == {"weight": 1, "taskLimits": {}}
+
+        # Unknown tenants are 404; tenant keys are refused.
+        for method in ("GET", "PUT"):
+            missing = await admin.request(
+                method, "/v1/admin/tenants/nobody/scheduling", json={} if method == "PUT" else None
+            )
+            assert (missing.status_code, error_code(missing)) == (404, "not_found"), method
+    async with api.client(key(api)) as tenant:
+        for method in ("GET", "PUT"):
+            refused = await tenant.request(method, url, json={"weight": 9})
+            assert (refused.status_code, error_code(refused)) == (403, "forbidden"), method
+    async with api.client(ADMIN_KEY) as admin:
+        assert (await admin.get(url)).json() == {"weight": 1, "taskLimits": {}}
+
+    # The Python clients speak the same routes.
+    async with AsyncClient(api.url, ADMIN_KEY) as sf:
+        got = await sf.set_tenant_scheduling(
+            acme, weight=2, task_limits={"AI": {"concurrency": 1}, "EMAIL": {"perSecond": 2.5}}
+        )
+        assert got.weight == 2
+        assert got.task_limits == {
+            "AI": TaskLimit(concurrency=1),
+            "EMAIL": TaskLimit(per_second=2.5),
+        }
+        assert await sf.get_tenant_scheduling(acme) == got
+
+    def sync_round_trip() -> Any:
+        with Client(api.url, ADMIN_KEY) as sf:
+            kept = sf.get_tenant_scheduling(acme)
+            # TaskLimit values go back as they came: the settings survive a round trip.
+            again = sf.set_tenant_scheduling(acme, weight=7, task_limits=kept.task_limits)
+            return kept, again, sf.set_tenant_scheduling(acme)
+
+    kept, again, cleared = await asyncio.to_thread(sync_round_trip)
+    assert (again.weight, again.task_limits) == (7, kept.task_limits)
+    assert (cleared.weight, cleared.task_limits) == (1, {})
+
+
 async def test_send_is_idempotent_by_event_id_and_cancel_stops(api: Api) -> None:
     async with api.client(key(api)) as client:
         await client.post("/v1/definitions", json={"spec": COUNTER})
@@ -449,6 +574,7 @@ async def test_a_batch_of_ten_thousand_starts_in_one_call_and_finishes(api: Api)
             "batchId": batch_id,
             "total": 10_000,
             "counts": {"running": 0, "done": 10_000, "failed": 0, "cancelled": 0},
+            "priority": 5,
         }
         sample = (await client.get("/v1/instances", params={"limit": 1})).json()["items"][0]
         assert sample["batchId"] == batch_id
@@ -501,6 +627,40 @@ async def test_operator_cli_creates_tenants_and_manages_keys(database_dsn: str) 
     )
     assert refused.exit_code == 1
     assert "process-local" in refused.output
+
+
+async def test_operator_cli_sets_tenant_scheduling_on_the_database(
+    api: Api, database_dsn: str
+) -> None:
+    """``statefleet tenants scheduling`` with ``DATABASE_URL``; the admin API reads it back."""
+    import orjson
+    from click.testing import CliRunner
+
+    from statefleet.commands.tenants import tenants
+
+    acme = api.tenants["acme"][0]
+    env = {"DATABASE_URL": database_dsn}
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(tenants, ["scheduling", *args], env=env)
+
+    changed = await asyncio.to_thread(
+        invoke, acme, "--weight", "9", "--task-limit", "EMAIL:perSecond=50", "--json"
+    )
+    assert changed.exit_code == 0, changed.output
+    wanted = {"weight": 9, "taskLimits": {"EMAIL": {"perSecond": 50}}}
+    assert orjson.loads(changed.output) == wanted
+    async with api.client(ADMIN_KEY) as admin:
+        read = await admin.get(f"/v1/admin/tenants/{acme}/scheduling")
+        assert read.json() == wanted
+    kept = await asyncio.to_thread(invoke, acme, "--task-limit", "AI:concurrency=1", "--json")
+    assert orjson.loads(kept.output)["taskLimits"] == {
+        "EMAIL": {"perSecond": 50},
+        "AI": {"concurrency": 1},
+    }
+    missing = await asyncio.to_thread(invoke, "nobody")
+    assert missing.exit_code == 1
+    assert "no tenant 'nobody'" in missing.output
 
 
 async def test_dead_letters_are_visible_to_the_admin_only(api: Api) -> None:

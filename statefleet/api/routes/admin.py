@@ -1,4 +1,5 @@
-"""Admin-key routes: create tenants, create/list/revoke keys, read dead letters."""
+"""Admin-key routes: create tenants, create/list/revoke keys, a tenant's spec limits and
+scheduling settings, read dead letters."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from statefleet.api.models import (
     TenantCreated,
     TenantIn,
     TenantLimitsOut,
+    TenantSchedulingIn,
+    TenantSchedulingOut,
 )
 from statefleet.api.responses import BODY_ERRORS, errors
 from statefleet.api.state import app_state
@@ -127,6 +130,39 @@ async def set_tenant_limits(
     except UnknownTenant:
         raise _unknown(tenant_id) from None
     return _limits_out(tenant_id, found)
+
+
+@router.get(
+    "/tenants/{tenant_id}/scheduling",
+    response_model=TenantSchedulingOut,
+    response_model_exclude_none=True,
+    responses=errors(404),
+)
+async def tenant_scheduling(tenant_id: str, request: Request) -> TenantSchedulingOut:
+    """The tenant's fair-share weight and its limits per task type (docs/scheduling.md)."""
+    try:
+        found = await app_state(request).service.tenant_scheduling(tenant_id)
+    except UnknownTenant:
+        raise _unknown(tenant_id) from None
+    return TenantSchedulingOut.of(found)
+
+
+@router.put(
+    "/tenants/{tenant_id}/scheduling",
+    response_model=TenantSchedulingOut,
+    response_model_exclude_none=True,
+    responses=errors(*BODY_ERRORS, 404),
+)
+async def set_tenant_scheduling(
+    tenant_id: str, body: TenantSchedulingIn, request: Request
+) -> TenantSchedulingOut:
+    """Replaces the weight and every task limit (fields left out take the defaults: weight
+    1, no limits). The admitter applies them on its next pass, to waiting work too."""
+    try:
+        found = await app_state(request).service.set_tenant_scheduling(tenant_id, body)
+    except UnknownTenant:
+        raise _unknown(tenant_id) from None
+    return TenantSchedulingOut.of(found)
 
 
 @router.get("/dead-letters", response_model=DeadLetterList, responses=errors(400))

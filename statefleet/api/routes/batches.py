@@ -34,7 +34,8 @@ async def start_batch(
     """Inserted in bulk (chunks of 5,000 per transaction), not one round trip each.
 
     With an ``Idempotency-Key`` header, the same key returns the same batch (200, and any
-    instance a first, interrupted request did not insert is inserted now).
+    instance a first, interrupted request did not insert is inserted now). ``priority``
+    (0..10, default 5) orders its work behind interactive requests (docs/scheduling.md).
     """
     from statefleet.engine.runtime.service import IdempotencyKeyReused
 
@@ -45,6 +46,7 @@ async def start_batch(
             body.inputs,
             version=body.version,
             idempotency_key=idempotency_key,
+            priority=body.priority,
         )
     except IdempotencyKeyReused as exc:
         raise ApiError(409, "idempotency_key_reused", str(exc)) from None

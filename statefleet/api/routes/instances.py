@@ -50,7 +50,8 @@ async def start(
     """201 for a new instance; 200 with the existing one when the idempotency key was used.
 
     The key comes from the ``Idempotency-Key`` header or the body's ``idempotencyKey``
-    (the same value if both are given).
+    (the same value if both are given). ``priority`` (0..10, default 10): below 10 the
+    start waits for the admitter, behind interactive work (docs/scheduling.md).
     """
     if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
         raise ApiError(
@@ -65,6 +66,7 @@ async def start(
         body.input,
         version=body.version,
         idempotency_key=idempotency_key or body.idempotency_key,
+        priority=body.priority,
     )
     response.status_code = 201 if result.created else 200
     return InstanceOut.of(await service.get(tenant, result.instance_id))
