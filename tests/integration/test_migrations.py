@@ -32,6 +32,7 @@ TABLES = {
     "dead_letters",
     "engine_tallies",
     "outbox",
+    "rate_limits",
     "schedules",
     "schema_migrations",
     "tasks",
