@@ -5,8 +5,10 @@
 ``bullmq`` (Redis: ``REDIS_URL`` or a throwaway server), ``cluster`` (the production
 shape: Ray nodes, workers and the API as processes), ``stall`` (single starts' latency while a
 50,000-instance batch runs under ``statefleet up``), ``schedules`` (a schedule every 2 s
-on two workers and a restart: one start per tick), ``suite`` (all of them and the targets table),
-``compare A.json B.json``.
+on two workers and a restart: one start per tick), ``fairness`` (tenant B's single starts
+while tenant A's batch runs, against A alone), ``limits`` (a task type's concurrency and
+rate limits across two workers, seen by the outside system), ``suite`` (all of them and
+the targets table), ``compare A.json B.json``.
 Each prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``).
 """
 
@@ -109,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--seconds", type=float, default=60.0, help="how long it runs")
     sched.add_argument("--restart-at", type=float, default=None, help="default: half-way")
     _out(sched)
+
+    fair = sub.add_parser(
+        "fairness", help="tenant B's single starts while tenant A's batch runs (issue 18)"
+    )
+    fair.add_argument("--instances", "-n", type=int, default=50_000, help="size of A's batch")
+    fair.add_argument("--b-interval", type=float, default=0.1, help="seconds between B's starts")
+    fair.add_argument("--b-duration", type=float, default=30.0, help="seconds B keeps starting")
+    fair.add_argument("--timeout", type=float, default=1_800.0, help="give up a batch after (s)")
+    _out(fair)
+
+    limits = sub.add_parser(
+        "limits", help="concurrency 5 and 50 starts/s for a task type on 2 workers (issue 18)"
+    )
+    limits.add_argument("--instances", "-n", type=int, default=2_000, help="concurrency part")
+    limits.add_argument("--concurrency", type=int, default=5, help="the concurrency limit")
+    limits.add_argument("--hold-ms", type=float, default=50.0, help="the sink holds a request")
+    limits.add_argument("--rate-instances", type=int, default=1_000, help="rate part")
+    limits.add_argument("--per-second", type=float, default=50.0, help="the rate limit")
+    limits.add_argument("--timeout", type=float, default=900.0, help="give up a part after (s)")
+    _out(limits)
 
     upgrade = sub.add_parser(
         "upgrade", help="dry run and apply of a definition upgrade; replays per second"
@@ -219,6 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         options = ["--every", str(args.every), "--seconds", str(args.seconds)]
         options += ["--restart-at", str(args.restart_at)] if args.restart_at is not None else []
         schedules.main(options + (["--out", str(args.out)] if args.out else []))
+    elif args.name == "fairness":
+        from benchmarks import fairness
+
+        options = ["--instances", str(args.instances), "--b-interval", str(args.b_interval)]
+        options += ["--b-duration", str(args.b_duration), "--timeout", str(args.timeout)]
+        fairness.main(options + (["--out", str(args.out)] if args.out else []))
+    elif args.name == "limits":
+        from benchmarks import limits
+
+        options = ["--instances", str(args.instances), "--concurrency", str(args.concurrency)]
+        options += ["--hold-ms", str(args.hold_ms), "--rate-instances", str(args.rate_instances)]
+        options += ["--per-second", str(args.per_second), "--timeout", str(args.timeout)]
+        limits.main(options + (["--out", str(args.out)] if args.out else []))
     elif args.name == "upgrade":
         from benchmarks import upgrade
 
