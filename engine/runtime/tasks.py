@@ -326,13 +326,14 @@ class TaskRunner:
     async def _succeed_many(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
         """One transaction: every attempt still leased to us succeeds, with its events."""
         async with self.pool.acquire() as connection, connection.transaction():
-            finished = await connection.fetch(
-                SQL["succeed_tasks"],
-                [s.task["tenant_id"] for s in successes],
-                [s.task["id"] for s in successes],
-                self.worker_id,
-                [s.output_json for s in successes],
-            )
+            finished = list(await self._succeed(connection, successes))
+            done = {r["id"] for r in finished}
+            if missing := [s for s in successes if s.task["id"] not in done]:
+                # succeed_tasks finds rows by ctid: a row the lease heartbeat renewed while
+                # the statement waited for it has a new one and was skipped, though still
+                # ours. Once more for those (a new statement sees the renewed row); a lease
+                # really lost stays lost. Dropping them made their attempts run again.
+                finished += await self._succeed(connection, missing)
             instance_of = {r["id"]: r["instance_id"] for r in finished}
             late = [s for s in successes if s.task["id"] not in instance_of and s.deliver]
             if late:
@@ -346,6 +347,15 @@ class TaskRunner:
             )
         kept = {row.id for row in written}
         return [None if rows is None else [r for r in rows if r.id in kept] for rows in planned]
+
+    async def _succeed(self, connection: Connection, successes: Sequence[_Success]) -> list[Record]:
+        return await connection.fetch(
+            SQL["succeed_tasks"],
+            [s.task["tenant_id"] for s in successes],
+            [s.task["id"] for s in successes],
+            self.worker_id,
+            [s.output_json for s in successes],
+        )
 
     async def _failed(self, task: Record, message: str, *, final: bool, sink: OutboxSink) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]

@@ -158,3 +158,36 @@ async def test_each_failed_attempt_logs_one_line_with_its_error_and_ids(
     assert record.exc_info is None  # one line, no traceback
     assert (record.tenant_id, record.task_id) == (TENANT, task_id)  # type: ignore[attr-defined]
     assert record.instance_id  # type: ignore[attr-defined]
+
+
+async def test_a_success_committed_while_its_lease_is_renewed_is_not_dropped(
+    database_dsn: str,
+) -> None:
+    """Successes are found by row address; a renewal moves the row, and the success
+    must still land (dropping it left the attempt to run a second time)."""
+
+    async def quick(task: TaskContext) -> dict[str, Any]:
+        await asyncio.sleep(0.001)
+        return {"ok": True}
+
+    found = HandlerRegistry()
+    found.register("SLOW", quick)
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        await running.service.deploy(TENANT, SPEC)
+        jobs = []
+        for _ in range(400):
+            started = await running.service.start(TENANT, "slow", {}, start_event=None)
+            (task,) = await running.service.tasks(TENANT, started.instance_id)
+            jobs.append(TaskJobData(TENANT, str(task["id"])))
+        # A 30 ms lease: the heartbeat renews every 10 ms, all through the commits.
+        tasks = TaskRunnerSettings(default_lease_ms=30, lease_margin_ms=10)
+        pool = TaskExecutor(
+            running.pool, found, ExecutorSettings(tasks=tasks), identity="pool-renewing"
+        )
+        results = (await pool.run_batch(jobs)).results
+        async with running.pool.acquire() as connection:
+            states = await connection.fetch(
+                "SELECT status, attempts, count(*) AS n FROM tasks GROUP BY status, attempts"
+            )
+    assert results == ["succeeded"] * len(jobs)
+    assert [(r["status"], r["attempts"], r["n"]) for r in states] == [("succeeded", 1, 400)]
