@@ -103,12 +103,28 @@ def gated_email_registry(
     return registry
 
 
+def interval_registry(journal: pathlib.Path) -> HandlerRegistry:
+    """``WORK`` holds for 30 ms, journaling its task's key input and when it began and
+    ended (monotonic clock), so a test can count the attempts that overlapped."""
+
+    async def work(task: TaskContext) -> Any:
+        began = time.monotonic()
+        await asyncio.sleep(0.03)
+        Journal(journal).write(key=task.input.get("key"), began=began, ended=time.monotonic())
+        return {"ok": True}
+
+    registry = HandlerRegistry()
+    registry.register("WORK", work)
+    return registry
+
+
 __all__ = [
     "Journal",
     "email_journal_registry",
     "flaky_registry",
     "gated_email_registry",
     "hello_registry",
+    "interval_registry",
     "no_handlers",
     "slow_quick_registry",
 ]

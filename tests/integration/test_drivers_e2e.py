@@ -251,6 +251,75 @@ async def test_the_same_event_delivered_twice_is_applied_once(
     assert sorted(h["event_id"] for h in history[1:3]) == ["e1", "e2"]
 
 
+LIMITED: dict[str, Any] = {
+    "id": "limited",
+    "initial": "working",
+    "states": {
+        "working": {
+            "entry": [
+                {
+                    "type": "createTask",
+                    "task": {
+                        "type": "WORK",
+                        "name": "work",
+                        "input": {"key": {"$expr": "context.key"}},
+                        "completionEvent": "DONE",
+                        "limits": {"concurrency": 2},
+                    },
+                }
+            ],
+            "on": {"DONE": "done"},
+        },
+        "done": {"type": "final"},
+    },
+}
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (began, ended) intervals that overlap at one moment."""
+    edges = sorted([(b, 1) for b, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def test_held_batches_and_task_limits_behave_alike(
+    target: DriverTarget, database_dsn: str, tmp_path: pathlib.Path
+) -> None:
+    """Issue 18 under every driver: a batch is held and admitted by the engine (no driver
+    feature involved), a spec limit of 2 holds across batch and interactive work."""
+    journal = Journal(tmp_path / "work.jsonl")
+    registry = functools.partial(e2e_handlers.interval_registry, journal.path)
+    async with open_engine(target, database_dsn, registry) as engine:
+        await engine.service.deploy(TENANT, LIMITED)
+        batch = await engine.service.start_batch(
+            TENANT, "limited", [{"key": f"b{i}"} for i in range(10)]
+        )
+        singles = [
+            await engine.service.start(TENANT, "limited", {"key": f"s{i}"}) for i in range(3)
+        ]
+        for single in singles:
+            view = await wait_for(engine.service, TENANT, single.instance_id, timeout=WAIT_S)
+            assert view.status == "done"
+        async with asyncio.timeout(WAIT_S):
+            while (await engine.service.batch_progress(TENANT, batch.batch_id)).counts["done"] < 10:
+                await asyncio.sleep(0.05)
+        async with engine.pool.acquire() as connection:
+            held = await connection.fetchval(
+                "SELECT count(*) FROM tasks WHERE tenant_id = $1 AND held"
+                " AND admitted_at IS NOT NULL",
+                TENANT,
+            )
+    entries = journal.read()
+    assert sorted(e["key"] for e in entries) == sorted(
+        [f"b{i}" for i in range(10)] + [f"s{i}" for i in range(3)]
+    )
+    assert most_at_once([(e["began"], e["ended"]) for e in entries]) <= 2
+    assert held == 13  # every task was held and admitted, none published
+
+
 async def test_bullmq_loses_nothing_when_redis_restarts_mid_run(
     own_redis: RedisServer, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
