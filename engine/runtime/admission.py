@@ -47,7 +47,11 @@ from datetime import datetime, timedelta
 from statefleet.engine.ports.queue import TaskJobData, parse_task_job
 from statefleet.engine.runtime.outbox import OutboxRow, task_attempt_row
 from statefleet.engine.runtime.tally import Tally
-from statefleet.engine.runtime.tenant_scheduling import TenantScheduling, load_schedulings
+from statefleet.engine.runtime.tenant_scheduling import (
+    ALL_TYPES,
+    TenantScheduling,
+    load_schedulings,
+)
 from statefleet.engine.store.db import Connection, Pool, Record
 from statefleet.engine.store.queries import load_queries
 
@@ -281,7 +285,13 @@ class Admitter:
             or (limit.per_second is not None and not rates[(t, f"type:{task_type}")].allows(db_now))
         ]
         full_keys = usage.full_keys()
-        shares = fair_shares(self.settings.task_batch, {t: scheduling[t].weight for t in tenants})
+        # A tenant at its limit for all its task types ("*") offers no candidate at all.
+        open_tenants = [t for t in tenants if (t, ALL_TYPES) not in set(full_types)]
+        if not open_tenants:
+            return []
+        shares = fair_shares(
+            self.settings.task_batch, {t: scheduling[t].weight for t in open_tenants}
+        )
         candidates = await connection.fetch(
             SQL["held_due_tasks"],
             list(shares),
@@ -305,17 +315,23 @@ class Admitter:
         chosen: list[Record] = []
         for task in candidates:
             tenant, task_type, key = task["tenant_id"], task["type"], task["limit_key"]
-            limit = scheduling[tenant].task_limits.get(task_type)
-            gates = []
-            if limit is not None and limit.per_second is not None:
-                gates.append(rates[(tenant, f"type:{task_type}")])
+            # The tenant's limit for this type, and its limit for all its types.
+            limits = [
+                (name, limit)
+                for name in (task_type, ALL_TYPES)
+                if (limit := scheduling[tenant].task_limits.get(name)) is not None
+            ]
+            gates = [
+                rates[(tenant, f"type:{name}")]
+                for name, limit in limits
+                if limit.per_second is not None
+            ]
             if task["limit_per_second"] is not None:
                 gates.append(rates[(tenant, f"key:{key}")])
             room = (
-                (
-                    limit is None
-                    or limit.concurrency is None
-                    or usage.of_type(tenant, task_type) < limit.concurrency
+                all(
+                    limit.concurrency is None or usage.of_type(tenant, name) < limit.concurrency
+                    for name, limit in limits
                 )
                 and (
                     task["limit_concurrency"] is None
@@ -372,12 +388,14 @@ class _Usage:
     """Attempts running or admitted, per (tenant, type) and per (tenant, spec limit key)."""
 
     def __init__(self, records: Sequence[Record]) -> None:
+        #: Per (tenant, type), and per (tenant, ``ALL_TYPES``): the tenant's total.
         self.types: dict[tuple[str, str], int] = {}
         self.keys: dict[tuple[str, str], int] = {}
         self.caps: dict[tuple[str, str], int] = {}
         for r in records:
             tenant, n = r["tenant_id"], r["n"]
             self.types[(tenant, r["type"])] = self.types.get((tenant, r["type"]), 0) + n
+            self.types[(tenant, ALL_TYPES)] = self.types.get((tenant, ALL_TYPES), 0) + n
             if r["limit_key"] is not None:
                 key = (tenant, r["limit_key"])
                 self.keys[key] = self.keys.get(key, 0) + n
@@ -396,6 +414,7 @@ class _Usage:
 
     def add(self, tenant: str, task_type: str, key: str | None) -> None:
         self.types[(tenant, task_type)] = self.of_type(tenant, task_type) + 1
+        self.types[(tenant, ALL_TYPES)] = self.of_type(tenant, ALL_TYPES) + 1
         if key is not None:
             self.keys[(tenant, key)] = self.of_key(tenant, key) + 1
 

@@ -22,6 +22,7 @@ from statefleet.engine.store.db import Connection
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
+    "ALL_TYPES",
     "SCHEDULING_KEY",
     "TaskLimit",
     "TenantScheduling",
@@ -33,6 +34,8 @@ __all__ = [
 SQL = load_queries("tenant_settings.sql")
 #: The key of the scheduling settings in a tenant's settings.
 SCHEDULING_KEY = "scheduling"
+#: The ``taskLimits`` entry that limits all of a tenant's tasks together.
+ALL_TYPES = "*"
 
 
 class TaskLimit(BaseModel):
@@ -53,7 +56,8 @@ class TaskLimit(BaseModel):
 
 class TenantScheduling(BaseModel):
     """``weight``: the tenant's share of the engine against other tenants with waiting
-    work (1 to 1000, default 1); ``taskLimits``: limits per task type, across the cluster."""
+    work (1 to 1000, default 1); ``taskLimits``: limits per task type, across the cluster,
+    and under ``"*"`` one for all the tenant's tasks together."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 

@@ -322,3 +322,35 @@ async def test_a_spec_limit_per_key_runs_one_attempt_per_customer_at_a_time(
     }
     assert peaks == {"ann": 1, "bob": 1, "cid": 1}
     assert overall.peak > 1  # the customers' attempts did overlap each other
+
+
+async def test_a_tenant_wide_limit_counts_every_task_type_together(database_dsn: str) -> None:
+    tracker = Tracker(hold_s=0.03)
+    registry = tracker.registry()
+    registry.register("OTHER", tracker)
+    other = {
+        **WORK,
+        "id": "other",
+        "states": {
+            **WORK["states"],
+            "working": {
+                "entry": [
+                    {
+                        "type": "createTask",
+                        "task": {"type": "OTHER", "name": "other", "completionEvent": "DONE"},
+                    }
+                ],
+                "on": {"DONE": "done"},
+            },
+        },
+    }
+    limits = TenantScheduling(task_limits={"*": {"concurrency": 2}})  # type: ignore[dict-item]
+    async with running_engine(database_dsn, registry) as running:
+        tenant = await _tenant(running, "wide", limits)
+        await running.service.deploy(tenant, other)
+        work = await running.service.start_batch(tenant, "work", [{}] * 12)
+        others = await running.service.start_batch(tenant, "other", [{}] * 12)
+        await _wait_all_done(running, tenant, work.batch_id, 12)
+        await _wait_all_done(running, tenant, others.batch_id, 12)
+    assert len(tracker.starts) == 24
+    assert tracker.peak == 2

@@ -6,7 +6,8 @@
 -- run_at is computed from the database clock, the one clock every worker shares.
 -- A task inherits its instance's priority. It is held for the admitter (admission.py)
 -- when it is below the interactive priority or under a limit (its spec's, or its
--- tenant's for its type); timers and manual types never are ($17).
+-- tenant's for its type or for all its tasks, "*"); timers and manual types never are
+-- ($17).
 INSERT INTO tasks
     (tenant_id, id, instance_id, kind, type, name, input, run_at, max_attempts, backoff,
      timeout_ms, policy, idempotency_key, completion_event, failure_event, priority, held,
@@ -17,7 +18,8 @@ SELECT u.tenant_id, u.id, u.instance_id, u.kind, u.type, u.name, u.input::jsonb,
        u.completion_event, u.failure_event, i.priority,
        u.kind = 'task' AND u.type <> ALL($17::text[])
            AND (i.priority < 10 OR u.limit_key IS NOT NULL
-                OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ? u.type, false)),
+                OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[u.type, '*'],
+                            false)),
        u.limit_key, u.limit_concurrency, u.limit_per_second
 FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::timestamptz[], $9::bigint[], $10::int[], $11::text[], $12::int[],
