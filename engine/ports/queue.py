@@ -157,6 +157,9 @@ class TaskJobData:
     task_id: str
     #: ``traceContext``: W3C trace headers of the step that created the task (optional).
     trace: dict[str, str] | None = None
+    #: Not on the wire: handed over by the engine's admitter (held work), so it waits
+    #: for a pool slot behind interactive jobs (``runtime/slots.py``).
+    admitted: bool = False
 
 
 def task_dedupe_key(task_id: str, attempt: int) -> str:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -246,7 +247,10 @@ class Admitter:
         if not admitted:
             return 0
         jobs = [
-            parse_task_job(task_attempt_row(r["tenant_id"], r["id"], r["attempts"] + 1).job())
+            dataclasses.replace(
+                parse_task_job(task_attempt_row(r["tenant_id"], r["id"], r["attempts"] + 1).job()),
+                admitted=True,
+            )
             for r in admitted
         ]
         try:

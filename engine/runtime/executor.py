@@ -3,7 +3,8 @@
 An :class:`TaskExecutor` runs a batch of task jobs concurrently through
 :class:`TaskRunner`, each job waiting first for a slot of its task type (a semaphore
 per type: ``limits`` or ``default_limit``), so a slow type (an AI call) cannot take
-every slot from a fast one. The type is read before the claim, so a job waiting for
+every slot from a fast one; interactive jobs get a free slot before jobs the admitter
+handed over (``slots.py``). The type is read before the claim, so a job waiting for
 a slot holds no lease. The outbox rows the attempts commit (completion events,
 retries) are returned, not published: a Ray actor hosting this cannot reach a
 process-local queue, and the engine loop sends them on (``engine.py``).
@@ -25,6 +26,7 @@ from statefleet.engine.handlers import HandlerRegistry
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TaskJobData
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
+from statefleet.engine.runtime.slots import Slots
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
 from statefleet.engine.store.db import Pool
 from statefleet.engine.store.queries import load_queries
@@ -75,7 +77,7 @@ class TaskExecutor:
         life = f"{identity}/{os.getpid()}-{uuid.uuid4().hex[:8]}" if identity else None
         self.worker_id = worker_id or life or f"executor-{uuid.uuid4()}"
         self._released = identity is None
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, Slots] = {}
         self.running: dict[str, int] = {}
         # One runner for every job, so that their claims and finishes group-commit;
         # each job collects its own outbox rows through run(sink=...).
@@ -88,11 +90,11 @@ class TaskExecutor:
             observer=observer,
         )
 
-    def _slot(self, task_type: str) -> asyncio.Semaphore:
+    def _slot(self, task_type: str) -> Slots:
         slot = self._slots.get(task_type)
         if slot is None:
             limit = self.settings.limits.get(task_type, self.settings.default_limit)
-            slot = self._slots[task_type] = asyncio.Semaphore(max(1, limit))
+            slot = self._slots[task_type] = Slots(limit)
         return slot
 
     async def run_batch(self, jobs: Sequence[TaskJobData]) -> ExecutorResult:
@@ -118,7 +120,7 @@ class TaskExecutor:
         async def one(index: int, job: TaskJobData) -> str:
             task_type = types.get((job.tenant_id, _canonical(job.task_id)), "unknown")
             publisher = CollectingPublisher()
-            async with self._slot(task_type):
+            async with self._slot(task_type).held(admitted=job.admitted):
                 self.running[task_type] = self.running.get(task_type, 0) + 1
                 span = tracing.start_span(
                     f"statefleet.task {task_type}",
