@@ -49,6 +49,14 @@ FROM outbox WHERE published_at IS NULL AND NOT held AND available_at <= now();
 SELECT 'event' AS kind, count(*) AS n FROM outbox WHERE held AND published_at IS NULL
 UNION ALL
 SELECT 'task', count(*) FROM tasks WHERE held AND status = 'pending' AND admitted_at IS NULL;
+-- name: throttled
+-- Due tasks waiting under a limit (their spec's, or their tenant's for their type or "*").
+SELECT t.type, count(*) AS n
+FROM tasks t LEFT JOIN tenants tn ON tn.tenant_id = t.tenant_id
+WHERE t.held AND t.status = 'pending' AND t.admitted_at IS NULL AND t.run_at <= now()
+  AND (t.limit_key IS NOT NULL
+       OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[t.type, '*'], false))
+GROUP BY t.type;
 """,
     source="statefleet.api.metrics",
 )
@@ -114,9 +122,10 @@ class _EngineCollector(Collector):
             tally.ai_decisions,
         )
         yield _counter(
-            "statefleet_tasks_throttled",
+            "statefleet_admission_deferred",
             "Due tasks an admission pass left waiting because of a concurrency or rate "
-            "limit, by task type (once per pass that finds them waiting)",
+            "limit, by task type (once per pass that finds them waiting: how long limits "
+            "held work back; statefleet_tasks_throttled is how many wait now)",
             ["type"],
             tally.throttled,
         )
@@ -176,6 +185,13 @@ class ApiMetrics:
             "not counted: it waits for the admitter by design)",
             registry=self.registry,
         )
+        self.throttled = Gauge(
+            "statefleet_tasks_throttled",
+            "Tasks due and waiting under a concurrency or rate limit, by task type "
+            "(docs/scheduling.md): held back, never dropped",
+            ["type"],
+            registry=self.registry,
+        )
         self.held = Gauge(
             "statefleet_held",
             "Work waiting in Postgres for the admitter, by kind: event (a batch's starts), "
@@ -202,6 +218,9 @@ class ApiMetrics:
             self.queue_lag.set(await connection.fetchval(_SQL["outbox_lag"]))
             for r in await connection.fetch(_SQL["held"]):
                 self.held.labels(r["kind"]).set(r["n"])
+            self.throttled.clear()  # a type no longer throttled must not keep its last count
+            for r in await connection.fetch(_SQL["throttled"]):
+                self.throttled.labels(r["type"]).set(r["n"])
             if self.tally is None:
                 self.cluster = await cluster_tally(connection)
         return generate_latest(self.registry)

@@ -354,3 +354,39 @@ async def test_a_tenant_wide_limit_counts_every_task_type_together(database_dsn:
         await _wait_all_done(running, tenant, others.batch_id, 12)
     assert len(tracker.starts) == 24
     assert tracker.peak == 2
+
+
+async def test_tasks_waiting_on_a_limit_show_as_throttled_in_metrics(database_dsn: str) -> None:
+    from statefleet.api.metrics import ApiMetrics
+
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def blocking(task: TaskContext) -> Any:
+        started.set()
+        await release.wait()
+        return {"ok": True}
+
+    registry = HandlerRegistry()
+    registry.register("WORK", blocking)
+    limits = TenantScheduling(task_limits={"WORK": {"concurrency": 1}})  # type: ignore[dict-item]
+    async with running_engine(database_dsn, registry) as running:
+        tenant = await _tenant(running, "throttled", limits)
+        batch = await running.service.start_batch(tenant, "work", [{}] * 3)
+        await asyncio.wait_for(started.wait(), 30)
+        metrics = ApiMetrics(running.engine.tally)
+        deadline = time.monotonic() + 30
+        while True:
+            text = (await metrics.render(running.pool)).decode()
+            if 'statefleet_tasks_throttled{type="WORK"} 2.0' in text:
+                break
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.05)
+        deferred = running.engine.tally.throttled.get("WORK", 0)
+        release.set()
+        await _wait_all_done(running, tenant, batch.batch_id, 3)
+        after = (await metrics.render(running.pool)).decode()
+    assert 'statefleet_held{kind="task"} 0.0' in after
+    assert "statefleet_tasks_throttled{" not in after
+    assert deferred > 0
+    assert "statefleet_admission_deferred_total" in after
