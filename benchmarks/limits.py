@@ -18,8 +18,11 @@ task is an ``HTTP`` call to a sink this benchmark serves: the sink holds each re
   sink saw over the steady part (first and last second dropped) and the deviation from
   the limit (target: within 10%).
 
-With each part, the throttled attempts the engines counted (``/metrics``,
-``statefleet_tasks_throttled_total``) when the API exports them. Figures only: it
+With each part, from the API's ``/metrics`` (when it exports them): the most tasks
+seen waiting under the limit (the gauge ``statefleet_tasks_throttled{type="HTTP"}``,
+read every 0.5 s) and the admission passes' deferrals of HTTP tasks
+(``statefleet_admission_deferred_total``, once per pass that leaves a due task
+waiting). Figures only: it
 passes or fails nothing.
 """
 
@@ -227,16 +230,24 @@ def running_stack(dsn: str, redis_url: str, logs: pathlib.Path) -> Iterator[Stac
             _stop(proc)
 
 
-def throttled(api_url: str) -> float | None:
-    """``statefleet_tasks_throttled_total{type="HTTP"}`` of the cluster, or None if absent."""
+#: The gauge of tasks waiting under a limit now, and the counter of the admission
+#: passes' deferrals (both by task type).
+THROTTLED = "statefleet_tasks_throttled"
+DEFERRED = "statefleet_admission_deferred_total"
+#: Seconds between two reads of the API's /metrics during a part.
+METRICS_S = 0.5
+
+
+async def http_metric(http: httpx.AsyncClient, api_url: str, name: str) -> float | None:
+    """``name{type="HTTP"}`` on the API's ``/metrics`` (the cluster's), None if absent."""
     try:
-        text = httpx.get(f"{api_url}/metrics", timeout=30).text
+        text = (await http.get(f"{api_url}/metrics", timeout=30)).text
     except httpx.HTTPError:
         return None
     values = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("statefleet_tasks_throttled_total") and 'type="HTTP"' in line
+        if line.startswith(f"{name}{{") and 'type="HTTP"' in line
     ]
     return sum(values) if values else None
 
@@ -254,15 +265,19 @@ async def _set_limits(stack: Stack, tenant_id: str, limits: dict[str, Any]) -> N
 
 async def _part(
     client: AsyncClient,
+    api_url: str,
     dsn: str,
     tenant_id: str,
     instances: int,
     tag: str,
     timeout: float,
 ) -> dict[str, Any]:
-    """Posts a batch and waits for it, counting running HTTP tasks every 20 ms meanwhile."""
+    """Posts a batch and waits for it, counting running HTTP tasks every 20 ms meanwhile
+    (and reading the throttled gauge every 0.5 s)."""
     connection = await asyncpg.connect(dsn)
+    http = httpx.AsyncClient()
     samples: list[int] = []
+    gauge: list[float] = []
     finished = asyncio.Event()
 
     async def sample() -> None:
@@ -270,8 +285,17 @@ async def _part(
             samples.append(int(await connection.fetchval(RUNNING, tenant_id)))
             await asyncio.sleep(SAMPLE_S)
 
+    async def watch() -> None:
+        while not finished.is_set():
+            value = await http_metric(http, api_url, THROTTLED)
+            if value is not None:
+                gauge.append(value)
+            await asyncio.sleep(METRICS_S)
+
     since = await connection.fetchval("SELECT now()")
+    deferred_before = await http_metric(http, api_url, DEFERRED)
     sampler = asyncio.create_task(sample())
+    watcher = asyncio.create_task(watch())
     began = time.monotonic()
     try:
         made = await client.batch(
@@ -287,11 +311,18 @@ async def _part(
         seconds = time.monotonic() - began
         finished.set()
         await sampler
+        await watcher
         phases = await connection.fetchrow(PHASES, tenant_id, since)
+        assert phases is not None  # an aggregate: always one row
+        await asyncio.sleep(1.5)  # the engines' tallies reach the API's /metrics
+        deferred_after = await http_metric(http, api_url, DEFERRED)
     finally:
         finished.set()
         await connection.close()
+        await http.aclose()
     return {
+        "throttled_max": max(gauge) if gauge else None,
+        "deferred": None if deferred_after is None else deferred_after - (deferred_before or 0.0),
         "seconds": seconds,
         "done": progress.counts.done,
         "failed": progress.counts.failed,
@@ -326,21 +357,29 @@ async def _measure(
         await client.deploy(sink_spec(url))
         await _set_limits(stack, tenant_id, {"concurrency": args.concurrency})
         sink.reset()
-        before = throttled(stack.api_url)
         first = await _part(
-            client, dsn, tenant_id, args.instances, "limits-concurrency", args.timeout
+            client,
+            stack.api_url,
+            dsn,
+            tenant_id,
+            args.instances,
+            "limits-concurrency",
+            args.timeout,
         )
         first["sink_max_in_flight"] = sink.max_in_flight
         first["sink_requests"] = len(sink.arrivals)
         first["sink_per_s"] = steady_rate(sink.arrivals)[0]
-        await asyncio.sleep(1.5)  # the engines' tallies reach the API's /metrics
-        after = throttled(stack.api_url)
-        first["throttled"] = None if after is None else after - (before or 0.0)
 
         await _set_limits(stack, tenant_id, {"perSecond": args.per_second})
         sink.reset()
         second = await _part(
-            client, dsn, tenant_id, args.rate_instances, "limits-rate", args.timeout
+            client,
+            stack.api_url,
+            dsn,
+            tenant_id,
+            args.rate_instances,
+            "limits-rate",
+            args.timeout,
         )
         rate, counted, window = steady_rate(sink.arrivals)
         second |= {
@@ -351,14 +390,17 @@ async def _measure(
             "rate_window_s": window,
             "deviation": rate / args.per_second - 1,
         }
-        await asyncio.sleep(1.5)
-        later = throttled(stack.api_url)
-        second["throttled"] = None if later is None or after is None else later - after
     return {"concurrency": first, "rate": second}
 
 
-def _throttled_text(value: float | None) -> str:
-    return "not exported" if value is None else f"{value:,.0f}"
+def _throttled_text(part: dict[str, Any]) -> str:
+    def shown(value: float | None) -> str:
+        return "not exported" if value is None else f"{value:,.0f}"
+
+    return (
+        f"throttled (waiting under the limit, max seen): {shown(part['throttled_max'])}; "
+        f"admission deferrals: {shown(part['deferred'])}"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -394,7 +436,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{first['sink_max_in_flight']} in flight, {first['sink_requests']:,} requests, "
         f"{first['sink_per_s']:.1f}/s (target never above {limit}: "
         f"{'met' if peak <= limit else 'missed'})",
-        f"    throttled: {_throttled_text(first['throttled'])}; per task: held p50 "
+        f"    {_throttled_text(first)}; per task: held p50 "
         f"{first['held_p50_s']:.2f} s, admitted -> finished p50 "
         f"{first['admitted_to_finished_p50_s']:.3f} s, p90 "
         f"{first['admitted_to_finished_p90_s']:.3f} s",
@@ -405,7 +447,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{second['deviation']:+.1%} (target within 10%: "
         f"{'met' if abs(second['deviation']) <= 0.10 else 'missed'}); max in flight "
         f"{second['sink_max_in_flight']}",
-        f"    throttled: {_throttled_text(second['throttled'])}; per task: admitted -> "
+        f"    {_throttled_text(second)}; per task: admitted -> "
         f"finished p50 {second['admitted_to_finished_p50_s']:.3f} s",
     ]
     figures = {f"concurrency_{k}": v for k, v in first.items()} | {
