@@ -147,6 +147,9 @@ class EventJobData:
     payload: dict[str, Any]
     #: ``traceContext``: W3C trace headers of the span that sent it (optional).
     trace: dict[str, str] | None = None
+    #: Not on the wire: handed over by the engine's admitter (held work), so a shard
+    #: commits an interactive event's instance before it (``runtime/shard.py``).
+    admitted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

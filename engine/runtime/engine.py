@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -372,9 +373,11 @@ class Engine:
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
             try:
-                parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
+                event = parse_event_job(QueueJob(row.queue, row.job_name, row.data))
             except MalformedJobError as error:
                 await self.dead_letter(row.tenant_id, row.job(), str(error))
+                continue
+            parsed.append((row, dataclasses.replace(event, admitted=True)))
         failed: list[OutboxRow] = []
         follow: list[OutboxRow] = []
         for index, sent, reply in await self._to_shards(parsed):

@@ -168,6 +168,10 @@ class InstanceShard:
             actor.mailbox.append(letter)
             if not actor.busy:
                 self._ready[key] = actor
+                if not event.admitted:
+                    # Interactive work goes to the front of the next commit; held work
+                    # the admitter handed over waits its turn behind it.
+                    self._ready.move_to_end(key, last=False)
         self._wakeup.set()
         results = await asyncio.gather(*(letter.done for letter in letters))
         outbox = [row for _, rows in results for row in rows]

@@ -6,6 +6,8 @@ plays the engine loop by feeding event rows to the shard and task rows to the ex
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import pathlib
 import uuid
@@ -141,3 +143,31 @@ async def test_a_resident_copy_overtaken_by_another_writer_is_reloaded(
     finally:
         await shard.close()
         await pool.close()
+
+
+async def test_an_interactive_event_is_committed_before_admitted_ones_waiting(
+    database_dsn: str,
+) -> None:
+    pool = await create_pool(database_dsn)
+    # One commit at a time, two events each: what waits is ordered by the shard.
+    shard = shard_on(pool, ShardSettings(max_batch=2, commit_concurrency=1))
+    try:
+        _ids, rows = await start(pool, HELLO, 9)
+        events = events_of(rows)
+        bulk = [dataclasses.replace(e, admitted=True) for e in events[:8]]
+        finished: list[str] = []
+
+        async def deliver(name: str, batch: list[EventJobData]) -> None:
+            await shard.submit(batch)
+            finished.append(name)
+
+        held = [asyncio.create_task(deliver(f"bulk{i}", [e])) for i, e in enumerate(bulk)]
+        await asyncio.sleep(0)  # the first commit is under way with two of them
+        single = asyncio.create_task(deliver("single", [events[8]]))
+        await asyncio.gather(*held, single)
+    finally:
+        await shard.close()
+        await pool.close()
+    # Behind the first commit's two, the interactive event went first.
+    assert finished.index("single") <= 3
+    assert len(finished) == 9
