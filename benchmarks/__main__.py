@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import signal
 import sys
 
 
@@ -173,7 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a CI runner) unwinds like Ctrl-C: the benchmarks' ``finally``
+    blocks then stop the servers and workers they started in sessions of their own, which
+    a plain SIGTERM death would leave running."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     args = build_parser().parse_args(argv)
     if args.name == "interpreter":
         from benchmarks import interpreter

@@ -14,8 +14,9 @@ workflow.
   ``--b-duration`` seconds (single starts: interactive), open loop (each start is sent
   on time, whatever the previous one's answer time).
 - Run 3 (solo again): A's batch once more, alone. The faster of runs 1 and 3 is A's
-  reference: the first big batch meets tables without statistics, the last bigger
-  tables, and other work on a shared machine may slow either.
+  reference (over the whole batch, and apart over B's window): the first big batch
+  meets tables without statistics, the last bigger tables, and other work on a shared
+  machine may slow either.
 
 B's time to done is split into where it went (from B's histories and tasks): the
 start event applied, the e-mail task finished, the completion event applied.
@@ -247,15 +248,16 @@ async def _runs(url: str, admin_key: str, args: argparse.Namespace) -> dict[str,
 
 def _figures(args: argparse.Namespace, runs: dict[str, Any]) -> dict[str, Any]:
     solos: list[BatchRun] = runs["solos"]
-    # The faster solo run is the reference: the first big batch may pay for a cold
-    # database (tables without statistics yet), the last for bigger tables.
+    # The faster solo run is the reference (over the whole batch, and apart over B's
+    # window): the first big batch may pay for a cold database (tables without
+    # statistics yet), the last for bigger tables.
     solo = max(solos, key=lambda r: r.completions_per_s)
     shared: BatchRun = runs["shared"]
     b: Interactive = runs["interactive"]
     ordered = b.latencies()
     start, end = b.window
     end = min(end, *(r.done_s for r in solos), shared.done_s)
-    solo_window = solo.rate(start, end)
+    solo_window = max(r.rate(start, end) for r in solos)
     shared_window = shared.rate(start, end)
     return {
         "a_solo_completions_per_s": solo.completions_per_s,
@@ -296,7 +298,7 @@ def table(args: argparse.Namespace, f: dict[str, Any]) -> list[str]:
         window = (
             f"  A in B's window ({f['window_start_s']:.1f}-{f['window_end_s']:.1f} s after the "
             f"post): {f['a_shared_window_per_s']:,.0f}/s vs {f['a_solo_window_per_s']:,.0f}/s "
-            f"(reference; runs 1 and 3: {f['a_solo_first_window_per_s']:,.0f}/s and "
+            f"(the faster of runs 1 and 3: {f['a_solo_first_window_per_s']:,.0f}/s and "
             f"{f['a_solo_again_window_per_s']:,.0f}/s) = {f['a_window_ratio']:.0%} "
             f"(target >= 90%: {target_a})"
         )
