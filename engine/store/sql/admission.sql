@@ -62,10 +62,15 @@ SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL;
 -- name: task_usage
 -- What limits count, for tenants $1: attempts running, and tasks admitted but not yet
 -- claimed, by tenant, type and spec limit key.
+-- Two parts, each read from its small partial index (tasks_running_idx,
+-- tasks_admitted_idx), whatever the size of the tenants' task history.
 SELECT tenant_id, type, limit_key, count(*) AS n, max(limit_concurrency) AS cap
-FROM tasks
-WHERE tenant_id = ANY($1::text[])
-  AND (status = 'running' OR (status = 'pending' AND admitted_at IS NOT NULL))
+FROM (SELECT tenant_id, type, limit_key, limit_concurrency FROM tasks
+      WHERE tenant_id = ANY($1::text[]) AND status = 'running'
+      UNION ALL
+      SELECT tenant_id, type, limit_key, limit_concurrency FROM tasks
+      WHERE tenant_id = ANY($1::text[]) AND status = 'pending' AND admitted_at IS NOT NULL
+     ) AS busy
 GROUP BY tenant_id, type, limit_key;
 
 -- name: held_due_tasks

@@ -28,8 +28,16 @@ FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text
      AS u(tenant_id, id, instance_id, kind, type, name, input, run_at, delay_ms, max_attempts,
           backoff, timeout_ms, policy, idempotency_key, completion_event, failure_event,
           limit_key, limit_concurrency, limit_per_second)
-JOIN workflow_instances i ON i.tenant_id = u.tenant_id AND i.id = u.instance_id
-LEFT JOIN tenants tn ON tn.tenant_id = u.tenant_id
+-- Per-row lookups by key (LATERAL ... LIMIT 1, which the planner cannot flatten), not
+-- joins: as a join it hashed the whole instances table for every commit.
+CROSS JOIN LATERAL (
+    SELECT priority FROM workflow_instances
+    WHERE tenant_id = u.tenant_id AND id = u.instance_id
+    LIMIT 1
+) AS i
+LEFT JOIN LATERAL (
+    SELECT settings FROM tenants WHERE tenant_id = u.tenant_id LIMIT 1
+) AS tn ON true
 ON CONFLICT (instance_id, idempotency_key) DO NOTHING
 RETURNING tenant_id, id, kind, type, run_at, now() AS db_now, held;
 

@@ -56,6 +56,7 @@ CREATE INDEX outbox_unpublished_idx ON outbox (available_at)
 -- Limits count the attempts running and those admitted but not yet claimed.
 CREATE INDEX tasks_admitted_idx ON tasks (tenant_id, type)
     WHERE status = 'pending' AND admitted_at IS NOT NULL;
+CREATE INDEX tasks_running_idx ON tasks (tenant_id, type) WHERE status = 'running';
 
 CREATE TABLE rate_limits (
     tenant_id  text        NOT NULL CHECK (tenant_id <> ''),
