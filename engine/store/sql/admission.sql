@@ -35,9 +35,16 @@ RETURNING o.tenant_id, o.id, o.instance_id, o.queue, o.job_name, o.data, o.dedup
           o.priority;
 
 -- name: release_events
--- Taken rows whose delivery failed wait again.
-UPDATE outbox SET published_at = NULL
-WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND held;
+-- Taken rows whose delivery failed wait again. $1/$2: parallel (tenant, id) arrays, each
+-- found by its key (a LATERAL ... LIMIT 1 the planner cannot turn into a scan of the
+-- whole table, as it did with "= ANY" on a new database) and updated by ctid.
+UPDATE outbox AS o SET published_at = NULL
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM outbox WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE o.ctid = hit.row_id AND o.held;
 
 -- name: lock_task_admission
 -- Task admission passes run one at a time across the cluster, so a limit counted at the
@@ -96,14 +103,26 @@ CROSS JOIN LATERAL (
 ) AS x;
 
 -- name: admit_tasks
-UPDATE tasks SET admitted_at = now()
-WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[])
-  AND status = 'pending' AND admitted_at IS NULL;
+-- $1/$2: parallel (tenant, id) arrays, found by key and updated by ctid (as
+-- release_events); the pass holds these rows' locks, so none moved meanwhile.
+UPDATE tasks AS t SET admitted_at = now()
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id AND t.status = 'pending' AND t.admitted_at IS NULL;
 
 -- name: release_tasks
--- Admitted tasks whose pool call failed wait again.
-UPDATE tasks SET admitted_at = NULL
-WHERE tenant_id = ANY($1::text[]) AND id = ANY($2::uuid[]) AND status = 'pending';
+-- Admitted tasks whose pool call failed wait again (one claimed meanwhile has moved and
+-- is skipped: it is not waiting).
+UPDATE tasks AS t SET admitted_at = NULL
+FROM (SELECT x.ctid AS row_id
+      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id AND t.status = 'pending';
 
 -- name: rate_states
 SELECT tenant_id, key, tat FROM rate_limits
