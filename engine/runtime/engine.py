@@ -276,12 +276,19 @@ class Engine:
                 parsed.append((job, parse_event_job(job)))
             except MalformedJobError as error:
                 await self.dead_letter(None, job, str(error))
-        failed: list[QueueJob] = []
+        failed = await self._apply(parsed)
+        if failed:
+            raise PartialBatchFailure(failed)
+
+    async def _apply(self, parsed: Sequence[tuple[_Item, EventJobData]]) -> list[_Item]:
+        """Applies events on their shards and routes what the commits wrote; returns the
+        items (queue jobs, outbox rows) of the shard calls that failed."""
+        failed: list[_Item] = []
         rows: list[OutboxRow] = []
         for index, sent, reply in await self._to_shards(parsed):
             if isinstance(reply, BaseException):
                 log.warning("shard %d failed a batch of %d: %r", index, len(sent), reply)
-                failed.extend(job for job, _ in sent)
+                failed.extend(item for item, _ in sent)
                 continue
             rows.extend(reply.outbox)
             for outcome, (_, event) in zip(reply.outcomes, sent, strict=True):
@@ -290,8 +297,7 @@ class Engine:
                         "event %s for unknown instance %s", event.event_id, event.instance_id
                     )
         await self.route(rows)
-        if failed:
-            raise PartialBatchFailure(failed)
+        return failed
 
     async def on_tasks(self, jobs: list[QueueJob]) -> None:
         """The batch goes to the next pool; jobs of a failed call or job are redelivered."""
@@ -378,16 +384,7 @@ class Engine:
                 await self.dead_letter(row.tenant_id, row.job(), str(error))
                 continue
             parsed.append((row, dataclasses.replace(event, admitted=True)))
-        failed: list[OutboxRow] = []
-        follow: list[OutboxRow] = []
-        for index, sent, reply in await self._to_shards(parsed):
-            if isinstance(reply, BaseException):
-                log.warning("shard %d failed %d admitted event(s): %r", index, len(sent), reply)
-                failed.extend(row for row, _ in sent)
-                continue
-            follow.extend(reply.outbox)
-        await self.route(follow)
-        return failed
+        return await self._apply(parsed)
 
     async def _run_admitted(self, jobs: list[TaskJobData]) -> list[int]:
         """The admitter's tasks, on the next pool; returns the indexes that failed."""
