@@ -290,7 +290,8 @@ class Admitter:
         ]
         full_keys = usage.full_keys()
         # A tenant at its limit for all its task types ("*") offers no candidate at all.
-        open_tenants = [t for t in tenants if (t, ALL_TYPES) not in set(full_types)]
+        full_tenants = {t for t, task_type in full_types if task_type == ALL_TYPES}
+        open_tenants = [t for t in tenants if t not in full_tenants]
         if not open_tenants:
             return []
         shares = fair_shares(

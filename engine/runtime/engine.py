@@ -334,41 +334,29 @@ class Engine:
         Best effort by design: every row is committed, so whatever this cannot send
         (a shard call failed, the broker is down) the sweeper publishes later.
         """
-        pending = list(rows)
-        while pending:
-            events = [r for r in pending if r.queue == ORCHESTRATOR_QUEUE]
-            await self._publish([r for r in pending if r.queue != ORCHESTRATOR_QUEUE])
-            pending = await self._deliver(events) if events else []
+        await self._publish([r for r in rows if r.queue != ORCHESTRATOR_QUEUE])
+        events = [r for r in rows if r.queue == ORCHESTRATOR_QUEUE]
+        if events:
+            await self._deliver(events)
 
-    async def _deliver(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-        """Applies event rows on their shards; returns the rows those commits wrote."""
+    async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
+        """Applies event rows on their shards (what their commits wrote is routed in
+        turn) and marks the delivered ones published; a row whose shard call failed stays
+        unpublished, for the sweeper to publish through the broker."""
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
             try:
                 parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
             except MalformedJobError:  # not ours to judge here: the broker path decides
                 await self._publish([row])
-        delivered: list[OutboxRow] = []
-        follow: list[OutboxRow] = []
-        for index, sent, reply in await self._to_shards(parsed):
-            if isinstance(reply, BaseException):
-                log.warning(
-                    "direct delivery of %d event(s) to shard %d failed (the sweeper will "
-                    "publish them): %r",
-                    len(sent),
-                    index,
-                    reply,
-                )
-                continue
-            delivered.extend(row for row, _ in sent)
-            follow.extend(reply.outbox)
+        failed = {row.id for row in await self._apply(parsed)}
+        delivered = [row for row, _ in parsed if row.id not in failed]
         if delivered:
             self.delivered_direct += len(delivered)
             try:
                 await self.publisher.mark_published(delivered)
             except Exception:
                 log.exception("marking %d delivered event(s) failed", len(delivered))
-        return follow
 
     async def _deliver_held(self, rows: list[OutboxRow]) -> list[OutboxRow]:
         """The admitter's events, straight to their shards; returns those not delivered.
