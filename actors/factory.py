@@ -94,7 +94,13 @@ def make_shards(
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
         _Shard.options(name=name, **options).remote(
-            i, dsn, settings.shard(), settings.db_pool_size, log=log, trace=trace
+            i,
+            dsn,
+            settings.shard(),
+            settings.db_pool_size,
+            log=log,
+            trace=trace,
+            gc_gen0_threshold=settings.gc_gen0_threshold,
         )
         for i, name in enumerate(names)
     ]
@@ -113,7 +119,14 @@ def make_pools(
     options = _OPTIONS | _resources(resources, POOL_RESOURCE)
     return [
         _Pool.options(name=name, **options).remote(
-            i, dsn, handlers, settings.executor(), settings.db_pool_size, log=log, trace=trace
+            i,
+            dsn,
+            handlers,
+            settings.executor(),
+            settings.db_pool_size,
+            log=log,
+            trace=trace,
+            gc_gen0_threshold=settings.gc_gen0_threshold,
         )
         for i, name in enumerate(names)
     ]

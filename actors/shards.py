@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from statefleet.engine.logging_setup import LogSettings, configure_logging
+from statefleet.engine.runtime.gc_tuning import tune_gc
 from statefleet.engine.runtime.hosts import ShardHost
 from statefleet.engine.tracing import TraceSettings, configure_tracing
 
@@ -21,13 +22,19 @@ class ShardActor(ShardHost):
     """A :class:`ShardHost` whose methods are the actor's remote API."""
 
     def __init__(
-        self, *args: Any, log: LogSettings | None = None, trace: TraceSettings | None = None
+        self,
+        *args: Any,
+        log: LogSettings | None = None,
+        trace: TraceSettings | None = None,
+        gc_gen0_threshold: int | None = None,
     ) -> None:
         # The actor's process logs and traces like the one that created it (its
         # settings came along in the constructor, never from the Ray node's environment).
         configure_logging(log)
         configure_tracing(trace)
         super().__init__(*args)
+        if gc_gen0_threshold is not None:
+            tune_gc(gc_gen0_threshold)
 
     async def pid(self) -> int:
         return os.getpid()

@@ -97,6 +97,7 @@ ENGINE_FIELDS: Final = (
     "metrics_flush_ms",
     "step_max_microsteps",
     "step_time_budget_ms",
+    "gc_gen0_threshold",
 )
 
 #: Variables whose empty value means something (see the module docstring).
@@ -371,6 +372,7 @@ class Settings(BaseSettings):
     metrics_flush_ms: Positive = _env("STATEFLEET_METRICS_FLUSH_MS", default=5_000)
     step_max_microsteps: Positive = _env("STATEFLEET_STEP_MAX_MICROSTEPS", default=1_000)
     step_time_budget_ms: Positive = _env("STATEFLEET_STEP_TIME_BUDGET_MS", default=1_000)
+    gc_gen0_threshold: Positive = _env("STATEFLEET_GC_GEN0_THRESHOLD", default=50_000)
 
     # --- spec limits at deploy (``SpecLimits``; tenants may override them)
     spec_max_states: Positive = _env("STATEFLEET_SPEC_MAX_STATES", default=5_000)

@@ -49,6 +49,7 @@ from statefleet.engine.ports.queue import (
     parse_task_job,
 )
 from statefleet.engine.runtime.admission import Admitter
+from statefleet.engine.runtime.gc_tuning import tune_gc
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.outbox import OutboxRow, Publisher, insert_dead_letter
@@ -142,6 +143,7 @@ class Engine:
 
     async def start(self) -> None:
         s = self.settings
+        tune_gc(s.gc_gen0_threshold)
         self._consumers = [
             await self.queue.consume_batches(
                 ORCHESTRATOR_QUEUE,

@@ -71,6 +71,9 @@ class EngineSettings:
     #: its instance instead of holding the shard (``step_limits.py``).
     step_max_microsteps: int = 1_000
     step_time_budget_ms: int = 1_000
+    #: Allocations between generation-0 garbage collections in every process that runs
+    #: the engine (Python's default is 700; ``gc_tuning.py`` says why it is raised).
+    gc_gen0_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
