@@ -21,6 +21,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import click
+import uvloop
 
 if TYPE_CHECKING:
     from statefleet.mailsink import RunningSink
@@ -188,7 +189,8 @@ def demo(instances: int, home: pathlib.Path | None, poll_interval: float) -> Non
     if temporary:
         where.chmod(0o711)
     try:
-        asyncio.run(_run(instances, where, durable=not temporary, poll=poll_interval))
+        # uvloop, like ``statefleet worker`` and ``api``: the engine loop runs here.
+        uvloop.run(_run(instances, where, durable=not temporary, poll=poll_interval))
     except PostgresUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -17,6 +17,7 @@ import pathlib
 import signal
 
 import click
+import uvloop
 
 __all__ = ["register", "up"]
 
@@ -114,7 +115,8 @@ def up(host: str, port: int) -> None:
         settings = Settings.load()
         configure_logging(settings.logging())
         configure_tracing(settings.tracing())
-        asyncio.run(_run_until_signal(host, port))
+        # uvloop, like ``statefleet worker`` and ``api``: the engine loop runs here.
+        uvloop.run(_run_until_signal(host, port))
     except problems as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # a signal before the handlers were installed
