@@ -160,6 +160,10 @@ class TaskJobData:
     task_id: str
     #: ``traceContext``: W3C trace headers of the step that created the task (optional).
     trace: dict[str, str] | None = None
+    #: ``taskType``: the task's type, as its creator knew it (optional, advisory). A pool
+    #: uses it to pick the type's concurrency slot without reading the task's row first;
+    #: the attempt itself always runs what the row says.
+    task_type: str | None = None
     #: Not on the wire: handed over by the engine's admitter (held work), so it waits
     #: for a pool slot behind interactive jobs (``runtime/slots.py``).
     admitted: bool = False
@@ -310,6 +314,7 @@ def _task_data(queue: str, data: Mapping[str, Any]) -> TaskJobData:
         tenant_id=_text(queue, data, "tenantId", "data.tenantId"),
         task_id=_text(queue, data, "taskId", "data.taskId"),
         trace=_trace(data),
+        task_type=task_type if isinstance(task_type := data.get("taskType"), str) else None,
     )
 
 

@@ -248,7 +248,11 @@ class Admitter:
             return 0
         jobs = [
             dataclasses.replace(
-                parse_task_job(task_attempt_row(r["tenant_id"], r["id"], r["attempts"] + 1).job()),
+                parse_task_job(
+                    task_attempt_row(
+                        r["tenant_id"], r["id"], r["attempts"] + 1, task_type=r["type"]
+                    ).job()
+                ),
                 admitted=True,
             )
             for r in admitted

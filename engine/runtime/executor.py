@@ -118,7 +118,9 @@ class TaskExecutor:
         failed: list[int] = []
 
         async def one(index: int, job: TaskJobData) -> str:
-            task_type = types.get((job.tenant_id, _canonical(job.task_id)), "unknown")
+            task_type = job.task_type or types.get(
+                (job.tenant_id, _canonical(job.task_id)), "unknown"
+            )
             publisher = CollectingPublisher()
             async with self._slot(task_type).held(admitted=job.admitted):
                 self.running[task_type] = self.running.get(task_type, 0) + 1
@@ -146,8 +148,11 @@ class TaskExecutor:
         return ExecutorResult(list(results), collected, sorted(failed))
 
     async def _types(self, jobs: Sequence[TaskJobData]) -> dict[tuple[str, str], str]:
+        """The slot of each task whose job does not carry its type: read from its row."""
         keys: list[tuple[str, uuid.UUID]] = []
         for job in jobs:
+            if job.task_type is not None:
+                continue
             try:
                 keys.append((job.tenant_id, uuid.UUID(job.task_id)))
             except ValueError:

@@ -773,6 +773,7 @@ class InstanceRuntime:
                     instance_id=task.instance_id,
                     run_at=run_at,
                     db_now=db_now,
+                    task_type=task.type if task.kind == "task" else None,
                 )
             )
         return rows

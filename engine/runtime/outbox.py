@@ -80,8 +80,12 @@ def task_attempt_row(
     instance_id: uuid.UUID | None = None,
     run_at: datetime | None = None,
     db_now: datetime | None = None,
+    task_type: str | None = None,
 ) -> OutboxRow:
     """The job that runs ``attempt`` (1-based) of a task, due at ``run_at`` (DB clock).
+
+    ``task_type`` (a task's, never a timer's) travels as the job's advisory ``taskType``,
+    so the pool need not read the row to find the type's slot.
 
     Never written to the outbox: the pending ``tasks`` row is the durable record, and
     the sweeper re-sends due pending tasks whose job was lost (``due_tasks``), so an
@@ -93,7 +97,8 @@ def task_attempt_row(
         instance_id=instance_id,
         queue=TASK_RUNNER_QUEUE,
         job_name=TASK_JOB,
-        data={"tenantId": tenant_id, "taskId": str(task_id)},
+        data={"tenantId": tenant_id, "taskId": str(task_id)}
+        | ({} if task_type is None else {"taskType": task_type}),
         dedupe_key=task_dedupe_key(str(task_id), attempt),
         available_at=run_at,
         db_now=db_now,

@@ -159,7 +159,11 @@ async def test_a_node_bullmq_worker_takes_the_task_jobs_the_engine_adds(
             consumer.cancel()
     expected = {
         # Attempts count from 1.
-        task_dedupe_key(str(task["id"]), 1): {"tenantId": TENANT, "taskId": str(task["id"])}
+        task_dedupe_key(str(task["id"]), 1): {
+            "tenantId": TENANT,
+            "taskId": str(task["id"]),
+            "taskType": task["type"],
+        }
         for task in tasks
     }
     assert len(expected) == 2

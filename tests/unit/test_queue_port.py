@@ -145,6 +145,12 @@ def test_an_omitted_or_null_payload_reads_as_an_empty_object(event: dict[str, An
     assert job.dedupe_key == "e1"
 
 
+@pytest.mark.parametrize(("given", "read"), [("EMAIL", "EMAIL"), (7, None), (None, None)])
+def test_a_task_jobs_type_is_an_advisory_string(given: object, read: str | None) -> None:
+    job = parse_job(TASK_RUNNER_QUEUE, "task", {"tenantId": "t1", "taskId": "k", "taskType": given})
+    assert parse_task_job(job).task_type == read
+
+
 def test_parse_job_accepts_a_task_and_ignores_unknown_keys() -> None:
     data = {"tenantId": "t1", "taskId": "k", "traceId": "abc"}
     job = parse_job(TASK_RUNNER_QUEUE, "task", data)
