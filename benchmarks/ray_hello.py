@@ -15,6 +15,8 @@ import asyncio
 import time
 import warnings
 
+import uvloop
+
 from benchmarks import common, machine_info, pg
 from statefleet.engine.ports.backend import Backend
 from statefleet.engine.runtime import Engine, EngineSettings, LocalBackend, StartRequest
@@ -91,8 +93,9 @@ def main() -> None:
     try:
         with pg.server() as dsn:
             for n in args.n or [1_000, 10_000]:
-                ray_rate = asyncio.run(measure(dsn, n, settings, "ray"))
-                local_rate = asyncio.run(measure(dsn, n, settings, "local"))
+                # uvloop, as ``statefleet worker`` runs the engine.
+                ray_rate = uvloop.run(measure(dsn, n, settings, "ray"))
+                local_rate = uvloop.run(measure(dsn, n, settings, "local"))
                 print(f"       ray / in-process: {ray_rate / local_rate:.0%} (target >= 70%)")
     finally:
         ray.shutdown()

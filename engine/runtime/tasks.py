@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from statefleet.engine.handlers import (
     MANUAL_TYPES,
     Emit,
@@ -46,6 +48,8 @@ __all__ = ["TaskRunner", "TaskRunnerSettings", "backoff_ms", "completion_payload
 log = logging.getLogger(__name__)
 
 SQL = {**load_queries("tasks.sql"), **load_queries("instances.sql")}
+#: Tries of one group of successes that Postgres aborts as a deadlock victim.
+_DEADLOCK_RETRIES = 3
 MANUAL = sorted(MANUAL_TYPES)
 
 
@@ -324,7 +328,23 @@ class TaskRunner:
         await sink.publish(rows)
 
     async def _succeed_many(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
-        """One transaction: every attempt still leased to us succeeds, with its events."""
+        """One transaction: every attempt still leased to us succeeds, with its events.
+
+        Tried again when Postgres aborts it as a deadlock victim (it rolled back whole, so
+        nothing is applied twice): the group's handlers have already run, and a success
+        lost here would run each of them again once its lease expires.
+        """
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return await self._succeed_once(successes)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+                log.warning("committing %d success(es) deadlocked; again", len(successes))
+                await asyncio.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    async def _succeed_once(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
         async with self.pool.acquire() as connection, connection.transaction():
             finished = list(await self._succeed(connection, successes))
             done = {r["id"] for r in finished}

@@ -191,3 +191,98 @@ async def test_a_success_committed_while_its_lease_is_renewed_is_not_dropped(
             )
     assert results == ["succeeded"] * len(jobs)
     assert [(r["status"], r["attempts"], r["n"]) for r in states] == [("succeeded", 1, 400)]
+
+
+async def test_a_heartbeat_never_waits_for_a_success_being_committed(
+    database_dsn: str,
+) -> None:
+    """The heartbeat renews every running attempt in one statement while successes are
+    committed in groups: if it waited for a row a success holds, the two could lock the
+    same rows in opposite orders and deadlock, and an aborted success runs its attempts
+    again. A locked row is skipped instead (and renewed at the next beat)."""
+    from statefleet.engine.runtime.tasks import SQL
+
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        await running.service.deploy(TENANT, SPEC)
+        ids = []
+        for _ in range(2):
+            started = await running.service.start(TENANT, "slow", {}, start_event=None)
+            (task,) = await running.service.tasks(TENANT, started.instance_id)
+            ids.append(task["id"])
+        first, second = ids
+        owner = "pool-a"
+        await running.pool.execute(
+            "UPDATE tasks SET status = 'running', attempts = 1, lease_owner = $1,"
+            " lease_expires_at = now() + interval '1 minute'",
+            owner,
+        )
+        succeed = SQL["succeed_tasks"]
+        async with running.pool.acquire() as committing, committing.transaction():
+            # A success being committed holds the second row...
+            done = await committing.fetch(succeed, [TENANT], [second], owner, ['{"ok":1}'])
+            assert [r["id"] for r in done] == [second]
+            async with running.pool.acquire() as beating:
+                # ...while the heartbeat renews both: it must not wait for the held row.
+                renewed = await asyncio.wait_for(
+                    beating.execute(
+                        SQL["renew_leases"], [TENANT, TENANT], ids, [60_000, 60_000], owner
+                    ),
+                    timeout=10,
+                )
+            assert renewed == "UPDATE 1"
+            # The same success goes on to the first row, which the heartbeat no longer holds.
+            done = await committing.fetch(succeed, [TENANT], [first], owner, ['{"ok":1}'])
+            assert [r["id"] for r in done] == [first]
+        states = await running.pool.fetch("SELECT status, attempts FROM tasks")
+    assert sorted((r["status"], r["attempts"]) for r in states) == [("succeeded", 1)] * 2
+
+
+async def test_a_group_of_successes_aborted_as_a_deadlock_victim_is_committed_again(
+    database_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postgres breaks a deadlock by aborting one transaction. When that is a group of
+    successes, their handlers have run already: the group is committed again, not
+    dropped (a dropped success runs its attempt a second time after its lease)."""
+    from statefleet.engine.runtime.outbox import CollectingPublisher
+    from statefleet.engine.runtime.tasks import TaskRunner, _Success
+
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        await running.service.deploy(TENANT, SPEC)
+        ids = []
+        for _ in range(2):
+            started = await running.service.start(TENANT, "slow", {}, start_event=None)
+            (task,) = await running.service.tasks(TENANT, started.instance_id)
+            ids.append(task["id"])
+        first, second = ids
+        runner = TaskRunner(
+            running.pool, HandlerRegistry(), CollectingPublisher(), worker_id="pool-victim"
+        )
+        await running.pool.execute(
+            "UPDATE tasks SET status = 'running', attempts = 1, lease_owner = 'pool-victim',"
+            " lease_expires_at = now() + interval '1 minute'"
+        )
+        records = {r["id"]: r for r in await running.pool.fetch("SELECT * FROM tasks ORDER BY id")}
+        successes = [_Success(records[i], '{"ok": true}', "DONE", {}, ()) for i in ids]
+        lock = "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE"
+        async with running.pool.acquire() as other:
+            transaction = other.transaction()
+            await transaction.start()
+            # This side checks for deadlocks last, so the group of successes is the victim.
+            await other.execute("SET LOCAL deadlock_timeout = '30s'")
+            await other.execute(lock, second)
+            committing = asyncio.create_task(runner._succeed_many(successes))
+            # The group takes the first row, then waits for the second...
+            async with asyncio.timeout(30):
+                while not await running.pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE tasks%'"
+                ):
+                    await asyncio.sleep(0.01)
+            # ...and waiting for the first row closes the cycle.
+            await asyncio.wait_for(other.execute(lock, first), timeout=30)
+            await transaction.commit()
+        rows = await asyncio.wait_for(committing, timeout=30)
+        states = await running.pool.fetch("SELECT status, attempts FROM tasks")
+    assert all(r is not None and len(r) == 1 for r in rows)
+    assert sorted((r["status"], r["attempts"]) for r in states) == [("succeeded", 1)] * 2
+    assert "deadlocked; again" in caplog.text

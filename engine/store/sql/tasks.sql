@@ -109,12 +109,25 @@ RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.a
 
 -- name: renew_leases
 -- The heartbeat: attempts still running under this worker's lease ($4) get it extended
--- by their own lease length ($3, ms). A lease already lost stays lost.
+-- by their own lease length ($3, ms). A lease already lost stays lost. It never waits
+-- for a row: one locked by another transaction (its success or failure being committed)
+-- is skipped, and renewed at the next beat if it is still running. Waiting was a
+-- deadlock: the heartbeat locked its rows in one order while a group commit of
+-- successes locked the same rows in another, and the success that Postgres aborted
+-- made its attempts run again once their leases expired. Found per key, updated by
+-- ctid, the row locked by the lookup itself (as mark_published in outbox.sql).
 UPDATE tasks AS t
-SET lease_expires_at = now() + k.lease_ms * interval '1 millisecond'
-FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(tenant_id, id, lease_ms)
-WHERE t.tenant_id = k.tenant_id AND t.id = k.id
-  AND t.status = 'running' AND t.lease_owner = $4;
+SET lease_expires_at = now() + hit.lease_ms * interval '1 millisecond'
+FROM (SELECT x.ctid AS row_id, k.lease_ms
+      FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(tenant_id, id, lease_ms)
+      CROSS JOIN LATERAL (
+          SELECT ctid FROM tasks
+          WHERE tenant_id = k.tenant_id AND id = k.id
+            AND status = 'running' AND lease_owner = $4
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED
+      ) AS x) AS hit
+WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $4;
 
 -- name: release_previous_claims
 -- A restarted pool gives up the claims of its previous life at once: attempts leased
