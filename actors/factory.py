@@ -82,6 +82,13 @@ def _resources(mode: ResourceMode, name: str) -> dict[str, Any]:
     return {} if mode == "off" else {"resources": {name: 1}}
 
 
+def _process(
+    settings: EngineSettings, log: LogSettings | None, trace: TraceSettings | None
+) -> dict[str, Any]:
+    """What every actor's process is set up with: logging, tracing, the GC threshold."""
+    return {"log": log, "trace": trace, "gc_gen0_threshold": settings.gc_gen0_threshold}
+
+
 def make_shards(
     dsn: str,
     settings: EngineSettings,
@@ -94,13 +101,7 @@ def make_shards(
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
         _Shard.options(name=name, **options).remote(
-            i,
-            dsn,
-            settings.shard(),
-            settings.db_pool_size,
-            log=log,
-            trace=trace,
-            gc_gen0_threshold=settings.gc_gen0_threshold,
+            i, dsn, settings.shard(), settings.db_pool_size, **_process(settings, log, trace)
         )
         for i, name in enumerate(names)
     ]
@@ -124,9 +125,7 @@ def make_pools(
             handlers,
             settings.executor(),
             settings.db_pool_size,
-            log=log,
-            trace=trace,
-            gc_gen0_threshold=settings.gc_gen0_threshold,
+            **_process(settings, log, trace),
         )
         for i, name in enumerate(names)
     ]

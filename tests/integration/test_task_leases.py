@@ -193,6 +193,22 @@ async def test_a_success_committed_while_its_lease_is_renewed_is_not_dropped(
     assert [(r["status"], r["attempts"], r["n"]) for r in states] == [("succeeded", 1, 400)]
 
 
+async def two_running_tasks(running: Any, owner: str) -> list[uuid.UUID]:
+    """Two instances' tasks, both running under ``owner``'s lease for a minute."""
+    await running.service.deploy(TENANT, SPEC)
+    ids = []
+    for _ in range(2):
+        started = await running.service.start(TENANT, "slow", {}, start_event=None)
+        (task,) = await running.service.tasks(TENANT, started.instance_id)
+        ids.append(task["id"])
+    await running.pool.execute(
+        "UPDATE tasks SET status = 'running', attempts = 1, lease_owner = $1,"
+        " lease_expires_at = now() + interval '1 minute'",
+        owner,
+    )
+    return ids
+
+
 async def test_a_heartbeat_never_waits_for_a_success_being_committed(
     database_dsn: str,
 ) -> None:
@@ -203,19 +219,9 @@ async def test_a_heartbeat_never_waits_for_a_success_being_committed(
     from statefleet.engine.runtime.tasks import SQL
 
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
-        await running.service.deploy(TENANT, SPEC)
-        ids = []
-        for _ in range(2):
-            started = await running.service.start(TENANT, "slow", {}, start_event=None)
-            (task,) = await running.service.tasks(TENANT, started.instance_id)
-            ids.append(task["id"])
-        first, second = ids
         owner = "pool-a"
-        await running.pool.execute(
-            "UPDATE tasks SET status = 'running', attempts = 1, lease_owner = $1,"
-            " lease_expires_at = now() + interval '1 minute'",
-            owner,
-        )
+        ids = await two_running_tasks(running, owner)
+        first, second = ids
         succeed = SQL["succeed_tasks"]
         async with running.pool.acquire() as committing, committing.transaction():
             # A success being committed holds the second row...
@@ -247,19 +253,10 @@ async def test_a_group_of_successes_aborted_as_a_deadlock_victim_is_committed_ag
     from statefleet.engine.runtime.tasks import TaskRunner, _Success
 
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
-        await running.service.deploy(TENANT, SPEC)
-        ids = []
-        for _ in range(2):
-            started = await running.service.start(TENANT, "slow", {}, start_event=None)
-            (task,) = await running.service.tasks(TENANT, started.instance_id)
-            ids.append(task["id"])
+        ids = await two_running_tasks(running, "pool-victim")
         first, second = ids
         runner = TaskRunner(
             running.pool, HandlerRegistry(), CollectingPublisher(), worker_id="pool-victim"
-        )
-        await running.pool.execute(
-            "UPDATE tasks SET status = 'running', attempts = 1, lease_owner = 'pool-victim',"
-            " lease_expires_at = now() + interval '1 minute'"
         )
         records = {r["id"]: r for r in await running.pool.fetch("SELECT * FROM tasks ORDER BY id")}
         successes = [_Success(records[i], '{"ok": true}', "DONE", {}, ()) for i in ids]
