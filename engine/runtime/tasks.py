@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from statefleet.engine.handlers import (
     MANUAL_TYPES,
     Emit,
@@ -40,7 +38,7 @@ from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.runtime.instances import event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
-from statefleet.engine.store.db import Connection, Pool, Record, json_text
+from statefleet.engine.store.db import Connection, DeadlockDetected, Pool, Record, json_text
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["TaskRunner", "TaskRunnerSettings", "backoff_ms", "completion_payload"]
@@ -337,7 +335,7 @@ class TaskRunner:
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 return await self._succeed_once(successes)
-            except asyncpg.DeadlockDetectedError:
+            except DeadlockDetected:
                 if attempt == _DEADLOCK_RETRIES - 1:
                     raise
                 log.warning("committing %d success(es) deadlocked; again", len(successes))

@@ -15,6 +15,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 __all__ = [
     "Connection",
+    "DeadlockDetected",
     "Pool",
     "Record",
     "create_pool",
@@ -28,6 +29,9 @@ Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 #: A pool of connections. The rest of the engine names these types, never asyncpg:
 #: the store is the one adapter to the database driver (tests/unit/test_architecture.py).
 Pool: TypeAlias = "asyncpg.Pool[Any]"
+#: Postgres aborted the transaction to break a deadlock; it rolled back whole, so it may
+#: simply be tried again.
+DeadlockDetected = asyncpg.DeadlockDetectedError
 #: One row a query returned.
 Record: TypeAlias = asyncpg.Record
 
