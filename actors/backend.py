@@ -26,6 +26,7 @@ from statefleet.actors.factory import (
     make_pools,
     make_shards,
 )
+from statefleet.actors.process import ActorProcess
 from statefleet.engine.handlers import HandlerFactory
 from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.ports.backend import BackendUnavailable, PoolReply, ShardReply
@@ -138,8 +139,9 @@ class RayBackend:
         started = init_ray(address, settings, resources)
         try:
             _check_resources(resources)
-            shards = make_shards(dsn, settings, resources, log, trace)
-            pools = make_pools(dsn, handlers, settings, resources, log, trace)
+            process = ActorProcess(log, trace, settings.gc_gen0_threshold)
+            shards = make_shards(dsn, settings, resources, process)
+            pools = make_pools(dsn, handlers, settings, resources, process)
         except BaseException:
             if started:
                 ray.shutdown()

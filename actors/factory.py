@@ -26,11 +26,10 @@ import ray
 
 from statefleet import __version__
 from statefleet.actors.pools import PoolActor
+from statefleet.actors.process import ActorProcess
 from statefleet.actors.shards import ShardActor
 from statefleet.engine.handlers import HandlerFactory
-from statefleet.engine.logging_setup import LogSettings
 from statefleet.engine.runtime.settings import EngineSettings
-from statefleet.engine.tracing import TraceSettings
 
 __all__ = [
     "NAMESPACE",
@@ -82,26 +81,18 @@ def _resources(mode: ResourceMode, name: str) -> dict[str, Any]:
     return {} if mode == "off" else {"resources": {name: 1}}
 
 
-def _process(
-    settings: EngineSettings, log: LogSettings | None, trace: TraceSettings | None
-) -> dict[str, Any]:
-    """What every actor's process is set up with: logging, tracing, the GC threshold."""
-    return {"log": log, "trace": trace, "gc_gen0_threshold": settings.gc_gen0_threshold}
-
-
 def make_shards(
     dsn: str,
     settings: EngineSettings,
     resources: ResourceMode,
-    log: LogSettings | None = None,
-    trace: TraceSettings | None = None,
+    process: ActorProcess,
 ) -> list[Any]:
     """The shard actors (created, or found running); handles in index order."""
     names, _ = actor_names(dsn, settings)
     options = _OPTIONS | _resources(resources, SHARD_RESOURCE)
     return [
         _Shard.options(name=name, **options).remote(
-            i, dsn, settings.shard(), settings.db_pool_size, **_process(settings, log, trace)
+            i, dsn, settings.shard(), settings.db_pool_size, process=process
         )
         for i, name in enumerate(names)
     ]
@@ -112,8 +103,7 @@ def make_pools(
     handlers: HandlerFactory,
     settings: EngineSettings,
     resources: ResourceMode,
-    log: LogSettings | None = None,
-    trace: TraceSettings | None = None,
+    process: ActorProcess,
 ) -> list[Any]:
     """The executor pool actors (created, or found running); handles in index order."""
     _, names = actor_names(dsn, settings)
@@ -125,7 +115,7 @@ def make_pools(
             handlers,
             settings.executor(),
             settings.db_pool_size,
-            **_process(settings, log, trace),
+            process=process,
         )
         for i, name in enumerate(names)
     ]

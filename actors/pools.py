@@ -13,10 +13,8 @@ from typing import Any
 
 import ray
 
-from statefleet.engine.logging_setup import LogSettings, configure_logging
-from statefleet.engine.runtime.gc_tuning import tune_gc
+from statefleet.actors.process import ActorProcess
 from statefleet.engine.runtime.hosts import PoolHost
-from statefleet.engine.tracing import TraceSettings, configure_tracing
 
 __all__ = ["PoolActor"]
 
@@ -24,23 +22,12 @@ __all__ = ["PoolActor"]
 class PoolActor(PoolHost):
     """A :class:`PoolHost` whose methods are the actor's remote API."""
 
-    def __init__(
-        self,
-        *args: Any,
-        log: LogSettings | None = None,
-        trace: TraceSettings | None = None,
-        gc_gen0_threshold: int | None = None,
-    ) -> None:
-        # The actor's process logs and traces like the one that created it (its
-        # settings came along in the constructor, never from the Ray node's environment).
-        configure_logging(log)
-        configure_tracing(trace)
+    def __init__(self, *args: Any, process: ActorProcess | None = None) -> None:
+        (process or ActorProcess()).apply()
         # The actor's name is the same in every life of it: a restarted pool gives up
         # the task claims of its previous life at once instead of waiting their leases.
         name = ray.get_runtime_context().get_actor_name() or None
         super().__init__(*args, identity=name)
-        if gc_gen0_threshold is not None:
-            tune_gc(gc_gen0_threshold)
 
     async def pid(self) -> int:
         return os.getpid()

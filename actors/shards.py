@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from statefleet.engine.logging_setup import LogSettings, configure_logging
-from statefleet.engine.runtime.gc_tuning import tune_gc
+from statefleet.actors.process import ActorProcess
 from statefleet.engine.runtime.hosts import ShardHost
-from statefleet.engine.tracing import TraceSettings, configure_tracing
 
 __all__ = ["ShardActor"]
 
@@ -21,20 +19,9 @@ __all__ = ["ShardActor"]
 class ShardActor(ShardHost):
     """A :class:`ShardHost` whose methods are the actor's remote API."""
 
-    def __init__(
-        self,
-        *args: Any,
-        log: LogSettings | None = None,
-        trace: TraceSettings | None = None,
-        gc_gen0_threshold: int | None = None,
-    ) -> None:
-        # The actor's process logs and traces like the one that created it (its
-        # settings came along in the constructor, never from the Ray node's environment).
-        configure_logging(log)
-        configure_tracing(trace)
+    def __init__(self, *args: Any, process: ActorProcess | None = None) -> None:
+        (process or ActorProcess()).apply()
         super().__init__(*args)
-        if gc_gen0_threshold is not None:
-            tune_gc(gc_gen0_threshold)
 
     async def pid(self) -> int:
         return os.getpid()

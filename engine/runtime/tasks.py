@@ -332,15 +332,13 @@ class TaskRunner:
         nothing is applied twice): the group's handlers have already run, and a success
         lost here would run each of them again once its lease expires.
         """
-        for attempt in range(_DEADLOCK_RETRIES):
+        for attempt in range(1, _DEADLOCK_RETRIES):
             try:
                 return await self._succeed_once(successes)
             except DeadlockDetected:
-                if attempt == _DEADLOCK_RETRIES - 1:
-                    raise
                 log.warning("committing %d success(es) deadlocked; again", len(successes))
-                await asyncio.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
-        raise AssertionError("unreachable")
+                await asyncio.sleep(random.uniform(0.001, 0.01 * attempt))
+        return await self._succeed_once(successes)
 
     async def _succeed_once(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
         async with self.pool.acquire() as connection, connection.transaction():
