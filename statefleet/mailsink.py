@@ -65,6 +65,17 @@ class RunningSink:
             return int(self._count_file.read_text() or 0)
         return 0
 
+    async def settled(self, at_least: int, timeout: float = 10.0) -> int:
+        """The count once it reaches ``at_least``, or after ``timeout`` s, whichever first.
+
+        The sink rewrites its count at most every 50 ms, so right after the last task
+        that sent a message commits, the count read here may still lag behind it.
+        """
+        deadline = time.monotonic() + timeout
+        while self.received < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.received
+
     def _stopped(self) -> None:
         self._final = self.received
 

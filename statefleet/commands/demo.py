@@ -140,7 +140,8 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
                 f"{finished - done:,} failed or cancelled)"
             )
             if smtp is not None:
-                console.print(f"smtp sink received {smtp[0].received:,} message(s)")
+                received = await smtp[0].settled(done)
+                console.print(f"smtp sink received {received:,} message(s)")
             one = await anext(aiter(client.list(definition_key=DEFINITION_KEY, page_size=1)))
             table = Table(title=f"audit log of instance {one.id} ({one.status})")
             for column in ("seq", "event", "state before -> after", "effects"):
