@@ -15,6 +15,7 @@ checkpoint and tries again (finding the event applied, or applying it on top).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -56,6 +57,7 @@ __all__ = [
     "StartRequest",
     "StartResult",
     "event_outbox_row",
+    "start_event_row",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,54 @@ def event_outbox_row(
         held=priority < INTERACTIVE,
         priority=priority,
     )
+
+
+def start_event_id(instance_id: uuid.UUID) -> str:
+    """The id of an instance's start event: fixed, so a start sent twice applies once."""
+    return f"start-{instance_id}"
+
+
+def start_event_row(
+    tenant_id: str, instance_id: uuid.UUID, start_event: str, *, priority: int = INTERACTIVE
+) -> OutboxRow:
+    """A new instance's start event, as the job that delivers it.
+
+    An interactive start is not stored in the outbox: the instance row records it
+    (``start_event``, migration 0013) until the step that applies it, and the sweeper
+    re-sends it from there (``unstarted_instances``). That spares every start an outbox
+    insert and its "published" mark. A start below the interactive priority waits in
+    the outbox for the admitter, like every held event.
+    """
+    row = event_outbox_row(
+        tenant_id, instance_id, start_event_id(instance_id), start_event, priority=priority
+    )
+    return row if row.held else dataclasses.replace(row, stored=False)
+
+
+def _start_first(
+    row: Checkpoint, group: list[tuple[int, EventJobData]]
+) -> list[tuple[int, EventJobData]]:
+    """``group`` with the start event the instance still waits for in front.
+
+    An event can overtake its instance's start (a send right after the start, through
+    a busy queue; a start job the broker lost): the instance then takes its start
+    first, as an actor starts before it receives anything. The start's own job, when it
+    arrives, is a duplicate. Its outcome goes under index -1, which no caller reads.
+    """
+    if row.start_event is None or row.status != "running":
+        return group
+    event_id = start_event_id(row.instance_id)
+    for position, (_, event) in enumerate(group):
+        if event.event_id == event_id:
+            return [group[position], *group[:position], *group[position + 1 :]]
+    implied = EventJobData(
+        tenant_id=row.tenant_id,
+        instance_id=str(row.instance_id),
+        event_id=event_id,
+        event_type=row.start_event,
+        payload={},
+    )
+    return [(-1, implied), *group]
 
 
 #: Statuses no event can change any more. An event that reaches such an instance (a task's
@@ -310,6 +360,7 @@ class InstanceRuntime:
                     keys,
                     batch_id,
                     priority,
+                    start_event if priority >= INTERACTIVE else None,
                 )
                 created = {r["id"] for r in inserted}
                 existing: dict[str, uuid.UUID] = {}
@@ -324,20 +375,13 @@ class InstanceRuntime:
                 winners = [p for p in plans if p.instance_id in created]
                 outbox = await self._write(connection, winners)
                 if start_event is not None:
-                    outbox += await insert_outbox(
-                        connection,
-                        [
-                            event_outbox_row(
-                                tenant_id,
-                                p.instance_id,
-                                f"start-{p.instance_id}",
-                                start_event,
-                                priority=priority,
-                            )
-                            for p in winners
-                            if p.status == "running"
-                        ],
-                    )
+                    starts = [
+                        start_event_row(tenant_id, p.instance_id, start_event, priority=priority)
+                        for p in winners
+                        if p.status == "running"
+                    ]
+                    outbox += await insert_outbox(connection, [r for r in starts if r.stored])
+                    outbox += [r for r in starts if not r.stored]
         if self.checkpoints is not None:  # the start event will find them here
             for plan in plans:
                 if plan.instance_id in created and plan.status == "running":
@@ -350,6 +394,7 @@ class InstanceRuntime:
                             snapshot=plan.snapshot,
                             version=0,
                             last_seq=0,
+                            start_event=start_event if priority >= INTERACTIVE else None,
                         )
                     )
         await self.publish([row for row in outbox if not row.held])
@@ -573,6 +618,7 @@ class InstanceRuntime:
         instance_id = row.instance_id
         if row.status != "running":
             return self._plan_late(row, group, seen, outcomes)
+        group = _start_first(row, group)
         machine = await self.machines.get(connection, tenant_id, row.definition_id)
         snapshot = Snapshot.from_dict(row.snapshot)
         seq = row.last_seq if row.last_seq is not None else -1

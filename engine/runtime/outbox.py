@@ -54,13 +54,11 @@ class OutboxRow:
     #: instead of being published after commit: see ``admission.py``.
     held: bool = False
     priority: int = 10
-
-    @property
-    def stored(self) -> bool:
-        """Whether the row is in the ``outbox`` table: event jobs are; task attempt
-        jobs never are (their durable record is the ``tasks`` row, see
-        :func:`task_attempt_row`)."""
-        return self.queue != TASK_RUNNER_QUEUE
+    #: Whether the row is in the ``outbox`` table. Jobs whose durable record is another
+    #: row are not: a task attempt's (its ``tasks`` row, see :func:`task_attempt_row`)
+    #: and an interactive start's (its instance row, ``start_event_row``); the sweeper
+    #: re-sends those from their rows, and there is nothing to mark published.
+    stored: bool = True
 
     def job(self) -> QueueJob:
         """The queue job; a future ``available_at`` becomes a delay on this host's clock."""
@@ -102,6 +100,7 @@ def task_attempt_row(
         dedupe_key=task_dedupe_key(str(task_id), attempt),
         available_at=run_at,
         db_now=db_now,
+        stored=False,
     )
 
 

@@ -59,6 +59,7 @@ NOT_TENANT_LED = {
     "outbox_published_events_idx",
     "workflow_events_event_id_key",
     "workflow_events_pkey",
+    "workflow_instances_unstarted_idx",
 }
 
 

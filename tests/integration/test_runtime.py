@@ -429,6 +429,109 @@ async def test_an_event_whose_publish_was_lost_is_delivered_by_the_sweeper(
     assert [h["event_id"] for h in history] == ["xstate.init", event_id]
 
 
+#: Counts INC events, and notes whether its start came first.
+STARTED_COUNTER: dict[str, Any] = {
+    "id": "started-counter",
+    "initial": "counting",
+    "context": {"n": 0, "started": False},
+    "states": {
+        "counting": {
+            "on": {
+                "WORKFLOW_START": {
+                    "actions": [{"type": "assign", "path": "started", "value": True}]
+                },
+                "INC": {
+                    "guard": {"expr": "context.started == true"},
+                    "actions": [
+                        {"type": "assign", "path": "n", "value": {"$expr": "context.n + 1"}}
+                    ],
+                },
+            }
+        }
+    },
+}
+
+
+async def start_column(pool: Any, instance_id: uuid.UUID) -> str | None:
+    """The start event the instance row still records (migration 0013)."""
+    async with pool.acquire() as connection:
+        value: str | None = await connection.fetchval(
+            "SELECT start_event FROM workflow_instances WHERE id = $1", instance_id
+        )
+    return value
+
+
+async def test_a_start_whose_publish_was_lost_is_sent_by_the_sweeper(database_dsn: str) -> None:
+    """An interactive start has no outbox row: its instance row is what the sweeper reads."""
+    async with running_engine(database_dsn, HandlerRegistry()) as engine:
+        await engine.service.deploy(TENANT, STARTED_COUNTER)
+        # A front door whose queue is gone: the instance commits, its start's publish fails.
+        broken_queue = MemoryQueue(MemoryBackend())
+        await broken_queue.close()
+        broken = WorkflowService(
+            engine.pool, InstanceRuntime(engine.pool, Publisher(engine.pool, broken_queue))
+        )
+        started = await broken.start(TENANT, "started-counter")
+        async with engine.pool.acquire() as connection:
+            outbox_rows = await connection.fetchval(
+                "SELECT count(*) FROM outbox WHERE instance_id = $1", started.instance_id
+            )
+        view = await wait_for(
+            engine.service, TENANT, started.instance_id, lambda v: v.context["started"]
+        )
+        history = await engine.service.history(TENANT, started.instance_id)
+        column = await start_column(engine.pool, started.instance_id)
+
+    assert outbox_rows == 0
+    assert view.status == "running"
+    assert [h["event_id"] for h in history] == ["xstate.init", f"start-{started.instance_id}"]
+    assert column is None
+
+
+async def test_an_event_that_overtakes_its_instances_start_is_applied_after_it(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
+        await engine.service.deploy(TENANT, STARTED_COUNTER)
+        # The engine loop is not running: the start job waits in the queue, unapplied.
+        started = await engine.service.start(TENANT, "started-counter")
+        waiting = await start_column(engine.pool, started.instance_id)
+        runtime = engine.engine.runtime
+        (overtaking,) = await runtime.apply(
+            [EventJobData(TENANT, str(started.instance_id), "e-1", "INC", {})]
+        )
+        start_id = f"start-{started.instance_id}"
+        (late_start,) = await runtime.apply(
+            [EventJobData(TENANT, str(started.instance_id), start_id, "WORKFLOW_START", {})]
+        )
+        view = await engine.service.get(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
+        column = await start_column(engine.pool, started.instance_id)
+
+    assert waiting == "WORKFLOW_START"
+    assert (overtaking.outcome, late_start.outcome) == ("applied", "duplicate")
+    assert [h["event_id"] for h in history] == ["xstate.init", start_id, "e-1"]
+    assert view.context == {"n": 1, "started": True}
+    assert column is None
+
+
+async def test_a_held_start_keeps_its_outbox_row_and_records_no_start_on_the_instance(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
+        await engine.service.deploy(TENANT, STARTED_COUNTER)
+        started = await engine.service.start(TENANT, "started-counter", priority=5)
+        async with engine.pool.acquire() as connection:
+            held = await connection.fetch(
+                "SELECT dedupe_key, held FROM outbox WHERE instance_id = $1",
+                started.instance_id,
+            )
+        column = await start_column(engine.pool, started.instance_id)
+
+    assert [(r["dedupe_key"], r["held"]) for r in held] == [(f"start-{started.instance_id}", True)]
+    assert column is None
+
+
 async def test_a_handler_can_emit_events_into_its_instance_with_its_success(
     database_dsn: str,
 ) -> None:
