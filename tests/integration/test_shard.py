@@ -24,7 +24,7 @@ from statefleet.engine.ports.queue import (
 )
 from statefleet.engine.runtime.definitions import deploy_definition
 from statefleet.engine.runtime.executor import TaskExecutor
-from statefleet.engine.runtime.instances import InstanceRuntime, StartRequest
+from statefleet.engine.runtime.instances import START_EVENT, InstanceRuntime, StartRequest
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
 from statefleet.engine.store.db import create_pool
@@ -74,14 +74,19 @@ def tasks_of(rows: Sequence[OutboxRow]) -> list[TaskJobData]:
 
 
 async def start(
-    pool: asyncpg.Pool[Any], spec: dict[str, Any], n: int, *, start_event: str | None = None
+    pool: asyncpg.Pool[Any],
+    spec: dict[str, Any],
+    n: int,
+    *,
+    start_event: str | None = START_EVENT,
 ) -> tuple[list[uuid.UUID], list[OutboxRow]]:
     async with pool.acquire() as connection:
         definition = await deploy_definition(connection, TENANT, spec)
     starter = CollectingPublisher()
     runtime = InstanceRuntime(pool, starter)
-    kwargs: dict[str, Any] = {} if start_event is None else {"start_event": start_event}
-    results = await runtime.start_many(TENANT, definition.id, [StartRequest()] * n, **kwargs)
+    results = await runtime.start_many(
+        TENANT, definition.id, [StartRequest()] * n, start_event=start_event
+    )
     return [r.instance_id for r in results], starter.take()
 
 
