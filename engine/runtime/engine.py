@@ -10,9 +10,9 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
 - What the shards' and pools' commits wrote to the outbox is sent on by :meth:`route`:
   task jobs go to the queue; events the engine made itself (a task's completion or
   failure, a timer) go straight to their shard, skipping the broker, and their outbox
-  rows are then marked published. The outbox row is committed before any of this, so
-  a failed direct delivery only delays the event: the sweeper publishes unpublished
-  rows through the broker after ``sweep_grace_ms``.
+  rows are then deleted (the audit log holds the event). The outbox row is committed
+  before any of this, so a failed direct delivery only delays the event: the sweeper
+  publishes unpublished rows through the broker after ``sweep_grace_ms``.
 - Only then is the queue batch acknowledged; jobs of a failed call are redelivered.
 - It runs the sweeper and the scheduler (due schedules start their instances), and
   records jobs that can never succeed as dead letters.
@@ -343,7 +343,7 @@ class Engine:
 
     async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
         """Applies event rows on their shards (what their commits wrote is routed in
-        turn) and marks the delivered ones published; a row whose shard call failed stays
+        turn) and deletes the delivered ones' rows; a row whose shard call failed stays
         unpublished, for the sweeper to publish through the broker."""
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
@@ -356,9 +356,9 @@ class Engine:
         if delivered:
             self.delivered_direct += len(delivered)
             try:
-                await self.publisher.mark_published(delivered)
+                await self.publisher.forget_delivered(delivered)
             except Exception:
-                log.exception("marking %d delivered event(s) failed", len(delivered))
+                log.exception("deleting %d delivered event row(s) failed", len(delivered))
 
     async def _deliver_held(self, rows: list[OutboxRow]) -> list[OutboxRow]:
         """The admitter's events, straight to their shards; returns those not delivered.

@@ -178,6 +178,9 @@ class Publisher:
         self._marks: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(
             self._mark_published, max_batch=64
         )
+        self._deletes: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(
+            self._delete_delivered, max_batch=64
+        )
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         """Best effort: on failure the rows stay unpublished and the sweeper retries them."""
@@ -187,17 +190,37 @@ class Publisher:
         await self.mark_published(rows)
 
     async def mark_published(self, rows: Sequence[OutboxRow]) -> None:
-        """Records stored rows as sent (by the queue, or delivered by the engine itself)."""
+        """Records stored rows as sent to the queue."""
+        await self._settle(self._marks, rows)
+
+    async def forget_delivered(self, rows: Sequence[OutboxRow]) -> None:
+        """Deletes stored rows whose event the engine applied itself (its direct path).
+
+        A published row stays (``redeliver_lost_events`` reads it: a broker can lose
+        what it accepted); a delivered one has nothing left to do, its event is in the
+        audit log.
+        """
+        await self._settle(self._deletes, rows)
+
+    @staticmethod
+    async def _settle(
+        commits: GroupCommit[Sequence[OutboxRow], None], rows: Sequence[OutboxRow]
+    ) -> None:
         stored = [row for row in rows if row.stored]
         if stored:
-            await self._marks.submit(stored)
+            await commits.submit(stored)
 
     async def _mark_published(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
+        return await self._write("mark_published", batches)
+
+    async def _delete_delivered(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
+        return await self._write("delete_delivered", batches)
+
+    async def _write(self, query: str, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
+        """One statement for every row of the group-committed ``batches``."""
         rows = [row for batch in batches for row in batch]
         async with self.pool.acquire() as connection:
-            await connection.execute(
-                SQL["mark_published"], [r.tenant_id for r in rows], [r.id for r in rows]
-            )
+            await connection.execute(SQL[query], [r.tenant_id for r in rows], [r.id for r in rows])
         return [None] * len(batches)
 
     async def redeliver_lost_events(

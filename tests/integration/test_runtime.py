@@ -515,6 +515,44 @@ async def test_an_event_that_overtakes_its_instances_start_is_applied_after_it(
     assert column is None
 
 
+async def test_an_event_the_engine_delivered_itself_leaves_no_outbox_row(
+    database_dsn: str,
+) -> None:
+    """The direct path deletes a completion's row once applied; a sent event's row stays."""
+
+    async def sent(task: TaskContext) -> Any:
+        return {"sent": True}
+
+    async with running_engine(database_dsn, registry_with(EMAIL=sent)) as engine:
+        await engine.service.deploy(TENANT, HELLO)
+        await engine.service.deploy(TENANT, STARTED_COUNTER)
+        hello = await engine.service.start(TENANT, "hello-workflow")
+        counter = await engine.service.start(TENANT, "started-counter")
+        event_id = await engine.service.send(TENANT, counter.instance_id, "INC")
+        await wait_for(engine.service, TENANT, hello.instance_id)
+        await wait_for(engine.service, TENANT, counter.instance_id, lambda v: v.context["n"])
+
+        async def outbox_of(instance_id: uuid.UUID) -> list[tuple[str, bool]]:
+            async with engine.pool.acquire() as connection:
+                rows = await connection.fetch(
+                    "SELECT dedupe_key, published_at IS NOT NULL AS published FROM outbox"
+                    " WHERE instance_id = $1",
+                    instance_id,
+                )
+            return [(r["dedupe_key"], r["published"]) for r in rows]
+
+        # The row goes right after its commit, in a group of deletes: wait for that.
+        deadline = time.monotonic() + 20
+        while (left := await outbox_of(hello.instance_id)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        history = await engine.service.history(TENANT, hello.instance_id)
+        kept = await outbox_of(counter.instance_id)
+
+    assert [h["type"] for h in history] == ["xstate.init", "WORKFLOW_START", "HELLO_SENT"]
+    assert left == []
+    assert kept == [(event_id, True)]
+
+
 async def test_a_held_start_keeps_its_outbox_row_and_records_no_start_on_the_instance(
     database_dsn: str,
 ) -> None:

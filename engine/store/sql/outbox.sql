@@ -31,6 +31,24 @@ FROM (SELECT x.ctid AS row_id
       ) AS x) AS hit
 WHERE o.ctid = hit.row_id AND o.published_at IS NULL;
 
+-- name: delete_delivered
+-- Rows whose event its shard applied (the engine's direct path): the audit log holds
+-- the event now and nothing is left to send, so the row goes. A delete writes no new
+-- row version and no index entries, where marking it published wrote both, for the
+-- most frequent rows of all (every task's completion). Never waits, as mark_published:
+-- a row held elsewhere (a sweeper sending it) stays, and is at worst applied as a
+-- duplicate.
+DELETE FROM outbox AS o
+USING (SELECT x.ctid AS row_id
+       FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
+       CROSS JOIN LATERAL (
+           SELECT ctid FROM outbox
+           WHERE tenant_id = k.tenant_id AND id = k.id AND published_at IS NULL
+           LIMIT 1
+           FOR UPDATE SKIP LOCKED
+       ) AS x) AS hit
+WHERE o.ctid = hit.row_id AND o.published_at IS NULL;
+
 -- name: unpublished
 -- Rows whose publisher died between commit and publish (or whose publish failed).
 -- Read without locks: the sweeper publishes them and marks them with mark_published,
