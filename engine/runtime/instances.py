@@ -29,6 +29,7 @@ from statefleet.engine.handlers.builtin import MANUAL_TYPES
 from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
+from statefleet.engine.runtime.ids import parse_uuid
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import (
@@ -468,7 +469,7 @@ class InstanceRuntime:
         groups: dict[tuple[str, uuid.UUID], list[tuple[int, EventJobData]]] = {}
         for index, event in pending:
             try:
-                instance_id = uuid.UUID(event.instance_id)
+                instance_id = parse_uuid(event.instance_id)
             except ValueError:
                 outcomes[index] = ApplyOutcome(
                     event.event_id, event.instance_id, "unknown_instance"
