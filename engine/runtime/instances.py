@@ -319,6 +319,9 @@ class InstanceRuntime:
         start events and the instances' tasks are held for the admitter
         (``admission.py``) instead of being published.
         """
+        # The start each new running row records (an interactive one; a held start waits
+        # in the outbox for the admitter instead, see start_event_row).
+        recorded_start = start_event if priority >= INTERACTIVE else None
         async with self.pool.acquire() as connection:
             machine = await self.machines.get(connection, tenant_id, definition_id)
             plans: list[InstancePlan] = []
@@ -361,7 +364,7 @@ class InstanceRuntime:
                     keys,
                     batch_id,
                     priority,
-                    start_event if priority >= INTERACTIVE else None,
+                    recorded_start,
                 )
                 created = {r["id"] for r in inserted}
                 existing: dict[str, uuid.UUID] = {}
@@ -395,7 +398,7 @@ class InstanceRuntime:
                             snapshot=plan.snapshot,
                             version=0,
                             last_seq=0,
-                            start_event=start_event if priority >= INTERACTIVE else None,
+                            start_event=recorded_start,
                         )
                     )
         await self.publish([row for row in outbox if not row.held])

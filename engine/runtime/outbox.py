@@ -8,6 +8,7 @@ carry dedupe keys and the engine applies events and claims tasks idempotently.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,10 +177,10 @@ class Publisher:
         self.pool = pool
         self.queue = queue
         self._marks: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(
-            self._mark_published, max_batch=64
+            functools.partial(self._write, "mark_published"), max_batch=64
         )
         self._deletes: GroupCommit[Sequence[OutboxRow], None] = GroupCommit(
-            self._delete_delivered, max_batch=64
+            functools.partial(self._write, "delete_delivered"), max_batch=64
         )
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
@@ -209,12 +210,6 @@ class Publisher:
         stored = [row for row in rows if row.stored]
         if stored:
             await commits.submit(stored)
-
-    async def _mark_published(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
-        return await self._write("mark_published", batches)
-
-    async def _delete_delivered(self, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
-        return await self._write("delete_delivered", batches)
 
     async def _write(self, query: str, batches: Sequence[Sequence[OutboxRow]]) -> list[None]:
         """One statement for every row of the group-committed ``batches``."""
