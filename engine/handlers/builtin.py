@@ -7,6 +7,7 @@ them from outside (the API), so the task runner never claims them.
 from __future__ import annotations
 
 import email.policy
+import functools
 import hashlib
 import os
 import re
@@ -91,6 +92,7 @@ def _message(headers: dict[str, str], text: str, html: str | None) -> bytes:
     header values are short ASCII with no line breaks (written unfolded, as the default
     policy writes them); anything else (non-ASCII names or subjects, line breaks, long
     values, an HTML part) goes through ``EmailMessage``, which encodes or refuses it.
+    The commonest case of all goes faster still (:func:`_plain_ascii`).
     """
     present = {name: value for name, value in headers.items() if value}
     plain = all(
@@ -98,6 +100,8 @@ def _message(headers: dict[str, str], text: str, html: str | None) -> bytes:
         for value in present.values()
     )
     if plain and html is None:
+        if text.isascii() and "\r" not in text and all(map(_PRINTABLE.fullmatch, present.values())):
+            return _plain_ascii(present, text)
         fast = MIMEText(text, "plain", "us-ascii" if text.isascii() else "utf-8")
         for name, value in present.items():
             fast[name] = value
@@ -109,6 +113,38 @@ def _message(headers: dict[str, str], text: str, html: str | None) -> bytes:
     if html is not None:
         message.add_alternative(html, subtype="html")
     return message.as_bytes(policy=email.policy.SMTP)
+
+
+#: What ``MIMEText(text, "plain", "us-ascii")`` writes before the caller's headers.
+_PLAIN_ASCII_HEAD = (
+    'Content-Type: text/plain; charset="us-ascii"\r\n'
+    "MIME-Version: 1.0\r\n"
+    "Content-Transfer-Encoding: 7bit\r\n"
+)
+#: Header values the fast path writes as they are: printable ASCII (space included).
+_PRINTABLE = re.compile(r"[ -~]*")
+
+
+def _plain_ascii(headers: dict[str, str], text: str) -> bytes:
+    """The bytes ``MIMEText`` would write for printable-ASCII headers and an ASCII text
+    without carriage returns, written directly.
+
+    Written by hand because the ``email`` package's generator folds and encodes every
+    header through ``Header`` even when there is nothing to fold or encode: a third of
+    an ``EMAIL`` task's CPU in an executor pool (profiled in a cluster run). The
+    output is the same, byte for byte; ``tests/unit/test_email_message.py`` checks it
+    against ``MIMEText`` on generated headers and texts.
+    """
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    body = text.replace("\n", "\r\n")
+    return f"{_PLAIN_ASCII_HEAD}{lines}\r\n{body}".encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _envelope_sender(from_header: str) -> str:
+    """The address in a ``From`` header: parsed once per distinct header (usually one,
+    the configured sender), as the parse costs a tenth of an ``EMAIL`` task's CPU."""
+    return parseaddr(from_header)[1] or from_header
 
 
 def message_id(idempotency_key: str) -> str:
@@ -159,7 +195,7 @@ class EmailHandler:
         text = str(data.get("text", data.get("body", "")))
         html = str(data["html"]) if data.get("html") else None
         raw = _message(headers, text, html)
-        sender = parseaddr(headers["From"])[1] or headers["From"]
+        sender = _envelope_sender(headers["From"])
         try:
             errors, response = await self.connections.send(sender, [*to, *cc, *bcc], raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:

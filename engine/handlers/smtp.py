@@ -45,14 +45,14 @@ class SmtpConnections:
         async with self._slots:
             client, reused = await self._take()
             try:
-                result = await client.sendmail(sender, list(recipients), data)
+                result = await self._transaction(client, sender, recipients, data)
             except aiosmtplib.SMTPServerDisconnected:
                 await self._discard(client)
                 if not reused:
                     raise
                 client = await self._open()
                 try:
-                    result = await client.sendmail(sender, list(recipients), data)
+                    result = await self._transaction(client, sender, recipients, data)
                 except BaseException:
                     await self._discard(client)
                     raise
@@ -64,6 +64,26 @@ class SmtpConnections:
                 raise
             self._idle.append((client, time.monotonic()))
             return result
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes
+    ) -> tuple[dict[str, Any], str]:
+        """One mail transaction within ``timeout_s`` as a whole.
+
+        One deadline for the transaction rather than aiosmtplib's one per command (its
+        ``wait_for`` around each of MAIL, RCPT, DATA and the data's end): the same bound
+        on a server that stops answering, for one timer instead of four.
+        """
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await client.sendmail(sender, list(recipients), data, timeout=None)
+        except TimeoutError as error:
+            if isinstance(error, aiosmtplib.SMTPTimeoutError):
+                raise
+            # The type aiosmtplib raises for a command that gets no answer in time.
+            raise aiosmtplib.SMTPReadTimeoutError(
+                f"the SMTP server did not answer within {self.settings.timeout_s:g} s"
+            ) from None
 
     async def aclose(self) -> None:
         """Says goodbye on every idle session."""

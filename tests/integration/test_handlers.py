@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
+import aiosmtplib
 import pytest
-from runtime_support import smtp_server
+from aiosmtpd.controller import Controller
+from runtime_support import Inbox, smtp_server
 
+from statefleet.embedded import free_port
 from statefleet.engine.handlers import (
     EmailHandler,
     HttpHandler,
@@ -19,7 +25,7 @@ from statefleet.engine.handlers import (
     TaskContext,
     noop_handler,
 )
-from statefleet.engine.handlers.builtin import message_id
+from statefleet.engine.handlers.builtin import SmtpSettings, message_id
 from tests.http_support import serving
 
 
@@ -120,6 +126,39 @@ async def test_the_same_email_task_sent_twice_carries_the_same_message_id() -> N
     assert ids[0] == ids[1]
     assert ids[2] != ids[0]
     assert all(re.fullmatch(r"<[0-9a-f]{40}@statefleet>", value) for value in ids), ids
+
+
+class _SilentAfterRcpt(Inbox):
+    """Greets, accepts MAIL and RCPT, then never answers DATA's content."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_an_smtp_server_that_stops_answering_fails_the_attempt_in_timeout_s() -> None:
+    """The transaction as a whole is bounded by ``STATEFLEET_SMTP_TIMEOUT``: each command
+    answering in time is not enough, and the error is aiosmtplib's own timeout."""
+    silent = _SilentAfterRcpt()
+    port = free_port()
+    controller = Controller(silent, hostname="127.0.0.1", port=port)
+    controller.start()
+    handler = EmailHandler(SmtpSettings(host="127.0.0.1", port=port, timeout_s=0.5))
+    try:
+        began = time.monotonic()
+        with pytest.raises(aiosmtplib.SMTPReadTimeoutError, match=r"0\.5 s"):
+            await handler(context("EMAIL", {"to": "a@example.com", "text": "hi"}))
+        assert 0.5 <= time.monotonic() - began < 5
+        assert silent.messages == []
+    finally:
+        silent.release.set()
+        await handler.aclose()
+        controller.stop()
 
 
 async def test_email_without_recipient_is_permanent() -> None:
