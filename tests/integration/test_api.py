@@ -388,6 +388,10 @@ async def test_human_tasks_complete_fail_and_retry(api: Api) -> None:
             ).json()
             (task,) = (await client.get(f"/v1/instances/{instance['id']}/tasks")).json()["items"]
             assert (task["type"], task["status"]) == ("HUMAN", "pending")
+            # The API commits the instance's first step (which opens the task) itself;
+            # the engine applies WORKFLOW_START after it. Wait for it, so that what the
+            # test does next comes after the start in the instance's history.
+            await wait_history(client, instance["id"], "WORKFLOW_START")
             return instance["id"], task["id"]
 
         instance_id, task_id = await open_task()
