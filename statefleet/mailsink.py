@@ -30,17 +30,16 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from statefleet.engine.mail_addresses import PLAIN_ADDRESS
+
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP
 
 __all__ = ["MailSink", "RunningSink", "running_mail_sink", "sink_smtp"]
 
-#: ``<local@domain>`` with a dot-atom local part and a plain domain, then ESMTP
-#: parameters: the paths of nearly every ``MAIL FROM`` and ``RCPT TO``.
-_PLAIN_PATH = re.compile(
-    r"[ \t]*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+([A-Za-z0-9][ -~]*))?"
-)
+#: ``<plain address>``, then ESMTP parameters: the paths of nearly every ``MAIL FROM``
+#: and ``RCPT TO`` (a plain address: ``engine/mail_addresses.py``).
+_PLAIN_PATH = re.compile(rf"[ \t]*<({PLAIN_ADDRESS})>(?:[ \t]+([A-Za-z0-9][ -~]*))?")
 
 
 class MailSink:

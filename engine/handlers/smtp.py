@@ -25,17 +25,16 @@ from typing import TYPE_CHECKING, Any
 import aiosmtplib
 from aiosmtplib import SMTPResponse, SMTPStatus
 
+from statefleet.engine.mail_addresses import PLAIN_ADDRESS
+
 if TYPE_CHECKING:
     from statefleet.engine.handlers.builtin import SmtpSettings
 
 __all__ = ["SmtpConnections", "plain_sendmail"]
 
-#: An address that goes on the command line as it is: a dot-atom local part and a
-#: plain domain (the addresses nearly every message has).
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-)
+#: An address that goes on the command line as it is (the addresses nearly every
+#: message has): see ``engine/mail_addresses.py``.
+_PLAIN_ADDRESS = re.compile(PLAIN_ADDRESS)
 
 
 class SmtpConnections:
