@@ -498,7 +498,8 @@ class EmbeddedStack:
 
     Attributes:
         home: the state dir (``postgres/``, ``postgres.log``, ``credentials.json``).
-        host, port: where the API listens.
+        host, port: where the API listens; port 0 takes a free one, which ``port``
+            holds once the stack has started.
         env: the environment the settings are read from (``statefleet.config``).
         durable: keep fsync on (``up``); off for a demo in a temporary directory.
         handlers: the executor pools' handlers; default: the built-ins with the SMTP and
@@ -546,8 +547,13 @@ class EmbeddedStack:
         from statefleet.drivers.config import create_queue
         from statefleet.engine.store import migrate
         from statefleet.engine.store.db import create_pool
+        from statefleet.serving import listen
 
         settings = Settings.load(self.env)
+        # Bound before anything starts, and held until served: see serving.listen.
+        listener = listen(self.host, self.port)
+        self._cleanup.append(listener.close)
+        self.port = listener.getsockname()[1]
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Fail fast on an unknown or unavailable driver, before anything starts.
         queue = create_queue(settings.env)
@@ -570,7 +576,7 @@ class EmbeddedStack:
         pool = await create_pool(self.dsn)
         self._cleanup.append(pool.close)
         await self._start_engine(settings, pool, queue)
-        await self._serve(settings, pool, queue)
+        await self._serve(settings, pool, queue, listener)
 
     async def wait_failed(self) -> str:
         """Returns, with the reason, once the stack can no longer run (see ``failure``)."""
@@ -619,7 +625,7 @@ class EmbeddedStack:
             f"({settings.backend} backend)"
         )
 
-    async def _serve(self, settings: Any, pool: Any, queue: Any) -> None:
+    async def _serve(self, settings: Any, pool: Any, queue: Any, listener: socket.socket) -> None:
         from statefleet.api import create_app
         from statefleet.serving import serve
 
@@ -628,7 +634,7 @@ class EmbeddedStack:
         app = create_app(
             api, pool=pool, queue=queue, run_engine=False, engine_tally=self.engine.tally
         )
-        self._cleanup.append(await serve(app, self.host, self.port))
+        self._cleanup.append(await serve(app, listener))
 
     async def _credentials(self, settings: Any) -> None:
         """The ``default`` tenant's key and the admin key, kept in credentials.json.

@@ -15,32 +15,42 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["PortTaken", "check_port", "serve"]
+__all__ = ["PortTaken", "check_port", "listen", "serve"]
 
 
 class PortTaken(OSError):
     """The HTTP port cannot be bound; the message names it and the option to change it."""
 
 
-def check_port(host: str, port: int, option: str = "--port") -> None:
-    """Fails now if ``host:port`` cannot be bound, before anything else has started.
+def listen(host: str, port: int, option: str = "--port") -> socket.socket:
+    """A socket listening on ``host:port`` now, for :func:`serve` to serve on later.
 
-    Binds and closes a socket with uvicorn's own options (``SO_REUSEADDR``), so a port
-    in TIME_WAIT passes here exactly as it would there.
+    Bound with uvicorn's own options (``SO_REUSEADDR``). Port 0 takes a free port (the
+    socket's ``getsockname`` says which) that nothing can take before it is served: a
+    port probed and released could be, by one of the connections Ray's processes and
+    the engine's actors open while the engine starts.
 
     Raises:
         PortTaken: the message names the address and ``option``.
     """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
-        with socket.create_server(infos[0][4][:2], family=infos[0][0]):
-            pass
+        return socket.create_server(infos[0][4][:2], family=infos[0][0])
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PortTaken(
             f"cannot listen on {host}:{port} ({reason}): another process is using port "
             f"{port}; choose a free one with {option} (for example {option} {port + 1})"
         ) from None
+
+
+def check_port(host: str, port: int, option: str = "--port") -> None:
+    """Fails now if ``host:port`` cannot be bound, before anything else has started.
+
+    Raises:
+        PortTaken: the message names the address and ``option``.
+    """
+    listen(host, port, option).close()
 
 
 class _Server(uvicorn.Server):
@@ -51,19 +61,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(app: Any, host: str, port: int) -> Callable[[], Awaitable[None]]:
-    """Starts serving ``app`` on ``host:port``; returns the coroutine function that stops it.
-
-    Raises:
-        OSError: the address cannot be bound (the message names it).
-    """
+async def serve(app: Any, listener: socket.socket) -> Callable[[], Awaitable[None]]:
+    """Starts serving ``app`` on ``listener`` (see :func:`listen`); returns the coroutine
+    function that stops it (and closes the socket)."""
+    host, port = listener.getsockname()[:2]
     # log_config=None: uvicorn's records go through the process's one logging setup
     # (statefleet.engine.logging_setup), its access log included.
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=True, lifespan="on", ws="none"
     )
     server = _Server(config)
-    task = asyncio.create_task(server.serve(), name=f"http-{host}:{port}")
+    task = asyncio.create_task(server.serve(sockets=[listener]), name=f"http-{host}:{port}")
 
     async def stop() -> None:
         server.should_exit = True
@@ -74,6 +82,6 @@ async def serve(app: Any, host: str, port: int) -> Callable[[], Awaitable[None]]
         if task.done():
             with contextlib.suppress(BaseException):
                 task.result()
-            raise OSError(f"cannot listen on {host}:{port} (is the port taken?)")
+            raise OSError(f"the HTTP server on {host}:{port} did not start (see the log)")
         await asyncio.sleep(0.02)
     return stop

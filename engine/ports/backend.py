@@ -72,6 +72,11 @@ class Backend(Protocol):
 
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply: ...
 
+    async def ready(self) -> None:
+        """Returns once every shard and pool can take work (its database pool open,
+        its handlers built); raises what the first one that cannot says."""
+        ...
+
     async def stats(self) -> list[dict[str, int]]:
         """Each shard's counters: ``resident``, ``peak_resident``, ``actors``, ``commits``."""
         ...

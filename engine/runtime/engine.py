@@ -64,6 +64,8 @@ from statefleet.engine.store.db import Pool
 __all__ = ["Engine", "stable_hash"]
 
 log = logging.getLogger(__name__)
+#: How long :meth:`Engine.start` waits for its shards and pools to come up.
+READY_WAIT_S = 30.0
 #: What an event came with: its queue job, or its outbox row.
 _Item = TypeVar("_Item", QueueJob, OutboxRow)
 
@@ -144,6 +146,7 @@ class Engine:
     async def start(self) -> None:
         s = self.settings
         tune_gc(s.gc_gen0_threshold)
+        await self._wait_for_backend()
         self._consumers = [
             await self.queue.consume_batches(
                 ORCHESTRATOR_QUEUE,
@@ -167,6 +170,23 @@ class Engine:
         self.scheduler.start()
         self.admitter.start()
         self.tally_flusher.start()
+
+    async def _wait_for_backend(self) -> None:
+        """Lets the shards and pools come up before any work is taken (``Backend.ready``).
+
+        A fresh Ray cluster otherwise starts its actors' processes under the first
+        batch, on the cores that batch needs. A shard or pool that cannot start (a
+        database its node cannot reach) fails the start with its error instead of every
+        first batch; one still starting after ``READY_WAIT_S`` (waiting for an
+        autoscaler's node) is left to come up while the work waits for it, as before.
+        """
+        try:
+            await asyncio.wait_for(self.backend.ready(), READY_WAIT_S)
+        except TimeoutError:
+            log.warning(
+                "shards and pools not ready after %.0f s; starting anyway (their work waits)",
+                READY_WAIT_S,
+            )
 
     def _counted(
         self, queue: str, handler: Callable[[list[QueueJob]], Awaitable[None]]

@@ -124,6 +124,10 @@ class ShardHost:
                 )
         return self._shard
 
+    async def warm(self) -> None:
+        """Opens the database pool and builds the shard now, not on the first batch."""
+        await self._ready()
+
     async def apply(self, events: Sequence[EventJobData]) -> ShardReply:
         """Applies and commits ``events``; returns their outcomes and the rows to publish."""
         shard = await self._ready()
@@ -196,6 +200,10 @@ class PoolHost:
                     identity=self.identity,
                 )
         return self._executor
+
+    async def warm(self) -> None:
+        """Opens the database pool and builds the handlers now, not on the first batch."""
+        await self._ready()
 
     async def run_tasks(self, jobs: Sequence[TaskJobData]) -> PoolReply:
         """Runs one attempt of each job's task; see ``TaskExecutor.run_batch``."""

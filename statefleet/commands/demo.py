@@ -85,7 +85,7 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
     from rich.table import Table
 
     from statefleet.client import AsyncClient, BatchProgress
-    from statefleet.embedded import EmbeddedStack, free_port
+    from statefleet.embedded import EmbeddedStack
     from statefleet.engine.handlers import SmtpSettings
     from statefleet.examples import HELLO_WORKFLOW
     from statefleet.registries import builtin_registry
@@ -104,7 +104,7 @@ async def _run(instances: int, home: pathlib.Path, durable: bool, poll: float) -
             console.print(f"smtp sink: 127.0.0.1:{smtp[1]} (aiosmtpd, a process of its own)")
         stack = EmbeddedStack(
             home,
-            port=free_port(),
+            port=0,
             durable=durable,
             handlers=factory,
             say=lambda message: console.print(message, highlight=False),

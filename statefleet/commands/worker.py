@@ -31,41 +31,46 @@ async def _run(settings: Settings, database_url: str) -> None:
     from statefleet.engine.runtime.engine import Engine
     from statefleet.engine.store import migrate
     from statefleet.engine.store.db import create_pool
-    from statefleet.serving import serve
+    from statefleet.serving import listen, serve
 
     stop = asyncio.Event()
-    await migrate(database_url)
-    queue = create_queue(settings.env)
-    pool = await create_pool(database_url, max_size=8)
+    # Bound first: a taken port fails the start before Ray or the engine start.
+    listener = listen(settings.worker_host, settings.worker_port, "STATEFLEET_WORKER_PORT")
     try:
-        knobs = settings.engine()
-        backend = start_backend(settings, database_url, pool, engine=knobs)
-        engine = Engine(pool, queue, backend, knobs)
+        await migrate(database_url)
+        queue = create_queue(settings.env)
+        pool = await create_pool(database_url, max_size=8)
         try:
-            await engine.start()
-            app = create_worker_app(settings.api(), pool=pool, queue=queue, engine=engine)
-            stop_server = await serve(app, settings.worker_host, settings.worker_port)
-            # After ray.init, which installs its own SIGTERM handler (sys.exit).
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            click.echo(
-                f"worker: {backend.shard_count} shard(s), {backend.pool_count} pool(s) "
-                f"({settings.backend} backend); "
-                f"http://{settings.worker_host}:{settings.worker_port}/healthz",
-                err=True,
-            )
+            knobs = settings.engine()
+            backend = start_backend(settings, database_url, pool, engine=knobs)
+            engine = Engine(pool, queue, backend, knobs)
             try:
-                await stop.wait()
-                click.echo("stopping...", err=True)
+                await engine.start()
+                app = create_worker_app(settings.api(), pool=pool, queue=queue, engine=engine)
+                stop_server = await serve(app, listener)
+                # After ray.init, which installs its own SIGTERM handler (sys.exit).
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                click.echo(
+                    f"worker: {backend.shard_count} shard(s), {backend.pool_count} pool(s) "
+                    f"({settings.backend} backend); "
+                    f"http://{settings.worker_host}:{settings.worker_port}/healthz",
+                    err=True,
+                )
+                try:
+                    await stop.wait()
+                    click.echo("stopping...", err=True)
+                finally:
+                    await stop_server()
+                    await engine.stop(settings.drain_timeout_ms / 1000, _say)
             finally:
-                await stop_server()
-                await engine.stop(settings.drain_timeout_ms / 1000, _say)
+                await engine.close()
         finally:
-            await engine.close()
+            await queue.close()
+            await pool.close()
     finally:
-        await queue.close()
-        await pool.close()
+        listener.close()  # served: already closed; not served: closed here
 
 
 def _say(message: str) -> None:
