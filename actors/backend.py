@@ -164,14 +164,18 @@ class RayBackend:
         reply: PoolReply = await self.pools[pool].run_tasks.remote(list(jobs))
         return reply
 
-    async def ready(self) -> None:
+    async def ready(self) -> list[str]:
         """Every actor answers once its process is up and its pool and handlers are built.
 
         Ray creates actors asynchronously: without this, the first batch of a fresh
         cluster waits for the actors' processes to start and import the engine (about a
-        second of CPU each, on the same cores as the batch).
+        second of CPU each, on the same cores as the batch). Returns the pools' lease
+        owners, in index order.
         """
-        await asyncio.gather(*(actor.warm.remote() for actor in [*self.shards, *self.pools]))
+        shards = asyncio.gather(*(shard.warm.remote() for shard in self.shards))
+        owners: list[str] = await asyncio.gather(*(pool.warm.remote() for pool in self.pools))
+        await shards
+        return owners
 
     async def stats(self) -> list[dict[str, int]]:
         stats: list[dict[str, int]] = await asyncio.gather(

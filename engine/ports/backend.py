@@ -59,6 +59,9 @@ class PoolReply:
     failed: list[int]
     #: What the pool counted since its previous reply (engine/runtime/tally.py).
     tally: Tally | None = None
+    #: The pool's lease owner now (a restarted pool has a new one): the admitter claims
+    #: the tasks it hands this pool under it.
+    owner: str | None = None
 
 
 class Backend(Protocol):
@@ -72,9 +75,10 @@ class Backend(Protocol):
 
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply: ...
 
-    async def ready(self) -> None:
-        """Returns once every shard and pool can take work (its database pool open,
-        its handlers built); raises what the first one that cannot says."""
+    async def ready(self) -> list[str]:
+        """Returns once every shard and pool can take work (its database pool open, its
+        handlers built), with each pool's lease owner in index order; raises what the
+        first one that cannot says."""
         ...
 
     async def stats(self) -> list[dict[str, int]]:

@@ -167,6 +167,10 @@ class TaskJobData:
     #: Not on the wire: handed over by the engine's admitter (held work), so it waits
     #: for a pool slot behind interactive jobs (``runtime/slots.py``).
     admitted: bool = False
+    #: Not on the wire: the task's row as the admitter claimed it for the pool it hands
+    #: the job to (its ``lease_owner`` is that pool's), so the pool runs the attempt
+    #: without claiming it again (``runtime/admission.py``).
+    claim: dict[str, Any] | None = None
 
 
 def task_dedupe_key(task_id: str, attempt: int) -> str:

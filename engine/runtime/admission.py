@@ -12,19 +12,26 @@ there by the admitter of every engine loop, a batch at a time:
   interactive job to wait behind: held events go straight to their shards and held
   tasks straight to a pool (as engine-made events do), so the broker carries only
   interactive work.
-- **Limits.** A task pass counts, per tenant, the attempts running and the tasks
-  admitted but not yet claimed, by type and by spec limit key, and admits a task only
+- **Limits.** A task pass counts, per tenant, the attempts running, by type and by spec
+  limit key, and admits a task only
   while its tenant's limit for its type and its spec's ``task.limits`` leave room, and
   only as fast as their rates allow (a GCRA per key in ``rate_limits``, with 100 ms of
   burst). Task passes run one at a time across the cluster (an advisory lock held for
   the pass's transaction, a few milliseconds), so the count a pass starts from is still
   true when it admits: a limit is never exceeded, whichever worker admits. A task over a
   limit simply stays held (``throttled`` in the tally), never failed or dropped.
-- **Durability.** A taken event row is marked published in the statement that takes it
-  and a task's ``admitted_at`` is set in the pass's transaction; if the hand-over
-  fails the row is released to wait again, and if the process dies the sweeper
-  re-sends it through the broker (published events never applied; admitted tasks
-  pending past the grace), as for any lost job.
+- **Claims.** A task the pass admits is claimed in the pass's transaction for the pool
+  it is handed to (running, one more attempt, leased to that pool's lease owner, which
+  the engine learns from ``Backend.ready`` and every pool reply), so the pool runs it
+  without a claim of its own and renews its lease while it waits for a slot: one
+  update of the task's row and no claim statement per task, where admitting and then
+  claiming made two of each.
+- **Durability.** A taken event row is marked published in the statement that takes
+  it; if its hand-over fails it is released to wait again. A claimed task whose
+  hand-over fails has its claim expired at once, as a dead pool's would be (it counts as
+  an attempt: the pool may have run it), and the sweeper re-sends it. If the process
+  dies, the sweeper re-sends both through the broker (published events never applied,
+  expired leases), as for any lost job.
 
 Why Postgres and not the broker: BullMQ keeps groups and rate limits for its paid
 edition, Cloud Tasks has neither priorities nor groups, and the memory queue is one
@@ -36,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -45,8 +51,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from statefleet.engine.ports.queue import TaskJobData, parse_task_job
-from statefleet.engine.runtime.outbox import OutboxRow, task_attempt_row
+from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.runtime.outbox import OutboxRow
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.runtime.tenant_scheduling import (
     ALL_TYPES,
@@ -56,15 +62,25 @@ from statefleet.engine.runtime.tenant_scheduling import (
 from statefleet.engine.store.db import Connection, Pool, Record
 from statefleet.engine.store.queries import load_queries
 
-__all__ = ["AdmissionSettings", "Admitter", "DeliverEvents", "RunTasks", "fair_shares"]
+__all__ = [
+    "AdmissionSettings",
+    "Admitter",
+    "DeliverEvents",
+    "PickPool",
+    "RunTasks",
+    "fair_shares",
+]
 
 log = logging.getLogger(__name__)
 SQL = load_queries("admission.sql")
 
 #: Delivers taken event rows to their shards; returns the rows it could not deliver.
 DeliverEvents = Callable[[list[OutboxRow]], Awaitable[list[OutboxRow]]]
-#: Runs admitted task jobs on a pool; returns the indexes of the jobs that failed.
-RunTasks = Callable[[list[TaskJobData]], Awaitable[list[int]]]
+#: Runs admitted task jobs on pool ``i`` (they were claimed for it); returns the indexes
+#: of the jobs that failed.
+RunTasks = Callable[[int, list[TaskJobData]], Awaitable[list[int]]]
+#: The pool the next admitted tasks go to, and its lease owner; None while it is unknown.
+PickPool = Callable[[], "tuple[int, str] | None"]
 #: Burst of a rate limit: this much time's worth of starts may go at once.
 RATE_BURST_S = 0.1
 #: How long a tenant's scheduling settings are cached by one admitter.
@@ -81,6 +97,10 @@ class AdmissionSettings:
     task_batch: int = 200
     #: Passes in flight at once per kind (each waits for its shards or pool).
     lanes: int = 4
+    #: The lease of a task claimed for a pool: its timeout plus the margin, at most the
+    #: default (as a pool's own claim; ``EngineSettings.task_default_lease_ms``).
+    lease_ms: int = 15_000
+    lease_margin_ms: int = 5_000
 
 
 def fair_shares(total: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -127,10 +147,12 @@ class Admitter:
         run_tasks: RunTasks | None,
         tally: Tally,
         settings: AdmissionSettings | None = None,
+        pick_pool: PickPool | None = None,
     ) -> None:
         self.pool = pool
         self.deliver_events = deliver_events
         self.run_tasks = run_tasks
+        self.pick_pool = pick_pool
         self.tally = tally
         self.settings = settings or AdmissionSettings()
         self._lanes: list[asyncio.Task[None]] = []
@@ -144,7 +166,7 @@ class Admitter:
         s = self.settings
         self._stopping = False
         kinds: list[tuple[str, Callable[[], Awaitable[int | None]]]] = [("events", self.event_pass)]
-        if self.run_tasks is not None:
+        if self.run_tasks is not None and self.pick_pool is not None:
             kinds.append(("tasks", self.task_pass))
         self._lanes = [
             asyncio.create_task(self._lane(one_pass), name=f"statefleet-admit-{kind}-{i}")
@@ -230,11 +252,17 @@ class Admitter:
     # -- tasks --------------------------------------------------------------------------
 
     async def task_pass(self) -> int | None:
-        """Admits one fair batch of held tasks within their limits and runs it.
+        """Admits one fair batch of held tasks within their limits, claimed for the next
+        pool, and runs it there.
 
         Returns how many it admitted, or None when another engine's pass was running.
         """
         assert self.run_tasks is not None
+        assert self.pick_pool is not None
+        target = self.pick_pool()
+        if target is None:  # that pool's lease owner is not known yet (it is starting)
+            return 0
+        index, owner = target
         async with self.pool.acquire() as connection, connection.transaction():
             if not await connection.fetchval(SQL["lock_task_admission"]):
                 return None
@@ -243,35 +271,36 @@ class Admitter:
             ]
             if not tenants:
                 return 0
-            admitted = await self._admit(connection, tenants)
-        if not admitted:
+            claimed = await self._admit(connection, tenants, owner)
+        if not claimed:
             return 0
         jobs = [
-            dataclasses.replace(
-                parse_task_job(
-                    task_attempt_row(
-                        r["tenant_id"], r["id"], r["attempts"] + 1, task_type=r["type"]
-                    ).job()
-                ),
+            TaskJobData(
+                tenant_id=r["tenant_id"],
+                task_id=str(r["id"]),
+                task_type=r["type"],
                 admitted=True,
+                claim={**r, "lease_owner": owner},
             )
-            for r in admitted
+            for r in claimed
         ]
         try:
-            failed = await self.run_tasks(jobs)
+            failed = await self.run_tasks(index, jobs)
         except Exception:
-            log.exception("running %d admitted task(s) failed; they wait again", len(jobs))
+            log.exception("running %d admitted task(s) failed; their claims expire", len(jobs))
             failed = list(range(len(jobs)))
         if failed:
             await self._release(
-                SQL["release_tasks"],
-                [(admitted[i]["tenant_id"], admitted[i]["id"]) for i in failed],
+                SQL["expire_claims"],
+                [(claimed[i]["tenant_id"], claimed[i]["id"]) for i in failed],
+                owner,
             )
         self.tally.count_admitted("task", len(jobs) - len(failed))
         return len(jobs)
 
-    async def _admit(self, connection: Connection, tenants: list[str]) -> list[Record]:
-        """Within the pass's transaction: picks and marks the tasks to admit."""
+    async def _admit(self, connection: Connection, tenants: list[str], owner: str) -> list[Record]:
+        """Within the pass's transaction: picks the tasks to admit and claims them under
+        ``owner`` (the lease owner of the pool they go to); returns the claimed rows."""
         scheduling = await self._scheduling(connection, tenants)
         usage = _Usage(await connection.fetch(SQL["task_usage"], tenants))
         db_now: datetime = await connection.fetchval("SELECT now()")
@@ -355,9 +384,15 @@ class Admitter:
                 gate.take(db_now)
             usage.add(tenant, task_type, key)
             chosen.append(task)
+        claimed: list[Record] = []
         if chosen:
-            await connection.execute(
-                SQL["admit_tasks"], [r["tenant_id"] for r in chosen], [r["id"] for r in chosen]
+            claimed = await connection.fetch(
+                SQL["claim_admitted"],
+                [r["tenant_id"] for r in chosen],
+                [r["id"] for r in chosen],
+                owner,
+                self.settings.lease_ms,
+                self.settings.lease_margin_ms,
             )
         used = [(key, gate) for key, gate in rates.items() if gate.tat > db_now]
         if used:
@@ -367,7 +402,7 @@ class Admitter:
                 [k for (_, k), _ in used],
                 [gate.tat for _, gate in used],
             )
-        return chosen
+        return claimed
 
     @staticmethod
     async def _rates(
@@ -385,10 +420,12 @@ class Admitter:
         }
         return {key: _Gcra(rate, stored.get(key), now) for key, rate in limits.items()}
 
-    async def _release(self, query: str, keys: Sequence[tuple[str, uuid.UUID]]) -> None:
+    async def _release(
+        self, query: str, keys: Sequence[tuple[str, uuid.UUID]], *args: object
+    ) -> None:
         try:
             async with self.pool.acquire() as connection:
-                await connection.execute(query, [t for t, _ in keys], [i for _, i in keys])
+                await connection.execute(query, [t for t, _ in keys], [i for _, i in keys], *args)
         except Exception:  # the sweeper re-sends them through the broker later
             log.exception("releasing %d admitted item(s) failed", len(keys))
 

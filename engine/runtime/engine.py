@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from statefleet.engine.ports.backend import Backend, ShardReply
+from statefleet.engine.ports.backend import Backend, PoolReply, ShardReply
 from statefleet.engine.ports.queue import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 READY_WAIT_S = 30.0
 #: What an event came with: its queue job, or its outbox row.
 _Item = TypeVar("_Item", QueueJob, OutboxRow)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the shards and pools did not start", exc_info=task.exception())
 
 
 def stable_hash(key: str) -> int:
@@ -112,6 +117,10 @@ class Engine:
             pool, WorkflowService(pool, self.runtime), poll_ms=s.schedule_poll_ms
         )
         self._next_pool = itertools.cycle(range(max(1, backend.pool_count)))
+        #: Each pool's lease owner, learnt from Backend.ready and from every reply (a
+        #: restarted pool has a new one): the admitter claims tasks for a pool under it.
+        self._pool_owners: list[str | None] = [None] * backend.pool_count
+        self._readying: asyncio.Task[None] | None = None
         self._consumers: list[Consumer] = []
         #: Events delivered straight to their shard (skipping the broker) so far.
         self.delivered_direct = 0
@@ -132,6 +141,7 @@ class Engine:
             pool,
             deliver_events=self._deliver_held,
             run_tasks=self._run_admitted if backend.pool_count else None,
+            pick_pool=self._pick_pool,
             tally=self.tally,
             settings=s.admission(),
         )
@@ -180,13 +190,34 @@ class Engine:
         first batch; one still starting after ``READY_WAIT_S`` (waiting for an
         autoscaler's node) is left to come up while the work waits for it, as before.
         """
+        ready = asyncio.ensure_future(self._learn_owners())
         try:
-            await asyncio.wait_for(self.backend.ready(), READY_WAIT_S)
+            await asyncio.wait_for(asyncio.shield(ready), READY_WAIT_S)
         except TimeoutError:
             log.warning(
                 "shards and pools not ready after %.0f s; starting anyway (their work waits)",
                 READY_WAIT_S,
             )
+            self._readying = ready  # the pools' owners come when they are up
+            ready.add_done_callback(_log_failure)
+
+    async def _learn_owners(self) -> None:
+        for index, owner in enumerate(await self.backend.ready()):
+            self._pool_owners[index] = owner
+
+    def _pick_pool(self) -> tuple[int, str] | None:
+        """The pool the admitter's next tasks go to, and its lease owner (None until
+        that pool's owner is known: the tasks then wait in Postgres a little longer)."""
+        index = next(self._next_pool)
+        owner = self._pool_owners[index] if index < len(self._pool_owners) else None
+        return None if owner is None else (index, owner)
+
+    def _pool_replied(self, index: int, reply: PoolReply) -> None:
+        self._note(ok=True)
+        if reply.owner is not None:
+            self._pool_owners[index] = reply.owner
+        if reply.tally is not None:
+            self.tally.add(reply.tally)
 
     def _counted(
         self, queue: str, handler: Callable[[list[QueueJob]], Awaitable[None]]
@@ -225,6 +256,8 @@ class Engine:
 
     async def _drain(self, timeout_s: float | None, say: Callable[[str], None] | None) -> None:
         report = say or log.info
+        if self._readying is not None:
+            self._readying.cancel()
         await self.sweeper.stop()
         await self.scheduler.stop()
         await self.admitter.stop(timeout_s if timeout_s is not None else 10.0)
@@ -341,9 +374,7 @@ class Engine:
             self._note(ok=False)
             log.warning("pool %d failed a batch of %d task(s): %r", index, len(valid), error)
             raise PartialBatchFailure(valid, f"pool {index} failed") from error
-        self._note(ok=True)
-        if reply.tally is not None:
-            self.tally.add(reply.tally)
+        self._pool_replied(index, reply)
         await self.route(reply.outbox)
         if reply.failed:
             raise PartialBatchFailure([valid[i] for i in reply.failed])
@@ -396,17 +427,15 @@ class Engine:
             parsed.append((row, dataclasses.replace(event, admitted=True)))
         return await self._apply(parsed)
 
-    async def _run_admitted(self, jobs: list[TaskJobData]) -> list[int]:
-        """The admitter's tasks, on the next pool; returns the indexes that failed."""
-        index = next(self._next_pool)
+    async def _run_admitted(self, index: int, jobs: list[TaskJobData]) -> list[int]:
+        """The admitter's tasks, claimed for pool ``index``, on that pool; returns the
+        indexes that failed."""
         try:
             reply = await self.backend.run_tasks(index, jobs)
         except Exception:
             self._note(ok=False)
             raise
-        self._note(ok=True)
-        if reply.tally is not None:
-            self.tally.add(reply.tally)
+        self._pool_replied(index, reply)
         await self.route(reply.outbox)
         return reply.failed
 

@@ -20,6 +20,7 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from statefleet.engine import tracing
 from statefleet.engine.handlers import HandlerRegistry
@@ -100,6 +101,10 @@ class TaskExecutor:
     async def run_batch(self, jobs: Sequence[TaskJobData]) -> ExecutorResult:
         """Runs one attempt of each job's task (those that can be claimed), concurrently.
 
+        A job the admitter claimed for this life of this pool (``TaskJobData.claim``)
+        runs without a claim of its own; its lease is renewed from now on, while it
+        waits for a slot.
+
         Never raises for a job: an infrastructure error on one job is logged and
         its index listed in ``failed`` (its caller redelivers it); the rows every
         other job committed are returned either way.
@@ -114,6 +119,17 @@ class TaskExecutor:
             except BaseException:
                 self._released = False
                 raise
+        claims = self._claims(jobs)
+        if self.identity is not None and any(
+            c is None and j.claim is not None for c, j in zip(claims, jobs, strict=True)
+        ):
+            # Claimed for an earlier life of this pool (the engine learns the new owner
+            # from this reply): those leases expire now, and the ordinary claim below
+            # takes the tasks at once instead of after their lease.
+            collected.extend(await self._runner.release_previous_claims(self.identity))
+        self._runner.hold(
+            [(j.tenant_id, uuid.UUID(j.task_id), c) for c, j in zip(claims, jobs, strict=True) if c]
+        )
         types = await self._types(jobs)
         failed: list[int] = []
 
@@ -121,31 +137,47 @@ class TaskExecutor:
             task_type = job.task_type or types.get(
                 (job.tenant_id, _canonical(job.task_id)), "unknown"
             )
+            claim = claims[index]
             publisher = CollectingPublisher()
-            async with self._slot(task_type).held(admitted=job.admitted):
-                self.running[task_type] = self.running.get(task_type, 0) + 1
-                span = tracing.start_span(
-                    f"statefleet.task {task_type}",
-                    job.trace,
-                    {"statefleet.tenant_id": job.tenant_id, "statefleet.task_id": job.task_id},
-                )
-                try:
-                    with tracing.current(span):
-                        result = await self._runner.run(job.tenant_id, job.task_id, sink=publisher)
-                        span.set_attribute("statefleet.outcome", result)
-                except Exception:
-                    log.exception("task %s: infrastructure error", job.task_id)
-                    failed.append(index)
-                    result = "error"
-                finally:
-                    self.running[task_type] -= 1
-                    rows = publisher.take()
-                    _carry(span, rows)
-                    collected.extend(rows)
+            try:
+                async with self._slot(task_type).held(admitted=job.admitted):
+                    self.running[task_type] = self.running.get(task_type, 0) + 1
+                    span = tracing.start_span(
+                        f"statefleet.task {task_type}",
+                        job.trace,
+                        {"statefleet.tenant_id": job.tenant_id, "statefleet.task_id": job.task_id},
+                    )
+                    try:
+                        with tracing.current(span):
+                            result = await self._runner.run(
+                                job.tenant_id, job.task_id, sink=publisher, claimed=claim
+                            )
+                            span.set_attribute("statefleet.outcome", result)
+                    except Exception:
+                        log.exception("task %s: infrastructure error", job.task_id)
+                        failed.append(index)
+                        result = "error"
+                    finally:
+                        self.running[task_type] -= 1
+                        rows = publisher.take()
+                        _carry(span, rows)
+                        collected.extend(rows)
+            finally:
+                if claim is not None:  # run() stops renewing it; this covers a cancelled wait
+                    self._runner.drop(job.tenant_id, claim["id"])
             return result
 
         results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
         return ExecutorResult(list(results), collected, sorted(failed))
+
+    def _claims(self, jobs: Sequence[TaskJobData]) -> list[dict[str, Any] | None]:
+        """Per job, the claim it came with if it was made for this life of this pool."""
+        return [
+            job.claim
+            if job.claim is not None and job.claim.get("lease_owner") == self.worker_id
+            else None
+            for job in jobs
+        ]
 
     async def _types(self, jobs: Sequence[TaskJobData]) -> dict[tuple[str, str], str]:
         """The slot of each task whose job does not carry its type: read from its row."""

@@ -201,15 +201,18 @@ class PoolHost:
                 )
         return self._executor
 
-    async def warm(self) -> None:
-        """Opens the database pool and builds the handlers now, not on the first batch."""
-        await self._ready()
+    async def warm(self) -> str:
+        """Opens the database pool and builds the handlers now, not on the first batch;
+        returns this pool's lease owner (the admitter claims tasks for it under it)."""
+        return (await self._ready()).worker_id
 
     async def run_tasks(self, jobs: Sequence[TaskJobData]) -> PoolReply:
         """Runs one attempt of each job's task; see ``TaskExecutor.run_batch``."""
         executor = await self._ready()
         result = await executor.run_batch(jobs)
-        return PoolReply(result.results, result.outbox, result.failed, self.tally.take())
+        return PoolReply(
+            result.results, result.outbox, result.failed, self.tally.take(), executor.worker_id
+        )
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

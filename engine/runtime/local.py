@@ -51,11 +51,10 @@ class LocalBackend:
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply:
         return await self.pools[pool].run_tasks(jobs)
 
-    async def ready(self) -> None:
+    async def ready(self) -> list[str]:
         for host in self.shards:
             await host.warm()
-        for pool_host in self.pools:
-            await pool_host.warm()
+        return [await pool_host.warm() for pool_host in self.pools]
 
     async def stats(self) -> list[dict[str, int]]:
         return [await shard.stats() for shard in self.shards]

@@ -96,6 +96,8 @@ class EngineSettings:
             event_batch=self.admission_event_batch,
             task_batch=self.admission_task_batch,
             lanes=self.admission_lanes,
+            lease_ms=self.task_default_lease_ms,
+            lease_margin_ms=self.task_lease_margin_ms,
         )
 
     def step_limits(self) -> StepLimits:

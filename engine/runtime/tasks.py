@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from statefleet.engine.handlers import (
     MANUAL_TYPES,
@@ -51,11 +51,18 @@ _DEADLOCK_RETRIES = 3
 MANUAL = sorted(MANUAL_TYPES)
 
 
+class TaskRow(Protocol):
+    """A claimed task's row: an asyncpg record (claim_tasks) or the dict of one that
+    travelled to this runner with its job (claim_admitted, admission.py)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Success:
     """A finished attempt waiting for its group commit."""
 
-    task: Record
+    task: TaskRow
     #: The handler's output as JSON, made by the caller: a value that cannot be serialised then
     #: fails its own attempt, not the whole batch it would have joined.
     output_json: str | None
@@ -127,30 +134,57 @@ class TaskRunner:
         self._leased: dict[tuple[str, uuid.UUID], int] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
-    async def run(self, tenant_id: str, task_id: str, *, sink: OutboxSink | None = None) -> str:
+    def hold(self, claims: Sequence[tuple[str, uuid.UUID, TaskRow]]) -> None:
+        """Attempts claimed for this runner by someone else (the admitter, under
+        :attr:`worker_id`): their leases are renewed from now on, while they wait for a
+        slot, until :meth:`run` runs them (or :meth:`drop` gives them up)."""
+        for tenant_id, task_id, task in claims:
+            self._leased[(tenant_id, task_id)] = self._lease_ms(task)
+        if claims:
+            self._start_heartbeat()
+
+    def drop(self, tenant_id: str, task_id: uuid.UUID) -> None:
+        """Stops renewing a held lease whose attempt will not run here."""
+        self._leased.pop((tenant_id, task_id), None)
+
+    async def run(
+        self,
+        tenant_id: str,
+        task_id: str,
+        *,
+        sink: OutboxSink | None = None,
+        claimed: TaskRow | None = None,
+    ) -> str:
         """Runs one attempt of the task if it can be claimed; returns what happened.
 
-        Never raises for a handler's failure (that is recorded on the task);
-        raises only on infrastructure errors, so the job is redelivered. The
-        attempt's committed outbox rows go to ``sink`` (default: the runner's
-        publisher), so callers sharing one runner can each collect their own.
+        ``claimed``: the task's row as claimed for this runner already (see :meth:`hold`);
+        the attempt then runs without a claim of its own. Never raises for a handler's
+        failure (that is recorded on the task); raises only on infrastructure errors, so
+        the job is redelivered. The attempt's committed outbox rows go to ``sink``
+        (default: the runner's publisher), so callers sharing one runner can each
+        collect their own.
         """
         started = time.perf_counter()
         seen_type: list[str] = []  # filled once the task is claimed (runs share this object)
-        outcome = await self._run(tenant_id, task_id, seen_type, sink or self.publisher)
+        outcome = await self._run(tenant_id, task_id, seen_type, sink or self.publisher, claimed)
         if self.observer is not None:
             task_type = seen_type[0] if seen_type else "-"
             self.observer.task_finished(task_type, outcome, time.perf_counter() - started)
         return outcome
 
     async def _run(
-        self, tenant_id: str, task_id: str, seen_type: list[str], sink: OutboxSink
+        self,
+        tenant_id: str,
+        task_id: str,
+        seen_type: list[str],
+        sink: OutboxSink,
+        claimed: TaskRow | None,
     ) -> str:
         try:
             task_uuid = uuid.UUID(task_id)
         except ValueError:
             return "unknown"
-        task = await self._claims.submit((tenant_id, task_uuid))
+        task = claimed if claimed is not None else await self._claims.submit((tenant_id, task_uuid))
         if task is None:
             return await self._not_claimed(tenant_id, task_uuid, sink)
         seen_type.append(task["type"] if task["kind"] == "task" else "timer")
@@ -162,7 +196,7 @@ class TaskRunner:
         finally:
             self._leased.pop(key, None)
 
-    def _lease_ms(self, task: Record) -> int:
+    def _lease_ms(self, task: TaskRow) -> int:
         """The attempt's lease, as claim_tasks computed it."""
         s = self.settings
         timeout: int | None = task["timeout_ms"]
@@ -224,7 +258,7 @@ class TaskRunner:
             for r in released
         ]
 
-    async def _attempt(self, tenant_id: str, task_id: str, task: Record, sink: OutboxSink) -> str:
+    async def _attempt(self, tenant_id: str, task_id: str, task: TaskRow, sink: OutboxSink) -> str:
         if task["kind"] == "timer":
             await self._finish(task, None, task["type"], {}, (), sink)
             return "timer_fired"
@@ -301,7 +335,7 @@ class TaskRunner:
 
     async def _finish(
         self,
-        task: Record,
+        task: TaskRow,
         output: Any,
         deliver: str | None,
         payload: dict[str, Any],
@@ -373,7 +407,7 @@ class TaskRunner:
             [s.output_json for s in successes],
         )
 
-    async def _failed(self, task: Record, message: str, *, final: bool, sink: OutboxSink) -> None:
+    async def _failed(self, task: TaskRow, message: str, *, final: bool, sink: OutboxSink) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
         # One line per failed attempt, with its error: a task that keeps failing (an AI
         # provider down, say) must show in the logs before it fails for good.
@@ -440,7 +474,7 @@ class TaskRunner:
                     await self._fail_instance(connection, task, message)
         await sink.publish(outbox)
 
-    async def _fail_instance(self, connection: Connection, task: Record, message: str) -> None:
+    async def _fail_instance(self, connection: Connection, task: TaskRow, message: str) -> None:
         """No failureEvent: the instance fails with the reason, and the audit log says why."""
         error = f"task '{task['name']}' ({task['type']}) failed: {message}"
         stopped = await connection.fetchrow(

@@ -48,12 +48,12 @@ FROM outbox WHERE published_at IS NULL AND NOT held AND available_at <= now();
 -- Work waiting for the admitter (docs/scheduling.md): not lag, a queue kept in Postgres.
 SELECT 'event' AS kind, count(*) AS n FROM outbox WHERE held AND published_at IS NULL
 UNION ALL
-SELECT 'task', count(*) FROM tasks WHERE held AND status = 'pending' AND admitted_at IS NULL;
+SELECT 'task', count(*) FROM tasks WHERE held AND status = 'pending';
 -- name: throttled
 -- Due tasks waiting under a limit (their spec's, or their tenant's for their type or "*").
 SELECT t.type, count(*) AS n
 FROM tasks t LEFT JOIN tenants tn ON tn.tenant_id = t.tenant_id
-WHERE t.held AND t.status = 'pending' AND t.admitted_at IS NULL AND t.run_at <= now()
+WHERE t.held AND t.status = 'pending' AND t.run_at <= now()
   AND (t.limit_key IS NOT NULL
        OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[t.type, '*'], false))
 GROUP BY t.type;

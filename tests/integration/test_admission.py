@@ -13,10 +13,10 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from runtime_support import FAST, running_engine, wait_for
+from runtime_support import running_engine, wait_for
 
 from statefleet.engine.handlers import HandlerRegistry, TaskContext
-from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE
+from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE, TaskJobData
 from statefleet.engine.runtime.admission import AdmissionSettings, Admitter
 from statefleet.engine.runtime.outbox import OutboxRow
 from statefleet.engine.runtime.tally import Tally
@@ -104,8 +104,7 @@ async def test_a_batch_is_held_and_admitted_without_the_broker(database_dsn: str
         progress = await running.service.batch_progress(tenant, batch.batch_id)
         async with running.pool.acquire() as connection:
             tasks = await connection.fetch(
-                "SELECT held, admitted_at IS NOT NULL AS admitted, priority FROM tasks"
-                " WHERE tenant_id = $1 ORDER BY held",
+                "SELECT held, priority, attempts FROM tasks WHERE tenant_id = $1 ORDER BY held",
                 tenant,
             )
     # Neither the starts nor the tasks of the batch went through the queue.
@@ -114,10 +113,11 @@ async def test_a_batch_is_held_and_admitted_without_the_broker(database_dsn: str
     assert progress.priority == 5
     assert view.status == "done"
     assert view.priority == 10
-    # The single start's task was published (not held); the batch's 40 were admitted.
-    assert Counter((t["held"], t["admitted"], t["priority"]) for t in tasks) == {
-        (False, False, 10): 1,
-        (True, True, 5): 40,
+    # The single start's task was published (not held); the batch's 40 were admitted,
+    # each claimed once, by the admitter for the pool that ran it.
+    assert Counter((t["held"], t["priority"], t["attempts"]) for t in tasks) == {
+        (False, 10, 1): 1,
+        (True, 5, 1): 40,
     }
 
 
@@ -238,7 +238,7 @@ async def test_a_rate_limit_spaces_the_starts(database_dsn: str) -> None:
     assert max(sum(1 for s in starts if t <= s < t + 1) for t in starts) <= 22
 
 
-async def test_an_admitted_task_whose_run_was_lost_is_run_by_the_sweeper(
+async def test_a_task_claimed_for_a_pool_that_died_is_run_by_the_sweeper(
     database_dsn: str,
 ) -> None:
     tracker = Tracker(hold_s=0)
@@ -249,16 +249,58 @@ async def test_an_admitted_task_whose_run_was_lost_is_run_by_the_sweeper(
         await admitter.event_pass()  # the start event is taken and (pretend) delivered...
         await running.engine._deliver_held(taken)  # ...and applied: the task is held
         async with running.pool.acquire() as connection:
-            # Admitted by an engine that died before its pool ran it.
-            await connection.execute(
-                "UPDATE tasks SET admitted_at = now() - interval '1 hour' WHERE tenant_id = $1",
+            # Claimed by an admitter for a pool that died before it ran the task.
+            claimed = await connection.execute(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1,"
+                " lease_owner = 'pool-gone/1', lease_expires_at = now() - interval '1 ms'"
+                " WHERE tenant_id = $1 AND held AND status = 'pending'",
                 tenant,
             )
         await running.engine.start()
         view = await wait_for(running.service, tenant, started.instance_id)
+        async with running.pool.acquire() as connection:
+            attempts = await connection.fetchval(
+                "SELECT attempts FROM tasks WHERE tenant_id = $1", tenant
+            )
+    assert claimed == "UPDATE 1"
     assert view.status == "done"
     assert len(tracker.starts) == 1
-    assert FAST.sweep_grace_ms < 3_600_000
+    assert attempts == 2  # the dead pool's claim counted as an attempt
+
+
+async def test_claims_whose_hand_over_failed_expire_and_run_again(database_dsn: str) -> None:
+    tracker = Tracker(hold_s=0)
+    async with running_engine(database_dsn, tracker.registry(), start=False) as running:
+        tenant = await _tenant(running, "handover")
+        batch = await running.service.start_batch(tenant, "work", [{}] * 3)
+        events, taken = await _recording_admitter(running, batch=10)
+        await events.event_pass()
+        await running.engine._deliver_held(taken)  # three tasks held
+        handed: list[TaskJobData] = []
+
+        async def pool_gone(index: int, jobs: list[TaskJobData]) -> list[int]:
+            handed.extend(jobs)
+            raise RuntimeError("the pool's actor died")
+
+        admitter = Admitter(
+            running.pool,
+            deliver_events=events.deliver_events,
+            run_tasks=pool_gone,
+            pick_pool=lambda: (0, "pool-lost/1"),
+            tally=Tally(),
+        )
+        assert await admitter.task_pass() == 3
+        async with running.pool.acquire() as connection:
+            leases = await connection.fetch(
+                "SELECT status, lease_owner, lease_expires_at < now() AS expired FROM tasks"
+                " WHERE tenant_id = $1",
+                tenant,
+            )
+        await running.engine.start()
+        await _wait_all_done(running, tenant, batch.batch_id, 3)
+    assert {j.claim["lease_owner"] for j in handed if j.claim} == {"pool-lost/1"}
+    assert [tuple(r.values()) for r in leases] == [("running", "pool-lost/1", True)] * 3
+    assert len(tracker.starts) == 3
 
 
 async def test_a_spec_limit_per_key_runs_one_attempt_per_customer_at_a_time(

@@ -55,29 +55,23 @@ SELECT pg_try_advisory_xact_lock(hashtext('statefleet.task_admission'));
 -- name: tenants_with_held_tasks
 -- The tenants with held tasks waiting: a skip scan of tasks_held_idx.
 WITH RECURSIVE t AS (
-    (SELECT tenant_id FROM tasks WHERE held AND status = 'pending' AND admitted_at IS NULL
+    (SELECT tenant_id FROM tasks WHERE held AND status = 'pending'
      ORDER BY tenant_id LIMIT 1)
     UNION ALL
     SELECT (SELECT k.tenant_id FROM tasks k
-            WHERE k.held AND k.status = 'pending' AND k.admitted_at IS NULL
-              AND k.tenant_id > t.tenant_id
+            WHERE k.held AND k.status = 'pending' AND k.tenant_id > t.tenant_id
             ORDER BY k.tenant_id LIMIT 1)
     FROM t WHERE t.tenant_id IS NOT NULL
 )
 SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL;
 
 -- name: task_usage
--- What limits count, for tenants $1: attempts running, and tasks admitted but not yet
--- claimed, by tenant, type and spec limit key.
--- Two parts, each read from its small partial index (tasks_running_idx,
--- tasks_admitted_idx), whatever the size of the tenants' task history.
+-- What limits count, for tenants $1: the attempts running (the admitter's claims among
+-- them), by tenant, type and spec limit key; read from the small partial index
+-- tasks_running_idx, whatever the size of the tenants' task history.
 SELECT tenant_id, type, limit_key, count(*) AS n, max(limit_concurrency) AS cap
-FROM (SELECT tenant_id, type, limit_key, limit_concurrency FROM tasks
-      WHERE tenant_id = ANY($1::text[]) AND status = 'running'
-      UNION ALL
-      SELECT tenant_id, type, limit_key, limit_concurrency FROM tasks
-      WHERE tenant_id = ANY($1::text[]) AND status = 'pending' AND admitted_at IS NOT NULL
-     ) AS busy
+FROM tasks
+WHERE tenant_id = ANY($1::text[]) AND status = 'running'
 GROUP BY tenant_id, type, limit_key;
 
 -- name: held_due_tasks
@@ -92,7 +86,7 @@ CROSS JOIN LATERAL (
            t.limit_concurrency, t.limit_per_second
     FROM tasks t
     WHERE t.tenant_id = q.tenant_id AND t.held AND t.status = 'pending'
-      AND t.admitted_at IS NULL AND t.run_at <= now()
+      AND t.run_at <= now()
       AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS e(tenant_id, type)
                       WHERE e.tenant_id = t.tenant_id AND e.type = t.type)
       AND NOT EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) AS e(tenant_id, key)
@@ -102,27 +96,42 @@ CROSS JOIN LATERAL (
     FOR UPDATE SKIP LOCKED
 ) AS x;
 
--- name: admit_tasks
--- $1/$2: parallel (tenant, id) arrays, found by key and updated by ctid (as
--- release_events); the pass holds these rows' locks, so none moved meanwhile.
-UPDATE tasks AS t SET admitted_at = now()
+-- name: claim_admitted
+-- The tasks a pass admits, claimed in its transaction for the pool it hands them to ($3:
+-- that pool's lease owner), as claim_tasks (tasks.sql) claims a pending task: running,
+-- one more attempt, a lease the pool's heartbeat renews from the moment it receives
+-- them. A task of an instance that is no longer running is not claimed (its open tasks
+-- are being cancelled). $1/$2: parallel (tenant, id) arrays, found by key and updated
+-- by ctid (as release_events); the pass holds these rows' locks, so none moved.
+UPDATE tasks AS t
+SET status = 'running', attempts = t.attempts + 1, lease_owner = $3,
+    lease_expires_at = now() + least(t.timeout_ms + $5, $4) * interval '1 millisecond',
+    updated_at = now()
 FROM (SELECT x.ctid AS row_id
       FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
       CROSS JOIN LATERAL (
           SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
       ) AS x) AS hit
-WHERE t.ctid = hit.row_id AND t.status = 'pending' AND t.admitted_at IS NULL;
+WHERE t.ctid = hit.row_id AND t.status = 'pending'
+  AND (SELECT i.status FROM workflow_instances i
+       WHERE i.tenant_id = t.tenant_id AND i.id = t.instance_id) = 'running'
+RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.attempts,
+          t.max_attempts, t.backoff, t.timeout_ms, t.policy, t.idempotency_key,
+          t.completion_event, t.failure_event;
 
--- name: release_tasks
--- Admitted tasks whose pool call failed wait again (one claimed meanwhile has moved and
--- is skipped: it is not waiting).
-UPDATE tasks AS t SET admitted_at = NULL
+-- name: expire_claims
+-- Claims whose hand-over failed (the pool call raised, or the pool could not run the
+-- job): their leases expire now, as a dead pool's do, so the sweeper re-sends them and
+-- any pool claims them again (one attempt counted, since a handler may have run). A
+-- claim that has moved on (finished, or renewed by another owner) is left alone.
+UPDATE tasks AS t
+SET lease_expires_at = now() - interval '1 millisecond', updated_at = now()
 FROM (SELECT x.ctid AS row_id
       FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
       CROSS JOIN LATERAL (
           SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
       ) AS x) AS hit
-WHERE t.ctid = hit.row_id AND t.status = 'pending';
+WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $3;
 
 -- name: rate_states
 SELECT tenant_id, key, tat FROM rate_limits

@@ -86,8 +86,7 @@ RETURNING t.instance_id, t.name, t.type, t.failure_event, t.attempts;
 -- task waits for the admitter again.
 UPDATE tasks
 SET status = 'pending', run_at = now(), max_attempts = greatest(max_attempts, attempts + 1),
-    lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, updated_at = now(),
-    admitted_at = NULL
+    lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status = 'failed'
 RETURNING instance_id, kind, type, name, attempts, run_at, now() AS db_now, held;
 

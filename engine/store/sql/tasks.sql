@@ -161,10 +161,10 @@ WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $3
 RETURNING t.id, t.instance_id;
 
 -- name: retry_task
--- A held task's next attempt waits for the admitter again (admitted_at cleared).
+-- A held task's next attempt waits for the admitter again.
 UPDATE tasks
 SET status = 'pending', run_at = now() + $5 * interval '1 millisecond', last_error = $4,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), admitted_at = NULL
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3
 RETURNING attempts, run_at, now() AS db_now, held;
 
@@ -208,8 +208,8 @@ JOIN workflow_instances i ON i.tenant_id = t.tenant_id AND i.id = t.instance_id
 WHERE i.status = 'running'
   AND t.type <> ALL($1::text[])
   AND ((t.status = 'pending' AND t.run_at <= now() - $2 * interval '1 millisecond'
-        -- a held task waits for the admitter; one it admitted whose job was lost is ours
-        AND (NOT t.held OR t.admitted_at < now() - $2 * interval '1 millisecond'))
+        -- a held task waits for the admitter, which claims it (then a lease covers it)
+        AND NOT t.held)
        OR (t.status = 'running' AND t.lease_expires_at < now()))
 ORDER BY t.run_at
 LIMIT $3
