@@ -266,6 +266,10 @@ class Admitter:
         async with self.pool.acquire() as connection, connection.transaction():
             if not await connection.fetchval(SQL["lock_task_admission"]):
                 return None
+            # Plans made for this pass's own arguments and the tables' present size: a
+            # cached generic plan made while the tables were small (a fresh database's
+            # first batch) kept scanning them once they were not.
+            await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             tenants = [
                 r["tenant_id"] for r in await connection.fetch(SQL["tenants_with_held_tasks"])
             ]
@@ -388,8 +392,7 @@ class Admitter:
         if chosen:
             claimed = await connection.fetch(
                 SQL["claim_admitted"],
-                [r["tenant_id"] for r in chosen],
-                [r["id"] for r in chosen],
+                [r["row_id"] for r in chosen],
                 owner,
                 self.settings.lease_ms,
                 self.settings.lease_margin_ms,

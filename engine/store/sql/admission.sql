@@ -78,11 +78,11 @@ GROUP BY tenant_id, type, limit_key;
 -- Candidates: up to $2[i] due held tasks of tenant $1[i], priority then due time,
 -- leaving out those of a (tenant, type) in $3/$4 or a (tenant, limit key) in $5/$6 (at
 -- their limit already). Locked until the pass commits; the pass admits some of them.
-SELECT x.tenant_id, x.id, x.instance_id, x.type, x.attempts, x.limit_key,
+SELECT x.row_id, x.tenant_id, x.id, x.instance_id, x.type, x.attempts, x.limit_key,
        x.limit_concurrency, x.limit_per_second, now() AS db_now
 FROM unnest($1::text[], $2::int[]) AS q(tenant_id, n)
 CROSS JOIN LATERAL (
-    SELECT t.tenant_id, t.id, t.instance_id, t.type, t.attempts, t.limit_key,
+    SELECT t.ctid AS row_id, t.tenant_id, t.id, t.instance_id, t.type, t.attempts, t.limit_key,
            t.limit_concurrency, t.limit_per_second
     FROM tasks t
     WHERE t.tenant_id = q.tenant_id AND t.held AND t.status = 'pending'
@@ -97,22 +97,19 @@ CROSS JOIN LATERAL (
 ) AS x;
 
 -- name: claim_admitted
--- The tasks a pass admits, claimed in its transaction for the pool it hands them to ($3:
+-- The tasks a pass admits, claimed in its transaction for the pool it hands them to ($2:
 -- that pool's lease owner), as claim_tasks (tasks.sql) claims a pending task: running,
 -- one more attempt, a lease the pool's heartbeat renews from the moment it receives
 -- them. A task of an instance that is no longer running is not claimed (its open tasks
--- are being cancelled). $1/$2: parallel (tenant, id) arrays, found by key and updated
--- by ctid (as release_events); the pass holds these rows' locks, so none moved.
+-- are being cancelled). $1: the rows' ctids as held_due_tasks read them; the pass holds
+-- their locks since, so none moved. A TID scan whatever the statistics say: found by
+-- key in a self-join (as admit_tasks did), a plan made while the table looked empty
+-- scanned every pending task for every key, five seconds a pass on a fresh database.
 UPDATE tasks AS t
-SET status = 'running', attempts = t.attempts + 1, lease_owner = $3,
-    lease_expires_at = now() + least(t.timeout_ms + $5, $4) * interval '1 millisecond',
+SET status = 'running', attempts = t.attempts + 1, lease_owner = $2,
+    lease_expires_at = now() + least(t.timeout_ms + $4, $3) * interval '1 millisecond',
     updated_at = now()
-FROM (SELECT x.ctid AS row_id
-      FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
-      CROSS JOIN LATERAL (
-          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
-      ) AS x) AS hit
-WHERE t.ctid = hit.row_id AND t.status = 'pending'
+WHERE t.ctid = ANY($1::tid[]) AND t.status = 'pending'
   AND (SELECT i.status FROM workflow_instances i
        WHERE i.tenant_id = t.tenant_id AND i.id = t.instance_id) = 'running'
 RETURNING t.tenant_id, t.id, t.instance_id, t.kind, t.type, t.name, t.input, t.attempts,
