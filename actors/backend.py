@@ -172,9 +172,11 @@ class RayBackend:
         second of CPU each, on the same cores as the batch). Returns the pools' lease
         owners, in index order.
         """
-        shards = asyncio.gather(*(shard.warm.remote() for shard in self.shards))
-        owners: list[str] = await asyncio.gather(*(pool.warm.remote() for pool in self.pools))
-        await shards
+        replies = await asyncio.gather(
+            *(shard.warm.remote() for shard in self.shards),
+            *(pool.warm.remote() for pool in self.pools),
+        )
+        owners: list[str] = replies[len(self.shards) :]
         return owners
 
     async def stats(self) -> list[dict[str, int]]:

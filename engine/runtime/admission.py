@@ -283,7 +283,6 @@ class Admitter:
                 tenant_id=r["tenant_id"],
                 task_id=str(r["id"]),
                 task_type=r["type"],
-                admitted=True,
                 claim={**r, "lease_owner": owner},
             )
             for r in claimed

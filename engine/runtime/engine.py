@@ -141,7 +141,7 @@ class Engine:
             pool,
             deliver_events=self._deliver_held,
             run_tasks=self._run_admitted if backend.pool_count else None,
-            pick_pool=self._pick_pool,
+            pick_pool=self._pick_pool if backend.pool_count else None,
             tally=self.tally,
             settings=s.admission(),
         )
@@ -209,7 +209,7 @@ class Engine:
         """The pool the admitter's next tasks go to, and its lease owner (None until
         that pool's owner is known: the tasks then wait in Postgres a little longer)."""
         index = next(self._next_pool)
-        owner = self._pool_owners[index] if index < len(self._pool_owners) else None
+        owner = self._pool_owners[index]
         return None if owner is None else (index, owner)
 
     def _pool_replied(self, index: int, reply: PoolReply) -> None:

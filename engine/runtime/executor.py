@@ -128,7 +128,7 @@ class TaskExecutor:
             # takes the tasks at once instead of after their lease.
             collected.extend(await self._runner.release_previous_claims(self.identity))
         self._runner.hold(
-            [(j.tenant_id, uuid.UUID(j.task_id), c) for c, j in zip(claims, jobs, strict=True) if c]
+            [(j.tenant_id, c["id"], c) for c, j in zip(claims, jobs, strict=True) if c]
         )
         types = await self._types(jobs)
         failed: list[int] = []
