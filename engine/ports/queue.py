@@ -206,19 +206,23 @@ def event_job(
     Raises:
         MalformedJobError: an id or the type is empty or not a string.
     """
+    # The arguments are checked as they are, not by parsing the data built from them
+    # (``_event_data``): the engine builds one job per event it makes, and the parse
+    # (a second dict walk per field) was a tenth of a start's Python time.
+    queue = ORCHESTRATOR_QUEUE
+    _string(queue, tenant_id, "data.tenantId")
+    _string(queue, instance_id, "data.instanceId")
+    _string(queue, event_id, "data.event.id")
+    _string(queue, event_type, "data.event.type")
+    body = {} if payload is None else _object(queue, dict(payload), "data.event.payload")
     data: dict[str, Any] = {
         "tenantId": tenant_id,
         "instanceId": instance_id,
-        "event": {
-            "id": event_id,
-            "type": event_type,
-            "payload": {} if payload is None else dict(payload),
-        },
+        "event": {"id": event_id, "type": event_type, "payload": body},
     }
     if trace:
         data["traceContext"] = dict(trace)
-    _event_data(ORCHESTRATOR_QUEUE, data)
-    return QueueJob(ORCHESTRATOR_QUEUE, EVENT_JOB, data, dedupe_key=event_id, run_at=run_at)
+    return QueueJob(queue, EVENT_JOB, data, dedupe_key=event_id, run_at=run_at)
 
 
 def task_job(
@@ -337,7 +341,7 @@ def _trace(data: Mapping[str, Any]) -> dict[str, str] | None:
 def _object(queue: str, value: object, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MalformedJobError(queue, f"{path} must be a JSON object, got {_kind(value)}")
-    if not all(isinstance(key, str) for key in value):
+    if value and not all(isinstance(key, str) for key in value):
         raise MalformedJobError(queue, f"{path} must have string keys")
     return value
 
@@ -345,7 +349,10 @@ def _object(queue: str, value: object, path: str) -> dict[str, Any]:
 def _text(queue: str, data: Mapping[str, Any], key: str, path: str) -> str:
     if key not in data:
         raise MalformedJobError(queue, f"{path} is missing")
-    value = data[key]
+    return _string(queue, data[key], path)
+
+
+def _string(queue: str, value: object, path: str) -> str:
     if not isinstance(value, str):
         raise MalformedJobError(queue, f"{path} must be a string, got {_kind(value)}")
     if not value:

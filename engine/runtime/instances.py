@@ -15,7 +15,6 @@ checkpoint and tries again (finding the event applied, or applying it on top).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -113,8 +112,13 @@ def event_outbox_row(
     payload: Mapping[str, Any] | None = None,
     *,
     priority: int = INTERACTIVE,
+    stored: bool = True,
 ) -> OutboxRow:
-    """An event's outbox row; below the interactive priority it is held for the admitter."""
+    """An event's outbox row; below the interactive priority it is held for the admitter.
+
+    ``stored=False``: the job of an event whose durable record is another row (see
+    ``OutboxRow.stored``).
+    """
     job = event_job(
         tenant_id=tenant_id,
         instance_id=str(instance_id),
@@ -135,6 +139,7 @@ def event_outbox_row(
         dedupe_key=job.dedupe_key,
         held=priority < INTERACTIVE,
         priority=priority,
+        stored=stored,
     )
 
 
@@ -154,10 +159,14 @@ def start_event_row(
     insert and its "published" mark. A start below the interactive priority waits in
     the outbox for the admitter, like every held event.
     """
-    row = event_outbox_row(
-        tenant_id, instance_id, start_event_id(instance_id), start_event, priority=priority
+    return event_outbox_row(
+        tenant_id,
+        instance_id,
+        start_event_id(instance_id),
+        start_event,
+        priority=priority,
+        stored=priority < INTERACTIVE,
     )
-    return row if row.held else dataclasses.replace(row, stored=False)
 
 
 def _start_first(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 __all__ = ["Slots"]
 
@@ -29,13 +29,26 @@ class Slots:
         )
 
     @contextlib.asynccontextmanager
-    async def held(self, *, admitted: bool) -> AsyncIterator[None]:
-        """One slot for the duration of the block."""
+    async def held(self, *, admitted: bool) -> AsyncIterator[Callable[[], None]]:
+        """One slot for the duration of the block, or until the block calls what it yields.
+
+        The early release lets a task attempt free its slot once its handler is done,
+        while its outcome is still being committed (``TaskRunner.run(handled=...)``).
+        Releasing twice frees the slot once.
+        """
         await self._acquire(admitted)
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._release()
+
         try:
-            yield
+            yield release
         finally:
-            self._release()
+            release()
 
     async def _acquire(self, admitted: bool) -> None:
         if self.free > 0 and not any(self._waiting):

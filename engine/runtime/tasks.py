@@ -154,11 +154,15 @@ class TaskRunner:
         *,
         sink: OutboxSink | None = None,
         claimed: TaskRow | None = None,
+        handled: Callable[[], None] = lambda: None,
     ) -> str:
         """Runs one attempt of the task if it can be claimed; returns what happened.
 
         ``claimed``: the task's row as claimed for this runner already (see :meth:`hold`);
-        the attempt then runs without a claim of its own. Never raises for a handler's
+        the attempt then runs without a claim of its own. ``handled`` is called once the
+        handler has returned or raised (a timer has none: at once), before the outcome is
+        committed: the executor frees the attempt's slot there, so a type's limit bounds
+        its handlers, not its handlers plus their commits. Never raises for a handler's
         failure (that is recorded on the task); raises only on infrastructure errors, so
         the job is redelivered. The attempt's committed outbox rows go to ``sink``
         (default: the runner's publisher), so callers sharing one runner can each
@@ -166,7 +170,9 @@ class TaskRunner:
         """
         started = time.perf_counter()
         seen_type: list[str] = []  # filled once the task is claimed (runs share this object)
-        outcome = await self._run(tenant_id, task_id, seen_type, sink or self.publisher, claimed)
+        outcome = await self._run(
+            tenant_id, task_id, seen_type, sink or self.publisher, claimed, handled
+        )
         if self.observer is not None:
             task_type = seen_type[0] if seen_type else "-"
             self.observer.task_finished(task_type, outcome, time.perf_counter() - started)
@@ -179,6 +185,7 @@ class TaskRunner:
         seen_type: list[str],
         sink: OutboxSink,
         claimed: TaskRow | None,
+        handled: Callable[[], None],
     ) -> str:
         try:
             task_uuid = uuid.UUID(task_id)
@@ -192,7 +199,7 @@ class TaskRunner:
         self._leased[key] = self._lease_ms(task)
         self._start_heartbeat()
         try:
-            return await self._attempt(tenant_id, task_id, task, sink)
+            return await self._attempt(tenant_id, task_id, task, sink, handled)
         finally:
             self._leased.pop(key, None)
 
@@ -258,8 +265,16 @@ class TaskRunner:
             for r in released
         ]
 
-    async def _attempt(self, tenant_id: str, task_id: str, task: TaskRow, sink: OutboxSink) -> str:
+    async def _attempt(
+        self,
+        tenant_id: str,
+        task_id: str,
+        task: TaskRow,
+        sink: OutboxSink,
+        handled: Callable[[], None],
+    ) -> str:
         if task["kind"] == "timer":
+            handled()
             await self._finish(task, None, task["type"], {}, (), sink)
             return "timer_fired"
         context = TaskContext(
@@ -278,8 +293,11 @@ class TaskRunner:
         try:
             handler = self.registry.get(task["type"])
             timeout = task["timeout_ms"] / 1000 if task["timeout_ms"] else None
-            async with asyncio.timeout(timeout):
-                output = await handler(context)
+            try:
+                async with asyncio.timeout(timeout):
+                    output = await handler(context)
+            finally:
+                handled()
         except (PermanentTaskError, UnknownTaskType) as exc:
             await self._failed(task, f"{type(exc).__name__}: {exc}", final=True, sink=sink)
             return "failed"

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.ports.queue import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -23,7 +24,7 @@ from statefleet.engine.ports.queue import (
     TaskJobData,
 )
 from statefleet.engine.runtime.definitions import deploy_definition
-from statefleet.engine.runtime.executor import TaskExecutor
+from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.instances import START_EVENT, InstanceRuntime, StartRequest
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
@@ -117,6 +118,50 @@ async def test_hello_runs_through_a_shard_and_an_executor(database_dsn: str) -> 
         assert shard.peak_resident <= 20
     finally:
         await shard.close()
+        await pool.close()
+
+
+async def test_a_slot_is_free_once_its_handler_returns_while_the_outcome_commits(
+    database_dsn: str,
+) -> None:
+    """One slot for EMAIL: the second attempt's handler runs while the first attempt's
+    success is still waiting to commit (its row locked by another transaction here)."""
+    pool = await create_pool(database_dsn)
+    entered: list[str] = []
+    first_entered, locked, second_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def email(task: TaskContext) -> dict[str, Any]:
+        entered.append(task.task_id)
+        if len(entered) == 1:
+            first_entered.set()
+            await locked.wait()
+        else:
+            second_ran.set()
+        return {}
+
+    handlers = HandlerRegistry()
+    handlers.register("EMAIL", email)
+    executor = TaskExecutor(pool, handlers, ExecutorSettings(default_limit=1))
+    try:
+        _ids, rows = await start(pool, HELLO, 2)
+        applied = await shard_on(pool, ShardSettings()).submit(events_of(rows))
+        jobs = tasks_of(applied.outbox)
+        assert len(jobs) == 2
+        async with pool.acquire() as blocker, blocker.transaction():
+            batch = asyncio.create_task(executor.run_batch([jobs[0]]))
+            await asyncio.wait_for(first_entered.wait(), 10)
+            # Claimed (its handler runs): this lock makes its success wait, once returned.
+            await blocker.execute(
+                "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", uuid.UUID(jobs[0].task_id)
+            )
+            locked.set()
+            second = asyncio.create_task(executor.run_batch([jobs[1]]))
+            await asyncio.wait_for(second_ran.wait(), 10)
+            assert not batch.done()  # the first success is still waiting for the lock
+        results = await asyncio.gather(batch, second)
+        assert [r.results for r in results] == [["succeeded"], ["succeeded"]]
+        assert entered == [jobs[0].task_id, jobs[1].task_id]
+    finally:
         await pool.close()
 
 

@@ -67,3 +67,29 @@ async def test_never_more_than_its_size_at_once() -> None:
     await asyncio.gather(*(one(i % 2 == 0) for i in range(40)))
     assert peak == 3
     assert slots.free == 3
+
+
+async def test_a_slot_released_early_goes_to_a_waiter_and_is_freed_once() -> None:
+    slots = Slots(1)
+    order: list[str] = []
+    go = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def early() -> None:
+        async with slots.held(admitted=False) as release:
+            order.append("early")
+            release()
+            release()  # a second call frees nothing more
+            await finish.wait()
+            order.append("early done")
+
+    first = asyncio.create_task(early())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(_take(slots, "waiter", False, order, go))
+    await asyncio.sleep(0)
+    assert order == ["early", "waiter"]  # in while the first block still runs
+    go.set()
+    await waiter
+    finish.set()
+    await first
+    assert slots.free == 1
