@@ -8,9 +8,10 @@ handed over (``slots.py``). The type is read before the claim, so a job waiting 
 a slot holds no lease; the slot is given back when the handler returns, not when its
 outcome has committed, so a type's limit bounds its handlers (with a slot held through
 the commit, 64 slots of a fast type were mostly waiting for group commits: the
-in-process hello ran about a tenth faster without). The outbox rows the attempts commit (completion events,
-retries) are returned, not published: a Ray actor hosting this cannot reach a
-process-local queue, and the engine loop sends them on (``engine.py``).
+in-process hello ran about a tenth faster without). The outbox rows the attempts
+commit (completion events, retries) are returned, not published: a Ray actor hosting
+this cannot reach a process-local queue, and the engine loop sends them on
+(``engine.py``).
 
 Plain asyncio, Ray-free; one event loop.
 """

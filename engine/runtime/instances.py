@@ -56,7 +56,9 @@ __all__ = [
     "InstanceRuntime",
     "StartRequest",
     "StartResult",
+    "append_event",
     "event_outbox_row",
+    "insert_events",
     "start_event_row",
 ]
 
@@ -140,6 +142,67 @@ def event_outbox_row(
         held=priority < INTERACTIVE,
         priority=priority,
         stored=stored,
+    )
+
+
+async def insert_events(connection: Connection, rows: Sequence[AuditRow]) -> None:
+    """Appends audit rows, in one statement (an ``event_batch_row`` each: migration 0015)."""
+    await connection.execute(
+        SQL["insert_events"],
+        [
+            (
+                a.tenant_id,
+                a.instance_id,
+                a.seq,
+                a.event_id,
+                a.type,
+                json_text(a.payload),
+                json_text(a.state_before),
+                json_null_text(a.state_after),
+                json_text(a.effects),
+                a.handled,
+                a.error,
+            )
+            for a in rows
+        ],
+    )
+
+
+async def append_event(
+    connection: Connection,
+    tenant_id: str,
+    instance_id: uuid.UUID,
+    event_id: str,
+    event_type: str,
+    payload: Any,
+    value: Any,
+    error: str | None = None,
+) -> None:
+    """An audit row for what happened to an instance outside a step: no transition (the
+    state stays ``value``), no effects.
+
+    Call with the instance's row lock held (an UPDATE of it in this transaction): a
+    statement started then sees every step committed before, so the next seq is free.
+    """
+    last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
+    seq = (last_seq if last_seq is not None else -1) + 1
+    await insert_events(
+        connection,
+        [
+            AuditRow(
+                tenant_id,
+                instance_id,
+                seq,
+                event_id,
+                event_type,
+                payload,
+                value,
+                value,
+                [],
+                False,
+                error,
+            )
+        ],
     )
 
 
@@ -362,15 +425,20 @@ class InstanceRuntime:
             async with connection.transaction():
                 inserted = await connection.fetch(
                     SQL["insert_instances"],
-                    [tenant_id] * len(plans),
-                    [p.instance_id for p in plans],
-                    [definition_id] * len(plans),
-                    [p.status for p in plans],
-                    [json_text(p.snapshot) for p in plans],
-                    [json_text(i) for i in inputs],
-                    [json_text(p.output) for p in plans],
-                    [p.error for p in plans],
-                    keys,
+                    [
+                        (
+                            tenant_id,
+                            p.instance_id,
+                            definition_id,
+                            p.status,
+                            json_text(p.snapshot),
+                            json_text(i),
+                            json_text(p.output),
+                            p.error,
+                            k,
+                        )
+                        for p, i, k in zip(plans, inputs, keys, strict=True)
+                    ],
                     batch_id,
                     priority,
                     recorded_start,
@@ -542,14 +610,19 @@ class InstanceRuntime:
                     r["id"]
                     for r in await connection.fetch(
                         SQL["update_instances"],
-                        [p.tenant_id for p in steps],
-                        [p.instance_id for p in steps],
-                        [p.version for p in steps],
-                        [json_text(p.snapshot) for p in steps],
-                        [p.status for p in steps],
-                        [json_text(p.output) for p in steps],
-                        [p.error for p in steps],
-                        [p.definition_id for p in steps],
+                        [
+                            (
+                                p.tenant_id,
+                                p.instance_id,
+                                p.version,
+                                json_text(p.snapshot),
+                                p.status,
+                                json_text(p.output),
+                                p.error,
+                                p.definition_id,
+                            )
+                            for p in steps
+                        ],
                     )
                 )
             if records:
@@ -745,20 +818,7 @@ class InstanceRuntime:
         """Writes the audit rows, cancellations, tasks and their outbox jobs of ``plans``."""
         audit = [a for p in plans for a in p.audit]
         if audit:
-            await connection.execute(
-                SQL["insert_events"],
-                [a.tenant_id for a in audit],
-                [a.instance_id for a in audit],
-                [a.seq for a in audit],
-                [a.event_id for a in audit],
-                [a.type for a in audit],
-                [json_text(a.payload) for a in audit],
-                [json_text(a.state_before) for a in audit],
-                [json_null_text(a.state_after) for a in audit],
-                [json_text(a.effects) for a in audit],
-                [a.handled for a in audit],
-                [a.error for a in audit],
-            )
+            await insert_events(connection, audit)
         cancellations = [c for p in plans for c in p.cancellations]
         if cancellations:
             await connection.execute(
@@ -796,26 +856,31 @@ class InstanceRuntime:
             return []
         inserted = await connection.fetch(
             SQL["insert_tasks"],
-            [t.tenant_id for t in tasks],
-            [t.id for t in tasks],
-            [t.instance_id for t in tasks],
-            [t.kind for t in tasks],
-            [t.type for t in tasks],
-            [t.name for t in tasks],
-            [json_text(t.input) for t in tasks],
-            [t.run_at for t in tasks],
-            [t.delay_ms for t in tasks],
-            [t.max_attempts for t in tasks],
-            [json_text(t.backoff) for t in tasks],
-            [t.timeout_ms for t in tasks],
-            [json_text(t.policy) for t in tasks],
-            [t.idempotency_key for t in tasks],
-            [t.completion_event for t in tasks],
-            [t.failure_event for t in tasks],
+            [
+                (
+                    t.tenant_id,
+                    t.id,
+                    t.instance_id,
+                    t.kind,
+                    t.type,
+                    t.name,
+                    json_text(t.input),
+                    t.run_at,
+                    t.delay_ms,
+                    t.max_attempts,
+                    json_text(t.backoff),
+                    t.timeout_ms,
+                    json_text(t.policy),
+                    t.idempotency_key,
+                    t.completion_event,
+                    t.failure_event,
+                    t.limit_key,
+                    t.limit_concurrency,
+                    t.limit_per_second,
+                )
+                for t in tasks
+            ],
             sorted(MANUAL_TYPES),
-            [t.limit_key for t in tasks],
-            [t.limit_concurrency for t in tasks],
-            [t.limit_per_second for t in tasks],
         )
         # A held task gets no job: the admitter hands it to a pool (admission.py).
         timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted if not r["held"]}

@@ -111,16 +111,21 @@ async def insert_outbox(connection: Connection, rows: Sequence[OutboxRow]) -> li
         return []
     written = await connection.fetch(
         SQL["insert_outbox"],
-        [r.tenant_id for r in rows],
-        [r.id for r in rows],
-        [r.instance_id for r in rows],
-        [r.queue for r in rows],
-        [r.job_name for r in rows],
-        [json_text(r.data) for r in rows],
-        [r.dedupe_key for r in rows],
-        [r.available_at for r in rows],
-        [r.held for r in rows],
-        [r.priority for r in rows],
+        [
+            (
+                r.tenant_id,
+                r.id,
+                r.instance_id,
+                r.queue,
+                r.job_name,
+                json_text(r.data),
+                r.dedupe_key,
+                r.available_at,
+                r.held,
+                r.priority,
+            )
+            for r in rows
+        ],
     )
     ids = {record["id"] for record in written}
     return [r for r in rows if r.id in ids]

@@ -29,6 +29,7 @@ from statefleet.engine.runtime.instances import (
     InstanceRuntime,
     StartRequest,
     StartResult,
+    append_event,
     event_outbox_row,
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row
@@ -47,7 +48,7 @@ from statefleet.engine.runtime.tenant_settings import (
 )
 from statefleet.engine.runtime.upgrade_plans import Upgrades
 from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits
-from statefleet.engine.store.db import Connection, Pool, Record, json_text
+from statefleet.engine.store.db import Connection, Pool, Record
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -445,7 +446,7 @@ class WorkflowService:
                     f"instance {instance_id} is {record['status']}; it cannot be cancelled"
                 )
             value = (stopped["snapshot"] or {}).get("value")
-            await self._audit(
+            await append_event(
                 connection,
                 tenant_id,
                 instance_id,
@@ -646,7 +647,7 @@ class WorkflowService:
                 )
                 if stopped is not None:
                     value = (stopped["snapshot"] or {}).get("value")
-                    await self._audit(
+                    await append_event(
                         connection,
                         tenant_id,
                         instance_id,
@@ -683,7 +684,7 @@ class WorkflowService:
                 reopened = await connection.fetchrow(SQL["reopen_instance"], tenant_id, instance_id)
                 if reopened is not None:
                     value = (reopened["snapshot"] or {}).get("value")
-                    await self._audit(
+                    await append_event(
                         connection,
                         tenant_id,
                         instance_id,
@@ -704,38 +705,6 @@ class WorkflowService:
                 )
                 written = [job]
         await self.runtime.publish(written)
-
-    @staticmethod
-    async def _audit(
-        connection: Connection,
-        tenant_id: str,
-        instance_id: uuid.UUID,
-        event_id: str,
-        event_type: str,
-        payload: Mapping[str, Any],
-        value: Any,
-        error: str | None,
-    ) -> None:
-        """An audit row for a change made from outside the interpreter (no transition).
-
-        Call after the instance's row lock is held (an UPDATE of it in this
-        transaction): the next sequence number is then free.
-        """
-        last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
-        await connection.execute(
-            SQL["insert_events"],
-            [tenant_id],
-            [instance_id],
-            [(last_seq if last_seq is not None else -1) + 1],
-            [event_id],
-            [event_type],
-            [json_text(dict(payload))],
-            [json_text(value)],
-            [json_text(value)],
-            ["[]"],
-            [False],
-            [error],
-        )
 
     @staticmethod
     async def _check_instance(

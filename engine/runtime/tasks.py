@@ -35,7 +35,7 @@ from statefleet.engine.handlers import (
     UnknownTaskType,
 )
 from statefleet.engine.runtime.groupcommit import GroupCommit
-from statefleet.engine.runtime.instances import event_outbox_row
+from statefleet.engine.runtime.instances import append_event, event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
 from statefleet.engine.store.db import Connection, DeadlockDetected, Pool, Record, json_text
@@ -500,24 +500,15 @@ class TaskRunner:
         )
         if stopped is None:
             return
-        value = stopped["snapshot"].get("value")
-        last_seq = await connection.fetchval(
-            SQL["last_event_seq"], task["tenant_id"], task["instance_id"]
-        )
-        seq = (last_seq if last_seq is not None else -1) + 1
-        await connection.execute(
-            SQL["insert_events"],
-            [task["tenant_id"]],
-            [task["instance_id"]],
-            [seq],
-            [f"task-{task['id']}-failed"],
-            ["statefleet.task.failed"],
-            [json_text({"taskId": str(task["id"]), "name": task["name"], "error": message})],
-            [json_text(value)],
-            [json_text(value)],
-            ["[]"],
-            [False],
-            [error],
+        await append_event(
+            connection,
+            task["tenant_id"],
+            task["instance_id"],
+            f"task-{task['id']}-failed",
+            "statefleet.task.failed",
+            {"taskId": str(task["id"]), "name": task["name"], "error": message},
+            stopped["snapshot"].get("value"),
+            error,
         )
         await connection.execute(
             SQL["cancel_open_tasks_of_instances"], [task["tenant_id"]], [task["instance_id"]]
@@ -543,28 +534,21 @@ async def _record_late(connection: Connection, successes: Sequence[_Success]) ->
     for success in successes:
         task = success.task
         instance_id = instance_of.get(task["id"])
-        if instance_id is None:
+        if instance_id is None or success.deliver is None:  # (the caller sends none such)
             continue
         tenant_id = task["tenant_id"]
         row = await connection.fetchrow(SQL["lock_running_instance"], tenant_id, instance_id)
         if row is None:
             continue  # the instance stopped: nothing will read its events any more
-        last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
-        value = json_text((row["snapshot"] or {}).get("value"))
         prefix = "timer" if task["kind"] == "timer" else "task"
-        await connection.execute(
-            SQL["insert_events"],
-            [tenant_id],
-            [instance_id],
-            [(last_seq if last_seq is not None else -1) + 1],
-            [f"{prefix}-{task['id']}-done"],
-            [success.deliver],
-            [json_text(success.payload)],
-            [value],
-            [value],
-            ["[]"],
-            [False],
-            [None],
+        await append_event(
+            connection,
+            tenant_id,
+            instance_id,
+            f"{prefix}-{task['id']}-done",
+            success.deliver,
+            success.payload,
+            (row["snapshot"] or {}).get("value"),
         )
 
 

@@ -5,20 +5,19 @@
 
 -- name: insert_instances
 -- A start idempotency key already used in the tenant makes that row a no-op; the
--- caller then looks the existing instance up. $10 is the batch every row belongs to
+-- caller then looks the existing instance up. $2 is the batch every row belongs to
 -- (NULL outside a batch): one value, not an array, as a call is one batch or none; so
--- is $11, the priority of every row, and $12, the start event every running row waits
--- for (NULL: none, or one held in the outbox; see migration 0013).
+-- is $3, the priority of every row, and $4, the start event every running row waits
+-- for (NULL: none, or one held in the outbox; see migration 0013). $1: the rows, one
+-- array of composite values (migration 0015 says why).
 INSERT INTO workflow_instances
     (tenant_id, id, definition_id, status, snapshot, input, output, error,
      start_idempotency_key, finished_at, batch_id, priority, start_event)
 SELECT u.tenant_id, u.id, u.definition_id, u.status, u.snapshot::jsonb, u.input::jsonb,
        u.output::jsonb, u.error, u.start_key,
-       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $10::uuid, $11::smallint,
-       CASE WHEN u.status = 'running' THEN $12::text END
-FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[])
-     AS u(tenant_id, id, definition_id, status, snapshot, input, output, error, start_key)
+       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $2::uuid, $3::smallint,
+       CASE WHEN u.status = 'running' THEN $4::text END
+FROM unnest($1::instance_insert_row[]) AS u
 ON CONFLICT (tenant_id, start_idempotency_key) DO NOTHING
 RETURNING id;
 
@@ -66,7 +65,7 @@ CROSS JOIN LATERAL (
 -- step was computed from; the ids returned are the instances whose step won. Rows are
 -- found per key and updated by ctid (see cancel_open_tasks_of_instances in tasks.sql);
 -- a row another writer changed meanwhile is skipped, which is a lost version check.
--- $8: the definition version a step moves the instance to (an upgrade), NULL for none.
+-- definition_id: the version a step moves the instance to (an upgrade), NULL for none.
 UPDATE workflow_instances AS i
 SET snapshot = u.snapshot::jsonb,
     status = u.status,
@@ -78,9 +77,7 @@ SET snapshot = u.snapshot::jsonb,
     finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END,
     definition_id = coalesce(u.definition_id, i.definition_id)
 FROM (SELECT x.ctid AS row_id, k.*
-      FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                  $7::text[], $8::uuid[])
-           AS k(tenant_id, id, version, snapshot, status, output, error, definition_id)
+      FROM unnest($1::instance_step_row[]) AS k
       CROSS JOIN LATERAL (
           SELECT ctid FROM workflow_instances w
           WHERE w.tenant_id = k.tenant_id AND w.id = k.id LIMIT 1
@@ -104,15 +101,13 @@ WHERE i.ctid = u.row_id AND i.version = u.version
 RETURNING i.id;
 
 -- name: insert_events
+-- $1: the audit rows, one array of composite values (migration 0015).
 INSERT INTO workflow_events
     (tenant_id, instance_id, seq, event_id, type, payload, state_before, state_after,
      effects, handled, error)
 SELECT u.tenant_id, u.instance_id, u.seq, u.event_id, u.type, u.payload::jsonb,
        u.state_before::jsonb, u.state_after::jsonb, u.effects::jsonb, u.handled, u.error
-FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::boolean[], $11::text[])
-     AS u(tenant_id, instance_id, seq, event_id, type, payload, state_before, state_after,
-          effects, handled, error);
+FROM unnest($1::event_batch_row[]) AS u;
 
 -- name: list_events
 SELECT seq, event_id, type, payload, state_before, state_after, effects, handled, error,

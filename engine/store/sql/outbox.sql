@@ -1,15 +1,13 @@
 -- The outbox: jobs written with the step that produced them, published after commit.
 
 -- name: insert_outbox
+-- $1: the rows, one array of composite values (migration 0015).
 INSERT INTO outbox
     (tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at, held,
      priority)
 SELECT u.tenant_id, u.id, u.instance_id, u.queue, u.job_name, u.data::jsonb, u.dedupe_key,
        coalesce(u.available_at, now()), u.held, u.priority
-FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::timestamptz[], $9::boolean[], $10::smallint[])
-     AS u(tenant_id, id, instance_id, queue, job_name, data, dedupe_key, available_at, held,
-          priority)
+FROM unnest($1::outbox_insert_row[]) AS u
 ON CONFLICT (tenant_id, queue, dedupe_key) DO NOTHING
 RETURNING id;
 

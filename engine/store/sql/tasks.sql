@@ -7,7 +7,7 @@
 -- A task inherits its instance's priority. It is held for the admitter (admission.py)
 -- when it is below the interactive priority or under a limit (its spec's, or its
 -- tenant's for its type or for all its tasks, "*"); timers and manual types never are
--- ($17).
+-- ($2). $1: the rows, one array of composite values (migration 0015).
 INSERT INTO tasks
     (tenant_id, id, instance_id, kind, type, name, input, run_at, max_attempts, backoff,
      timeout_ms, policy, idempotency_key, completion_event, failure_event, priority, held,
@@ -16,18 +16,12 @@ SELECT u.tenant_id, u.id, u.instance_id, u.kind, u.type, u.name, u.input::jsonb,
        coalesce(u.run_at, now() + u.delay_ms * interval '1 millisecond'),
        u.max_attempts, u.backoff::jsonb, u.timeout_ms, u.policy::jsonb, u.idempotency_key,
        u.completion_event, u.failure_event, i.priority,
-       u.kind = 'task' AND u.type <> ALL($17::text[])
+       u.kind = 'task' AND u.type <> ALL($2::text[])
            AND (i.priority < 10 OR u.limit_key IS NOT NULL
                 OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[u.type, '*'],
                             false)),
        u.limit_key, u.limit_concurrency, u.limit_per_second
-FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::timestamptz[], $9::bigint[], $10::int[], $11::text[], $12::int[],
-            $13::text[], $14::text[], $15::text[], $16::text[], $18::text[], $19::int[],
-            $20::float8[])
-     AS u(tenant_id, id, instance_id, kind, type, name, input, run_at, delay_ms, max_attempts,
-          backoff, timeout_ms, policy, idempotency_key, completion_event, failure_event,
-          limit_key, limit_concurrency, limit_per_second)
+FROM unnest($1::task_insert_row[]) AS u
 -- Per-row lookups by key (LATERAL ... LIMIT 1, which the planner cannot flatten), not
 -- joins: as a join it hashed the whole instances table for every commit.
 CROSS JOIN LATERAL (
