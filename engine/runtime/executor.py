@@ -33,7 +33,7 @@ from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.slots import Slots
 from statefleet.engine.runtime.tasks import TaskRunner, TaskRunnerSettings
-from statefleet.engine.store.db import Pool
+from statefleet.engine.store.db import Pool, read_uuid
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["ExecutorResult", "ExecutorSettings", "TaskExecutor"]
@@ -203,7 +203,7 @@ class TaskExecutor:
             if job.task_type is not None:
                 continue
             try:
-                keys.append((job.tenant_id, uuid.UUID(job.task_id)))
+                keys.append((job.tenant_id, read_uuid(job.task_id)))
             except ValueError:
                 continue
         if not keys:
@@ -233,6 +233,6 @@ def _carry(span: tracing.Span, rows: list[OutboxRow]) -> None:
 
 def _canonical(task_id: str) -> str:
     try:
-        return str(uuid.UUID(task_id))
+        return str(read_uuid(task_id))
     except ValueError:
         return task_id

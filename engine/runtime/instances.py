@@ -28,7 +28,6 @@ from statefleet.engine.handlers.builtin import MANUAL_TYPES
 from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
-from statefleet.engine.runtime.ids import parse_uuid
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import (
@@ -47,7 +46,14 @@ from statefleet.engine.runtime.plan import (
 from statefleet.engine.runtime.priority import INTERACTIVE
 from statefleet.engine.runtime.step_limits import StepLimits
 from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves, move_instance
-from statefleet.engine.store.db import Connection, Pool, json_null_text, json_text
+from statefleet.engine.store.db import (
+    Connection,
+    Pool,
+    json_null_text,
+    json_text,
+    new_uuid,
+    read_uuid,
+)
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -133,7 +139,7 @@ def event_outbox_row(
     assert job.dedupe_key is not None
     return OutboxRow(
         tenant_id=tenant_id,
-        id=uuid.uuid4(),
+        id=new_uuid(),
         instance_id=instance_id,
         queue=ORCHESTRATOR_QUEUE,
         job_name=job.name,
@@ -400,7 +406,7 @@ class InstanceRuntime:
             inputs: list[Any] = []
             for request in requests:
                 step = await self._initial_state(machine, request.input)
-                instance_id = uuid.uuid4()
+                instance_id = new_uuid()
                 plan = InstancePlan(
                     tenant_id=tenant_id,
                     instance_id=instance_id,
@@ -549,7 +555,7 @@ class InstanceRuntime:
         groups: dict[tuple[str, uuid.UUID], list[tuple[int, EventJobData]]] = {}
         for index, event in pending:
             try:
-                instance_id = parse_uuid(event.instance_id)
+                instance_id = read_uuid(event.instance_id)
             except ValueError:
                 outcomes[index] = ApplyOutcome(
                     event.event_id, event.instance_id, "unknown_instance"

@@ -25,7 +25,7 @@ from statefleet.engine.ports.queue import (
     task_dedupe_key,
 )
 from statefleet.engine.runtime.groupcommit import GroupCommit
-from statefleet.engine.store.db import Connection, Pool, json_text
+from statefleet.engine.store.db import Connection, Pool, json_text, new_uuid
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -92,7 +92,7 @@ def task_attempt_row(
     """
     return OutboxRow(
         tenant_id=tenant_id,
-        id=uuid.uuid4(),
+        id=new_uuid(),
         instance_id=instance_id,
         queue=TASK_RUNNER_QUEUE,
         job_name=TASK_JOB,

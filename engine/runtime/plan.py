@@ -22,6 +22,7 @@ from statefleet.engine.interpreter import (
     ScheduleTimer,
     Step,
 )
+from statefleet.engine.store.db import new_uuid
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -148,7 +149,7 @@ def plan_effects(
             plan.tasks.append(
                 TaskRow(
                     tenant_id=tenant_id,
-                    id=uuid.uuid4(),
+                    id=new_uuid(),
                     instance_id=instance_id,
                     kind="task",
                     type=effect.task_type,
@@ -172,7 +173,7 @@ def plan_effects(
             plan.tasks.append(
                 TaskRow(
                     tenant_id=tenant_id,
-                    id=uuid.uuid4(),
+                    id=new_uuid(),
                     instance_id=instance_id,
                     kind="timer",
                     type=effect.event,

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 from statefleet.engine.ports.queue import EventJobData
 from statefleet.engine.runtime.checkpoints import Checkpoint, InstanceKey
-from statefleet.engine.runtime.ids import parse_uuid
 from statefleet.engine.runtime.instances import ApplyOutcome, InstanceRuntime
 from statefleet.engine.runtime.outbox import OutboxRow
 from statefleet.engine.runtime.step_limits import StepLimits
+from statefleet.engine.store.db import read_uuid
 
 __all__ = ["InstanceShard", "ShardResult", "ShardSettings"]
 
@@ -157,7 +157,7 @@ class InstanceShard:
             letter = _Letter(event, loop.create_future())
             letters.append(letter)
             try:
-                key: InstanceKey = (event.tenant_id, parse_uuid(event.instance_id))
+                key: InstanceKey = (event.tenant_id, read_uuid(event.instance_id))
             except ValueError:
                 letter.done.set_result(
                     (ApplyOutcome(event.event_id, event.instance_id, "unknown_instance"), [])
@@ -326,7 +326,7 @@ class InstanceShard:
 
 def _uuid_or_nil(value: str) -> uuid.UUID:
     try:
-        return parse_uuid(value)
+        return read_uuid(value)
     except ValueError:
         return uuid.UUID(int=0)
 

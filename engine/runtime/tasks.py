@@ -38,7 +38,14 @@ from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.runtime.instances import append_event, event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
-from statefleet.engine.store.db import Connection, DeadlockDetected, Pool, Record, json_text
+from statefleet.engine.store.db import (
+    Connection,
+    DeadlockDetected,
+    Pool,
+    Record,
+    json_text,
+    read_uuid,
+)
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["TaskRunner", "TaskRunnerSettings", "backoff_ms", "completion_payload"]
@@ -188,7 +195,7 @@ class TaskRunner:
         handled: Callable[[], None],
     ) -> str:
         try:
-            task_uuid = uuid.UUID(task_id)
+            task_uuid = read_uuid(task_id)
         except ValueError:
             return "unknown"
         task = claimed if claimed is not None else await self._claims.submit((tenant_id, task_uuid))

@@ -46,7 +46,7 @@ from statefleet.engine.runtime.replay import (
     judge,
     plan_open_work,
 )
-from statefleet.engine.store.db import Connection
+from statefleet.engine.store.db import Connection, new_uuid
 from statefleet.engine.store.queries import load_queries
 
 __all__ = [
@@ -302,7 +302,7 @@ def _plan_work(plan: InstancePlan, verdict: Verdict, seq: int) -> None:
             plan.tasks.append(
                 TaskRow(
                     tenant_id=plan.tenant_id,
-                    id=uuid.uuid4(),
+                    id=new_uuid(),
                     instance_id=plan.instance_id,
                     kind="timer",
                     type=w.event,
