@@ -158,6 +158,8 @@ class Admitter:
         self._lanes: list[asyncio.Task[None]] = []
         self._stopping = False
         self._wake = asyncio.Event()
+        #: Per kind of work: set while its passes find some (see _lane).
+        self._found: list[asyncio.Event] = []
         self._schedulings: dict[str, tuple[float, TenantScheduling]] = {}
 
     # -- life cycle ---------------------------------------------------------------------
@@ -168,15 +170,14 @@ class Admitter:
         kinds: list[tuple[str, Callable[[], Awaitable[int | None]]]] = [("events", self.event_pass)]
         if self.run_tasks is not None and self.pick_pool is not None:
             kinds.append(("tasks", self.task_pass))
+        self._found = [asyncio.Event() for _ in kinds]
         self._lanes = [
-            asyncio.create_task(self._lane(one_pass), name=f"statefleet-admit-{kind}-{i}")
-            for kind, one_pass in kinds
+            asyncio.create_task(
+                self._lane(one_pass, found, first=i == 0), name=f"statefleet-admit-{kind}-{i}"
+            )
+            for (kind, one_pass), found in zip(kinds, self._found, strict=True)
             for i in range(max(1, s.lanes))
         ]
-
-    def wake(self) -> None:
-        """Held work was just written: look now rather than after the poll interval."""
-        self._wake.set()
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Lets each lane finish the hand-over in progress (up to ``timeout_s``)."""
@@ -185,6 +186,8 @@ class Admitter:
             return
         self._stopping = True
         self._wake.set()
+        for found in self._found:
+            found.set()
         _, pending = await asyncio.wait(lanes, timeout=timeout_s)
         for lane in pending:
             lane.cancel()
@@ -192,9 +195,22 @@ class Admitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await lane
 
-    async def _lane(self, one_pass: Callable[[], Awaitable[int | None]]) -> None:
+    async def _lane(
+        self, one_pass: Callable[[], Awaitable[int | None]], found: asyncio.Event, *, first: bool
+    ) -> None:
+        """Passes of one kind, one at a time, back to back while they find work.
+
+        Only the first lane of a kind looks while there is none (every poll interval);
+        the others join once a pass has found some and park again after a pass that
+        finds none. An idle engine so makes one pass per kind per interval, not one per
+        lane: with the defaults (100 ms, four lanes, two kinds) twenty passes a second
+        instead of eighty, each a transaction.
+        """
         poll = self.settings.poll_ms / 1000
         while not self._stopping:
+            if not first and not found.is_set():
+                await found.wait()
+                continue
             try:
                 taken = await one_pass()
             except Exception:
@@ -205,9 +221,12 @@ class Admitter:
             if taken is None:  # another engine's pass holds the lock: try again soon
                 await asyncio.sleep(min(poll, 0.01))
             elif taken == 0:
+                found.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), poll)
                 self._wake.clear()
+            else:
+                found.set()
 
     async def _scheduling(
         self, connection: Connection, tenants: Sequence[str]

@@ -432,3 +432,53 @@ async def test_tasks_waiting_on_a_limit_show_as_throttled_in_metrics(database_ds
     assert "statefleet_tasks_throttled{" not in after
     assert deferred > 0
     assert "statefleet_admission_deferred_total" in after
+
+
+class _LaneRecorder(Admitter):
+    """Records which lane (its asyncio task) ran each pass of held events."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lanes: list[str] = []
+        self.idle_passes = asyncio.Event()
+
+    async def event_pass(self) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        self.lanes.append(task.get_name())
+        if len(self.lanes) == 6:
+            self.idle_passes.set()
+        return await super().event_pass()
+
+
+async def test_an_idle_admitter_looks_with_one_lane_and_work_brings_the_others(
+    database_dsn: str,
+) -> None:
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
+        tenant = await _tenant(running, "lanes")
+        taken: list[OutboxRow] = []
+        all_taken = asyncio.Event()
+
+        async def record(rows: list[OutboxRow]) -> list[OutboxRow]:
+            taken.extend(rows)
+            if len(taken) == 12:
+                all_taken.set()
+            return []
+
+        settings = AdmissionSettings(poll_ms=10, lanes=4, event_batch=1)
+        admitter = _LaneRecorder(
+            running.pool, deliver_events=record, run_tasks=None, tally=Tally(), settings=settings
+        )
+        admitter.start()
+        try:
+            await asyncio.wait_for(admitter.idle_passes.wait(), 10)
+            idle = set(admitter.lanes)
+            admitter.lanes.clear()
+            # Twelve held starts, one a pass: the first pass that finds one brings the rest.
+            await running.service.start_batch(tenant, "work", [{}] * 12, priority=1)
+            await asyncio.wait_for(all_taken.wait(), 10)
+            busy = set(admitter.lanes)
+        finally:
+            await admitter.stop()
+    assert idle == {"statefleet-admit-events-0"}  # six passes of an idle engine, one lane
+    assert len(busy) >= 2
