@@ -103,17 +103,7 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
             requests = [StartRequest()] * min(chunk, instances - offset)
             await worker.runtime.start_many(common.TENANT, definition.id, requests)
         started = time.perf_counter() - began
-        deadline = began + timeout
-        while True:
-            done = await pool.fetchval(
-                "SELECT count(*) FROM workflow_instances WHERE status = 'done'"
-            )
-            if done == instances:
-                break
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"only {done} of {instances} done after {timeout} s")
-            await asyncio.sleep(0.25)
-        elapsed = time.perf_counter() - began
+        elapsed = await common.wait_done(pool, instances, began, timeout)
         gc.collect()
         objects_after = len(gc.get_objects())
         after = rss_bytes()
@@ -127,7 +117,7 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
         await queue.close()
         await pool.close()
     return {
-        "instances_done": float(done),
+        "instances_done": float(instances),
         "seconds": round(elapsed, 3),
         "start_seconds": round(started, 3),
         "completions_per_s": round(instances / elapsed, 1),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +31,36 @@ TENANT = "bench"
 #: Two states and one event flipping between them: an instance never finishes.
 TOGGLE = json.loads((pathlib.Path(__file__).parent / "specs" / "toggle.json").read_text())
 HELLO = json.loads((ROOT / "tests" / "fixtures" / "hello-workflow.json").read_text())
+
+
+#: How often the wait for a run's end polls at most and at least (seconds).
+POLL_MIN_S = 0.02
+POLL_MAX_S = 0.5
+
+
+async def wait_done(
+    pool: asyncpg.Pool[Any], instances: int, began: float, timeout: float = 600.0
+) -> float:
+    """Waits until ``instances`` instances are done; returns the seconds since ``began``
+    (a ``time.perf_counter()``).
+
+    Each look is a count on the database under measurement, so it looks often only near
+    the end: after a quarter of the time the instances left need at the rate so far,
+    between 20 ms and 0.5 s. The end is still seen within 20 ms, and a 10,000-instance
+    run makes about 20 counts instead of 200 (which took about 2% of Postgres's time).
+
+    Raises:
+        RuntimeError: not all of them were done within ``timeout`` seconds.
+    """
+    while True:
+        done = await pool.fetchval("SELECT count(*) FROM workflow_instances WHERE status = 'done'")
+        elapsed = time.perf_counter() - began
+        if done >= instances:
+            return elapsed
+        if elapsed > timeout:
+            raise RuntimeError(f"only {done} of {instances} done after {timeout:g} s")
+        left = (instances - done) * elapsed / done if done else POLL_MAX_S
+        await asyncio.sleep(min(POLL_MAX_S, max(POLL_MIN_S, left / 4)))
 
 
 class CountingQueue(MemoryQueue):

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from benchmarks import machine_info
+from benchmarks.common import wait_done
 from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.runtime import EngineSettings, StartRequest, WorkflowService
 from statefleet.engine.store import migrate
@@ -119,14 +120,7 @@ async def run(driver: str, admin_dsn: str, where: str | None, n: int) -> float:
             for offset in range(0, n, 1_000):
                 chunk = [StartRequest()] * min(1_000, n - offset)
                 await service.start_many(TENANT, "hello-workflow", chunk)
-            while True:
-                done = await service.pool.fetchval(
-                    "SELECT count(*) FROM workflow_instances WHERE status = 'done'"
-                )
-                if done == n:
-                    break
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - began
+            elapsed = await wait_done(service.pool, n, began)
         rate = n / elapsed
         print(f"{driver:>10}: {n:>7} instances in {elapsed:6.2f} s, {rate:7.0f} completions/s")
         return rate

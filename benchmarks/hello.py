@@ -7,7 +7,6 @@ e-mail step a ``NOOP`` handler; ``instances`` hello instances started in chunks 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -32,17 +31,7 @@ async def completions(dsn: str, instances: int, timeout: float) -> dict[str, flo
         for offset in range(0, instances, 1_000):
             chunk = [StartRequest()] * min(1_000, instances - offset)
             await worker.runtime.start_many(common.TENANT, definition.id, chunk)
-        deadline = began + timeout
-        while True:
-            done = await pool.fetchval(
-                "SELECT count(*) FROM workflow_instances WHERE status = 'done'"
-            )
-            if done == instances:
-                break
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"only {done} of {instances} done after {timeout} s")
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - began
+        elapsed = await common.wait_done(pool, instances, began, timeout)
     finally:
         await worker.close()
         await queue.close()

@@ -11,7 +11,6 @@ instances) is inside the measurement. Prints the ratio Ray / in-process. Postgre
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 import warnings
 
@@ -45,14 +44,7 @@ async def run(dsn: str, n: int, settings: EngineSettings, backend_name: str) -> 
         for offset in range(0, n, 1_000):
             chunk = [StartRequest()] * min(1_000, n - offset)
             await engine.runtime.start_many(common.TENANT, definition.id, chunk)
-        while True:
-            done = await pool.fetchval(
-                "SELECT count(*) FROM workflow_instances WHERE status = 'done'"
-            )
-            if done == n:
-                break
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - began
+        elapsed = await common.wait_done(pool, n, began)
         stats = await engine.stats()
         direct = engine.delivered_direct
         jobs = sum(queue.enqueued.values())
