@@ -83,7 +83,6 @@ class TaskExecutor:
         self.worker_id = worker_id or life or f"executor-{uuid.uuid4()}"
         self._released = identity is None
         self._slots: dict[str, Slots] = {}
-        self.running: dict[str, int] = {}
         # One runner for every job, so that their claims and finishes group-commit;
         # each job collects its own outbox rows through run(sink=...).
         self._runner = TaskRunner(
@@ -145,16 +144,6 @@ class TaskExecutor:
             publisher = CollectingPublisher()
             try:
                 async with self._slot(task_type).held(admitted=job.admitted) as release:
-                    self.running[task_type] = self.running.get(task_type, 0) + 1
-                    done = False
-
-                    def handled() -> None:
-                        nonlocal done
-                        if not done:
-                            done = True
-                            self.running[task_type] -= 1
-                            release()
-
                     span = tracing.start_span(
                         f"statefleet.task {task_type}",
                         job.trace,
@@ -167,7 +156,7 @@ class TaskExecutor:
                                 job.task_id,
                                 sink=publisher,
                                 claimed=claim,
-                                handled=handled,
+                                handled=release,
                             )
                             span.set_attribute("statefleet.outcome", result)
                     except Exception:
@@ -175,7 +164,6 @@ class TaskExecutor:
                         failed.append(index)
                         result = "error"
                     finally:
-                        handled()
                         rows = publisher.take()
                         _carry(span, rows)
                         collected.extend(rows)
