@@ -296,6 +296,7 @@ async def test_held_batches_and_task_limits_behave_alike(
     journal = Journal(tmp_path / "work.jsonl")
     registry = functools.partial(e2e_handlers.interval_registry, journal.path)
     async with open_engine(target, database_dsn, registry) as engine:
+        tally = engine.engine.tally
         await engine.service.deploy(TENANT, LIMITED)
         batch = await engine.service.start_batch(
             TENANT, "limited", [{"key": f"b{i}"} for i in range(10)]
@@ -313,7 +314,10 @@ async def test_held_batches_and_task_limits_behave_alike(
             held = await connection.fetchval(
                 "SELECT count(*) FROM tasks WHERE tenant_id = $1 AND held", TENANT
             )
-        admitted = engine.engine.tally.admitted.get("task")
+    # Read once the engine has stopped: an instance is done when its shard commits the
+    # completion, inside the admitter's hand-over, which counts its tasks only after it
+    # (and a stop waits for every hand-over in progress).
+    admitted = tally.admitted.get("task")
     entries = journal.read()
     assert sorted(e["key"] for e in entries) == sorted(
         [f"b{i}" for i in range(10)] + [f"s{i}" for i in range(3)]
