@@ -21,8 +21,8 @@ object of W3C headers (``traceparent``, ``tracestate``) next to the job's data
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,9 +112,14 @@ def start_span(name: str, headers: Mapping[str, Any] | None, attributes: Mapping
     return TRACER.start_span(name, context=parent(headers), attributes=dict(attributes))
 
 
-@contextmanager
-def current(span: Span) -> Iterator[Span]:
+def current(span: Span) -> AbstractContextManager[Span]:
     """Makes ``span`` the current one for the block (the events it sends carry it) and
-    ends it afterwards."""
-    with trace.use_span(span, end_on_exit=True):
-        yield span
+    ends it afterwards.
+
+    With tracing off, ``span`` is the no-op span and so is the current one: nothing
+    changes, and the block runs without ``use_span``'s context switch (2.5 us of a
+    task attempt's Python, about 1% of a hello instance's).
+    """
+    if span is trace.INVALID_SPAN and not trace.get_current_span().get_span_context().is_valid:
+        return nullcontext(span)
+    return trace.use_span(span, end_on_exit=True)

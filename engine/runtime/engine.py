@@ -398,6 +398,12 @@ class Engine:
         unpublished, for the sweeper to publish through the broker."""
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
+            # An engine-made row carries its event; a trace a task attempt set on its
+            # data since (executor.py: _carry) is read from the data instead.
+            event = row.event
+            if event is not None and row.data.get("traceContext") == event.trace:
+                parsed.append((row, event))
+                continue
             try:
                 parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
             except MalformedJobError:  # not ours to judge here: the broker path decides

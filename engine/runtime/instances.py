@@ -137,6 +137,7 @@ def event_outbox_row(
         trace=tracing.carrier(),
     )
     assert job.dedupe_key is not None
+    data = job.data
     return OutboxRow(
         tenant_id=tenant_id,
         id=new_uuid(),
@@ -148,6 +149,15 @@ def event_outbox_row(
         held=priority < INTERACTIVE,
         priority=priority,
         stored=stored,
+        # What parse_event_job would read back from data (event_job checked the parts).
+        event=EventJobData(
+            tenant_id=tenant_id,
+            instance_id=data["instanceId"],
+            event_id=event_id,
+            event_type=event_type,
+            payload=data["event"]["payload"],
+            trace=data.get("traceContext"),
+        ),
     )
 
 
