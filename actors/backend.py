@@ -29,7 +29,7 @@ from statefleet.actors.factory import (
 from statefleet.actors.process import ActorProcess
 from statefleet.engine.handlers import HandlerFactory
 from statefleet.engine.logging_setup import LogSettings
-from statefleet.engine.ports.backend import BackendUnavailable, PoolReply, ShardReply
+from statefleet.engine.ports.backend import BackendUnavailable, PoolReply, ShardReply, TaskClaim
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.settings import EngineSettings
 from statefleet.engine.tracing import TraceSettings
@@ -156,8 +156,10 @@ class RayBackend:
     def pool_count(self) -> int:
         return len(self.pools)
 
-    async def apply(self, shard: int, events: Sequence[EventJobData]) -> ShardReply:
-        reply: ShardReply = await self.shards[shard].apply.remote(list(events))
+    async def apply(
+        self, shard: int, events: Sequence[EventJobData], claim: TaskClaim | None = None
+    ) -> ShardReply:
+        reply: ShardReply = await self.shards[shard].apply.remote(list(events), claim)
         return reply
 
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply:

@@ -85,6 +85,7 @@ ENGINE_FIELDS: Final = (
     "task_type_limit",
     "task_default_lease_ms",
     "task_lease_margin_ms",
+    "task_handover_limit",
     "db_pool_size",
     "sweep_interval_ms",
     "sweep_grace_ms",
@@ -360,6 +361,7 @@ class Settings(BaseSettings):
     task_type_limit: Positive = _env("STATEFLEET_TASK_TYPE_LIMIT", default=64)
     task_default_lease_ms: Positive = _env("STATEFLEET_TASK_DEFAULT_LEASE_MS", default=15_000)
     task_lease_margin_ms: Positive = _env("STATEFLEET_TASK_LEASE_MARGIN_MS", default=5_000)
+    task_handover_limit: Positive = _env("STATEFLEET_TASK_HANDOVER_LIMIT", default=5_000)
     db_pool_size: Positive = _env("STATEFLEET_DB_POOL_SIZE", default=4)
     sweep_interval_ms: Positive = _env("STATEFLEET_SWEEP_INTERVAL_MS", default=5_000)
     sweep_grace_ms: Positive = _env("STATEFLEET_SWEEP_GRACE_MS", default=10_000)

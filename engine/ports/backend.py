@@ -11,10 +11,12 @@ one and the same.
 
 Obligations of an implementation:
 
-- ``apply(shard, events)`` commits the events on shard ``shard`` before it returns,
-  and returns one outcome per event (in order) and the outbox rows the commits wrote,
-  unpublished. It raises only on infrastructure errors (the caller then treats every
-  event of the call as not applied; applying them again is safe: event ids).
+- ``apply(shard, events, claim)`` commits the events on shard ``shard`` before it
+  returns, and returns one outcome per event (in order) and the outbox rows the commits
+  wrote, unpublished; with a ``claim``, the due tasks those commits create are claimed
+  for its pool (their rows carry ``claim``, and the caller runs them there). It raises
+  only on infrastructure errors (the caller then treats every event of the call as not
+  applied; applying them again is safe: event ids).
 - ``run_tasks(pool, jobs)`` runs one attempt of each job's task and never raises for a
   single job: jobs that hit an infrastructure error are listed in ``failed``.
 - Both may be called concurrently, for any shard or pool, from one event loop.
@@ -32,11 +34,28 @@ if TYPE_CHECKING:
     from statefleet.engine.runtime.outbox import OutboxRow
     from statefleet.engine.runtime.tally import Tally
 
-__all__ = ["Backend", "BackendUnavailable", "PoolReply", "ShardReply"]
+__all__ = ["Backend", "BackendUnavailable", "PoolReply", "ShardReply", "TaskClaim"]
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot host the engine as configured; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskClaim:
+    """The pool a shard claims the due tasks its steps create for, and the lease.
+
+    The engine sends one with the events it applies when it will hand the tasks those
+    steps create to that pool itself: they are inserted running, leased to ``owner``
+    (the pool's lease owner), and come back as jobs carrying their claim
+    (``OutboxRow.claim``) instead of going through the broker and a claim of their own.
+    ``lease_ms`` and ``margin_ms`` are the engine's task lease settings, as a pool's
+    claim uses them.
+    """
+
+    owner: str
+    lease_ms: int
+    margin_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +90,9 @@ class Backend(Protocol):
     @property
     def pool_count(self) -> int: ...
 
-    async def apply(self, shard: int, events: Sequence[EventJobData]) -> ShardReply: ...
+    async def apply(
+        self, shard: int, events: Sequence[EventJobData], claim: TaskClaim | None = None
+    ) -> ShardReply: ...
 
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply: ...
 

@@ -164,16 +164,14 @@ class TaskJobData:
     #: uses it to pick the type's concurrency slot without reading the task's row first;
     #: the attempt itself always runs what the row says.
     task_type: str | None = None
-    #: Not on the wire: the task's row as the admitter claimed it for the pool it hands
+    #: Not on the wire: the task's row as it was claimed for the pool the engine hands
     #: the job to (its ``lease_owner`` is that pool's), so the pool runs the attempt
-    #: without claiming it again (``runtime/admission.py``).
+    #: without claiming it again: claimed by the admitter (``runtime/admission.py``) or
+    #: by the step that created the task (``runtime/engine.py``, ``TaskClaim``).
     claim: dict[str, Any] | None = None
-
-    @property
-    def admitted(self) -> bool:
-        """Handed over by the engine's admitter (held work, which it always claims), so
-        it waits for a pool slot behind interactive jobs (``runtime/slots.py``)."""
-        return self.claim is not None
+    #: Not on the wire: handed over by the engine's admitter (held work), so it waits
+    #: for a pool slot behind interactive jobs (``runtime/slots.py``).
+    admitted: bool = False
 
 
 def task_dedupe_key(task_id: str, attempt: int) -> str:

@@ -303,6 +303,7 @@ class Admitter:
                 task_id=str(r["id"]),
                 task_type=r["type"],
                 claim={**r, "lease_owner": owner},
+                admitted=True,
             )
             for r in claimed
         ]

@@ -8,7 +8,9 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
   that shard's share of the batch, all shards at once.
 - It consumes ``workflow-task-runner`` in batches and hands each batch to the next pool.
 - What the shards' and pools' commits wrote to the outbox is sent on by :meth:`route`:
-  task jobs go to the queue; events the engine made itself (a task's completion or
+  a task its step created claimed for a pool (the engine asked for that with the
+  events: ``TaskClaim``) is handed to that pool directly, other task jobs go to the
+  queue; events the engine made itself (a task's completion or
   failure, a timer) go straight to their shard, skipping the broker, and their outbox
   rows are then deleted (the audit log holds the event). The outbox row is committed
   before any of this, so a failed direct delivery only delays the event: the sweeper
@@ -34,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from statefleet.engine.ports.backend import Backend, PoolReply, ShardReply
+from statefleet.engine.ports.backend import Backend, PoolReply, ShardReply, TaskClaim
 from statefleet.engine.ports.queue import (
     ORCHESTRATOR_QUEUE,
     TASK_RUNNER_QUEUE,
@@ -60,10 +62,12 @@ from statefleet.engine.runtime.sweeper import Sweeper
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.runtime.tally_store import TallyFlusher
 from statefleet.engine.store.db import Pool
+from statefleet.engine.store.queries import load_queries
 
 __all__ = ["Engine", "stable_hash"]
 
 log = logging.getLogger(__name__)
+SQL = load_queries("admission.sql")
 #: How long :meth:`Engine.start` waits for its shards and pools to come up.
 READY_WAIT_S = 30.0
 #: What an event came with: its queue job, or its outbox row.
@@ -147,6 +151,10 @@ class Engine:
         )
         #: Jobs being handled right now, by queue: what a draining stop waits for.
         self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
+        #: Tasks claimed where they were created and handed to a pool, not yet finished
+        #: (``task_handover_limit``), and the hand-overs running.
+        self.handed_over = 0
+        self._handovers: set[asyncio.Task[None]] = set()
 
     def shard_of(self, instance_id: str) -> int:
         return stable_hash(instance_id) % self.backend.shard_count
@@ -232,8 +240,10 @@ class Engine:
         return counted
 
     def describe_in_flight(self) -> str:
-        """``3 event job(s) and 12 task job(s)``: what a draining stop still waits for."""
-        events, tasks = self.in_flight[ORCHESTRATOR_QUEUE], self.in_flight[TASK_RUNNER_QUEUE]
+        """``3 event job(s) and 12 task job(s)``: what a draining stop still waits for
+        (the tasks handed over to pools directly count as task jobs)."""
+        events = self.in_flight[ORCHESTRATOR_QUEUE]
+        tasks = self.in_flight[TASK_RUNNER_QUEUE] + self.handed_over
         return f"{events} event job(s) and {tasks} task job(s)"
 
     async def stop(
@@ -262,7 +272,7 @@ class Engine:
         await self.scheduler.stop()
         await self.admitter.stop(timeout_s if timeout_s is not None else 10.0)
         consumers, self._consumers = self._consumers, []
-        stopping = asyncio.ensure_future(asyncio.gather(*(c.stop() for c in consumers)))
+        stopping = asyncio.ensure_future(self._stop_consuming(consumers))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -282,6 +292,21 @@ class Engine:
                 return
             remaining = "" if left is None else f" ({max(0.0, left - wait):.0f} s left)"
             report(f"drain: waiting for {self.describe_in_flight()}{remaining}")
+
+    async def _stop_consuming(self, consumers: Sequence[Consumer]) -> None:
+        """Stops the consumers, then waits for the tasks handed over to pools (the last
+        batches may hand over more). Cancelled when the drain gives up: a cancelled hand-
+        over's tasks keep their claims until their leases expire (15 s by default), and
+        the sweeper re-sends them then."""
+        try:
+            await asyncio.gather(*(c.stop() for c in consumers))
+            while self._handovers:
+                await asyncio.gather(*self._handovers, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in list(self._handovers):
+                task.cancel()
+            await asyncio.gather(*self._handovers, return_exceptions=True)
+            raise
 
     async def close(self) -> None:
         """:meth:`stop`, then closes the backend (its shards and pools)."""
@@ -382,15 +407,104 @@ class Engine:
     # -- what commits wrote ---------------------------------------------------------------
 
     async def route(self, rows: Sequence[OutboxRow]) -> None:
-        """Sends committed outbox rows on: events straight to their shard, jobs to the queue.
+        """Sends committed outbox rows on: events straight to their shard, tasks claimed
+        for a pool to that pool, other jobs to the queue.
 
         Best effort by design: every row is committed, so whatever this cannot send
         (a shard call failed, the broker is down) the sweeper publishes later.
         """
-        await self._publish([r for r in rows if r.queue != ORCHESTRATOR_QUEUE])
+        claimed = [r for r in rows if r.claim is not None]
+        if claimed:
+            await self._hand_over(claimed)
+        await self._publish([r for r in rows if r.queue != ORCHESTRATOR_QUEUE and r.claim is None])
         events = [r for r in rows if r.queue == ORCHESTRATOR_QUEUE]
         if events:
             await self._deliver(events)
+
+    # -- tasks claimed where they were created ----------------------------------------
+
+    def _claim_for(self, shard: int) -> TaskClaim | None:
+        """The pool the due tasks created by shard ``shard``'s next steps are claimed
+        for (the engine then hands them over itself), or None: through the broker.
+
+        None while that pool's lease owner is unknown (it is starting) and while
+        ``task_handover_limit`` tasks handed over are unfinished: those wait in their
+        pool holding a lease the heartbeat renews, so beyond it new tasks wait in the
+        broker instead, as pending rows, with no lease.
+        """
+        count = self.backend.pool_count
+        if not count or self.handed_over >= self.settings.task_handover_limit:
+            return None
+        owner = self._pool_owners[shard % count]
+        if owner is None:
+            return None
+        s = self.settings
+        return TaskClaim(owner, s.task_default_lease_ms, s.task_lease_margin_ms)
+
+    async def _hand_over(self, rows: Sequence[OutboxRow]) -> None:
+        """Runs claimed tasks on the pools they were claimed for, in the background (a
+        pool's batch returns when its handlers have; the events that created them must
+        not wait that long)."""
+        by_pool: dict[int, list[OutboxRow]] = {}
+        stray: list[OutboxRow] = []
+        for row in rows:
+            assert row.claim is not None
+            owner = row.claim["lease_owner"]
+            if owner in self._pool_owners:
+                by_pool.setdefault(self._pool_owners.index(owner), []).append(row)
+            else:  # the pool restarted since the claim was asked for
+                stray.append(row)
+        for index, batch in by_pool.items():
+            self.handed_over += len(batch)
+            task = asyncio.create_task(self._run_handed_over(index, batch))
+            self._handovers.add(task)
+            task.add_done_callback(self._handovers.discard)
+        if stray:
+            await self._give_back(stray)
+
+    async def _run_handed_over(self, index: int, rows: list[OutboxRow]) -> None:
+        jobs = [
+            TaskJobData(
+                tenant_id=row.tenant_id,
+                task_id=row.data["taskId"],
+                trace=row.data.get("traceContext"),
+                task_type=row.data.get("taskType"),
+                claim=row.claim,
+            )
+            for row in rows
+        ]
+        try:
+            failed = await self._run_admitted(index, jobs)
+        except Exception as error:
+            log.warning("pool %d failed %d task(s) handed over: %r", index, len(jobs), error)
+            failed = list(range(len(jobs)))
+        finally:
+            self.handed_over -= len(rows)
+        if failed:
+            await self._give_back([rows[i] for i in failed])
+
+    async def _give_back(self, rows: Sequence[OutboxRow]) -> None:
+        """Claimed tasks that did not run where they were claimed: their leases expire
+        now (as a dead pool's), and their jobs go through the broker, where any pool
+        claims them again (one more attempt counted: a handler may have run). What this
+        cannot do, the sweeper does once the leases expire by themselves."""
+        owners: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            assert row.claim is not None
+            owners.setdefault(row.claim["lease_owner"], []).append(row)
+        try:
+            async with self.pool.acquire() as connection:
+                for owner, owned in owners.items():
+                    await connection.execute(
+                        SQL["expire_claims"],
+                        [r.tenant_id for r in owned],
+                        [r.claim["id"] for r in owned if r.claim is not None],
+                        owner,
+                    )
+        except Exception:
+            log.exception("expiring %d claim(s) failed; the sweeper re-sends them", len(rows))
+            return
+        await self._publish(rows)
 
     async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
         """Applies event rows on their shards (what their commits wrote is routed in
@@ -458,7 +572,7 @@ class Engine:
             routed.setdefault(self.shard_of(event.instance_id), []).append((item, event))
         order = list(routed)
         replies = await asyncio.gather(
-            *(self.backend.apply(i, [e for _, e in routed[i]]) for i in order),
+            *(self.backend.apply(i, [e for _, e in routed[i]], self._claim_for(i)) for i in order),
             return_exceptions=True,
         )
         for reply in replies:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from statefleet.engine import tracing
 from statefleet.engine.handlers.registry import HandlerFactory, load_handler_factory
-from statefleet.engine.ports.backend import PoolReply, ShardReply
+from statefleet.engine.ports.backend import PoolReply, ShardReply, TaskClaim
 from statefleet.engine.ports.queue import TASK_RUNNER_QUEUE, EventJobData, TaskJobData
 from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.instances import InstanceRuntime
@@ -128,12 +128,15 @@ class ShardHost:
         """Opens the database pool and builds the shard now, not on the first batch."""
         await self._ready()
 
-    async def apply(self, events: Sequence[EventJobData]) -> ShardReply:
-        """Applies and commits ``events``; returns their outcomes and the rows to publish."""
+    async def apply(
+        self, events: Sequence[EventJobData], claim: TaskClaim | None = None
+    ) -> ShardReply:
+        """Applies and commits ``events``; returns their outcomes and the rows to publish
+        (``claim``: see ``Backend.apply``)."""
         shard = await self._ready()
         spans = _step_spans(events)
         try:
-            result = await shard.submit(events)
+            result = await shard.submit(events, claim)
         finally:
             for span in spans.values():
                 span.end()

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from statefleet.engine import tracing
 from statefleet.engine.handlers.builtin import MANUAL_TYPES
 from statefleet.engine.interpreter import Machine, Snapshot, Step
+from statefleet.engine.ports.backend import TaskClaim
 from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.machines import MachineCache
@@ -301,6 +302,29 @@ def _audit_late(plan: InstancePlan, seq: int, event: EventJobData, value: Any) -
     )
 
 
+def _claim(task: TaskRow, owner: str) -> dict[str, Any]:
+    """A task inserted claimed, as ``claim_admitted`` returns a claimed row (with the
+    lease owner the executor checks): what its pool runs the first attempt from."""
+    return {
+        "tenant_id": task.tenant_id,
+        "id": task.id,
+        "instance_id": task.instance_id,
+        "kind": task.kind,
+        "type": task.type,
+        "name": task.name,
+        "input": task.input,
+        "attempts": 1,
+        "max_attempts": task.max_attempts,
+        "backoff": task.backoff,
+        "timeout_ms": task.timeout_ms,
+        "policy": task.policy,
+        "idempotency_key": task.idempotency_key,
+        "completion_event": task.completion_event,
+        "failure_event": task.failure_event,
+        "lease_owner": owner,
+    }
+
+
 def _audit(
     plan: InstancePlan,
     seq: int,
@@ -519,7 +543,9 @@ class InstanceRuntime:
         return outcomes
 
     async def apply_collecting(
-        self, events: Sequence[EventJobData]
+        self,
+        events: Sequence[EventJobData],
+        claims: Mapping[uuid.UUID, TaskClaim] | None = None,
     ) -> tuple[list[ApplyOutcome], list[OutboxRow]]:
         """Like :meth:`apply`, but returns the committed outbox rows instead of publishing.
 
@@ -527,6 +553,9 @@ class InstanceRuntime:
         it hands the rows to whoever can, which publishes them with
         :meth:`Publisher.publish`. The rows are committed before this returns, so
         if they are never published the sweeper publishes them.
+
+        ``claims``: by instance id, the pool a due task its step creates is claimed for
+        (the caller hands the job to that pool itself: ``OutboxRow.claim``).
         """
         rows: list[OutboxRow] = []
 
@@ -534,12 +563,17 @@ class InstanceRuntime:
             rows.extend(committed)
 
         started = time.perf_counter()
-        outcomes = await self._apply(events, collect)
+        outcomes = await self._apply(events, collect, claims)
         if self.observer is not None:
             self.observer.events_applied(outcomes, time.perf_counter() - started)
         return outcomes, rows
 
-    async def _apply(self, events: Sequence[EventJobData], sink: _Sink) -> list[ApplyOutcome]:
+    async def _apply(
+        self,
+        events: Sequence[EventJobData],
+        sink: _Sink,
+        claims: Mapping[uuid.UUID, TaskClaim] | None = None,
+    ) -> list[ApplyOutcome]:
         outcomes: dict[int, ApplyOutcome] = {}
         pending = list(enumerate(events))
         for attempt in range(self.max_conflict_retries + 1):
@@ -548,7 +582,7 @@ class InstanceRuntime:
             if attempt:
                 # Two writers retrying in lockstep would keep colliding: back off, with jitter.
                 await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
-            pending = await self._apply_once(pending, outcomes, sink)
+            pending = await self._apply_once(pending, outcomes, sink, claims)
         if pending:
             raise RuntimeError(
                 f"{len(pending)} event(s) lost the optimistic version check "
@@ -561,6 +595,7 @@ class InstanceRuntime:
         pending: list[tuple[int, EventJobData]],
         outcomes: dict[int, ApplyOutcome],
         sink: _Sink,
+        claims: Mapping[uuid.UUID, TaskClaim] | None,
     ) -> list[tuple[int, EventJobData]]:
         groups: dict[tuple[str, uuid.UUID], list[tuple[int, EventJobData]]] = {}
         for index, event in pending:
@@ -661,7 +696,7 @@ class InstanceRuntime:
                     for index, ev in group:
                         outcomes.pop(index, None)
                         retry.append((index, ev))
-            outbox = await self._write(connection, winners)
+            outbox = await self._write(connection, winners, claims)
         self._remember(loaded, winners, losers)
         await sink(outbox)
         if retry:
@@ -829,9 +864,13 @@ class InstanceRuntime:
     # -- writing ------------------------------------------------------------------
 
     async def _write(
-        self, connection: Connection, plans: Sequence[InstancePlan]
+        self,
+        connection: Connection,
+        plans: Sequence[InstancePlan],
+        claims: Mapping[uuid.UUID, TaskClaim] | None = None,
     ) -> list[OutboxRow]:
-        """Writes the audit rows, cancellations, tasks and their outbox jobs of ``plans``."""
+        """Writes the audit rows, cancellations, tasks and their outbox jobs of ``plans``;
+        a due task is claimed for the pool ``claims`` names for its instance, if any."""
         audit = [a for p in plans for a in p.audit]
         if audit:
             await insert_events(connection, audit)
@@ -863,13 +902,19 @@ class InstanceRuntime:
                 [p.instance_id for p in finished],
             )
         tasks = [t for p in plans if p.status == "running" for t in p.tasks]
-        return await self._insert_tasks(connection, tasks)
+        return await self._insert_tasks(connection, tasks, claims or {})
 
     async def _insert_tasks(
-        self, connection: Connection, tasks: Sequence[TaskRow]
+        self,
+        connection: Connection,
+        tasks: Sequence[TaskRow],
+        claims: Mapping[uuid.UUID, TaskClaim],
     ) -> list[OutboxRow]:
         if not tasks:
             return []
+        owner_of = {t.id: c.owner for t in tasks if (c := claims.get(t.instance_id))}
+        # One engine's lease settings: every claim of a commit comes from the same loop.
+        lease = next(iter(claims.values()), None)
         inserted = await connection.fetch(
             SQL["insert_tasks"],
             [
@@ -893,27 +938,31 @@ class InstanceRuntime:
                     t.limit_key,
                     t.limit_concurrency,
                     t.limit_per_second,
+                    owner_of.get(t.id),
                 )
                 for t in tasks
             ],
             sorted(MANUAL_TYPES),
+            lease.lease_ms if lease else 0,
+            lease.margin_ms if lease else 0,
         )
         # A held task gets no job: the admitter hands it to a pool (admission.py).
-        timing = {r["id"]: (r["run_at"], r["db_now"]) for r in inserted if not r["held"]}
+        timing = {r["id"]: r for r in inserted if not r["held"]}
         rows = []  # jobs only, never outbox rows: see task_attempt_row
         for task in tasks:
-            if task.id not in timing or not task.runs_by_itself:
+            record = timing.get(task.id)
+            if record is None or not task.runs_by_itself:
                 continue
-            run_at, db_now = timing[task.id]
             rows.append(
                 task_attempt_row(
                     task.tenant_id,
                     task.id,
                     1,
                     instance_id=task.instance_id,
-                    run_at=run_at,
-                    db_now=db_now,
+                    run_at=record["run_at"],
+                    db_now=record["db_now"],
                     task_type=task.type if task.kind == "task" else None,
+                    claim=_claim(task, owner_of[task.id]) if record["claimed"] else None,
                 )
             )
         return rows

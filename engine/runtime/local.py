@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from statefleet.engine.handlers.registry import HandlerFactory
-from statefleet.engine.ports.backend import PoolReply, ShardReply
+from statefleet.engine.ports.backend import PoolReply, ShardReply, TaskClaim
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.hosts import PoolHost, ShardHost
 from statefleet.engine.runtime.machines import MachineCache
@@ -45,8 +45,10 @@ class LocalBackend:
     def pool_count(self) -> int:
         return len(self.pools)
 
-    async def apply(self, shard: int, events: Sequence[EventJobData]) -> ShardReply:
-        return await self.shards[shard].apply(events)
+    async def apply(
+        self, shard: int, events: Sequence[EventJobData], claim: TaskClaim | None = None
+    ) -> ShardReply:
+        return await self.shards[shard].apply(events, claim)
 
     async def run_tasks(self, pool: int, jobs: Sequence[TaskJobData]) -> PoolReply:
         return await self.pools[pool].run_tasks(jobs)

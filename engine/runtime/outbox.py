@@ -65,6 +65,10 @@ class OutboxRow:
     #: so delivering the row straight to its shard (``Engine.route``) does not parse
     #: ``data`` back, which cost a few microseconds per task completion.
     event: EventJobData | None = None
+    #: Not stored: a task job whose task its step inserted claimed (``TaskClaim``): the
+    #: row as the pool runs it, ``lease_owner`` naming that pool. The engine hands such
+    #: a job to the pool itself; the broker never carries it.
+    claim: dict[str, Any] | None = None
 
     def job(self) -> QueueJob:
         """The queue job; a future ``available_at`` becomes a delay on this host's clock."""
@@ -85,6 +89,7 @@ def task_attempt_row(
     run_at: datetime | None = None,
     db_now: datetime | None = None,
     task_type: str | None = None,
+    claim: dict[str, Any] | None = None,
 ) -> OutboxRow:
     """The job that runs ``attempt`` (1-based) of a task, due at ``run_at`` (DB clock).
 
@@ -94,6 +99,10 @@ def task_attempt_row(
     Never written to the outbox: the pending ``tasks`` row is the durable record, and
     the sweeper re-sends due pending tasks whose job was lost (``due_tasks``), so an
     outbox row would only add an insert and a "published" mark per attempt.
+
+    ``claim``: the task was inserted claimed for a pool (``OutboxRow.claim``); if its
+    job never reaches that pool, its lease expires and the sweeper re-sends it, as it
+    does a dead pool's attempts.
     """
     return OutboxRow(
         tenant_id=tenant_id,
@@ -107,6 +116,7 @@ def task_attempt_row(
         available_at=run_at,
         db_now=db_now,
         stored=False,
+        claim=claim,
     )
 
 

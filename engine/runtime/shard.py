@@ -33,6 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from statefleet.engine.ports.backend import TaskClaim
 from statefleet.engine.ports.queue import EventJobData
 from statefleet.engine.runtime.checkpoints import Checkpoint, InstanceKey
 from statefleet.engine.runtime.instances import ApplyOutcome, InstanceRuntime
@@ -71,6 +72,8 @@ class ShardResult:
 class _Letter:
     event: EventJobData
     done: asyncio.Future[tuple[ApplyOutcome, list[OutboxRow]]]
+    #: Who the due tasks its step creates are claimed for (``submit``'s ``claim``).
+    claim: TaskClaim | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -141,20 +144,23 @@ class InstanceShard:
 
     # -- messages -------------------------------------------------------------------
 
-    async def submit(self, events: Sequence[EventJobData]) -> ShardResult:
+    async def submit(
+        self, events: Sequence[EventJobData], claim: TaskClaim | None = None
+    ) -> ShardResult:
         """Delivers events to their actors and waits until every one is committed.
 
         Returns one outcome per event, in order, and the outbox rows their steps
-        committed (to be published by the caller). Raises if a commit failed (an
-        infrastructure error); the events then may or may not have been applied,
-        and delivering them again is safe (event ids).
+        committed (to be published by the caller). With a ``claim``, the due tasks
+        those steps create are claimed for its pool (the caller runs them there).
+        Raises if a commit failed (an infrastructure error); the events then may or
+        may not have been applied, and delivering them again is safe (event ids).
         """
         self._ensure_committers()
         self.passivate_idle()
         loop = asyncio.get_running_loop()
         letters: list[_Letter] = []
         for event in events:
-            letter = _Letter(event, loop.create_future())
+            letter = _Letter(event, loop.create_future(), claim)
             letters.append(letter)
             try:
                 key: InstanceKey = (event.tenant_id, read_uuid(event.instance_id))
@@ -267,8 +273,19 @@ class InstanceShard:
                 self.peak_resident = max(self.peak_resident, len(self._resident))
 
     async def _commit(self, letters: list[_Letter]) -> None:
+        # The rows of an instance go to the caller of its last letter (below): so do the
+        # claims of its tasks, as that caller asked for them (a shard commits the
+        # events of several engines' calls together).
+        claims: dict[uuid.UUID, TaskClaim] = {}
+        for letter in letters:
+            if letter.claim is not None:
+                claims[_uuid_or_nil(letter.event.instance_id)] = letter.claim
+            elif claims:
+                claims.pop(_uuid_or_nil(letter.event.instance_id), None)
         try:
-            outcomes, outbox = await self.runtime.apply_collecting([x.event for x in letters])
+            outcomes, outbox = await self.runtime.apply_collecting(
+                [x.event for x in letters], claims
+            )
         except asyncio.CancelledError:
             for letter in letters:
                 if not letter.done.done():

@@ -649,3 +649,8 @@ def test_config_command_exits_1_on_a_bad_value(clean_environ: None) -> None:
     assert "STATEFLEET_SHARDS='zero': must be an integer" in result.output
     assert "STATEFLEET_BACKEND='k8s'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_task_handover_limit() -> None:
+    assert Settings.load({}).engine().task_handover_limit == 5_000
+    assert Settings.load({"STATEFLEET_TASK_HANDOVER_LIMIT": "7"}).engine().task_handover_limit == 7

@@ -36,7 +36,7 @@ class FakeRuntime:
         return definition_id in self.long_running
 
     async def apply_collecting(
-        self, events: Sequence[EventJobData]
+        self, events: Sequence[EventJobData], claims: object = None
     ) -> tuple[list[ApplyOutcome], list[OutboxRow]]:
         instances = {e.instance_id for e in events}
         assert not instances & self.in_flight, "an instance was in two commits at once"

@@ -7,20 +7,26 @@
 -- A task inherits its instance's priority. It is held for the admitter (admission.py)
 -- when it is below the interactive priority or under a limit (its spec's, or its
 -- tenant's for its type or for all its tasks, "*"); timers and manual types never are
--- ($2). $1: the rows, one array of composite values (migration 0015).
+-- ($2). A task that is due now, not held and has a lease owner (the pool the engine
+-- hands it to: migration 0016) is inserted claimed for it, as claim_tasks would claim
+-- it: running, its first attempt, the lease of claim_tasks ($3: the default lease, $4:
+-- the margin over its timeout). $1: the rows, one array of composite values (migration
+-- 0015).
 INSERT INTO tasks
     (tenant_id, id, instance_id, kind, type, name, input, run_at, max_attempts, backoff,
      timeout_ms, policy, idempotency_key, completion_event, failure_event, priority, held,
-     limit_key, limit_concurrency, limit_per_second)
+     limit_key, limit_concurrency, limit_per_second, status, attempts, lease_owner,
+     lease_expires_at)
 SELECT u.tenant_id, u.id, u.instance_id, u.kind, u.type, u.name, u.input::jsonb,
        coalesce(u.run_at, now() + u.delay_ms * interval '1 millisecond'),
        u.max_attempts, u.backoff::jsonb, u.timeout_ms, u.policy::jsonb, u.idempotency_key,
-       u.completion_event, u.failure_event, i.priority,
-       u.kind = 'task' AND u.type <> ALL($2::text[])
-           AND (i.priority < 10 OR u.limit_key IS NOT NULL
-                OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[u.type, '*'],
-                            false)),
-       u.limit_key, u.limit_concurrency, u.limit_per_second
+       u.completion_event, u.failure_event, i.priority, h.held,
+       u.limit_key, u.limit_concurrency, u.limit_per_second,
+       CASE WHEN c.claimed THEN 'running' ELSE 'pending' END,
+       CASE WHEN c.claimed THEN 1 ELSE 0 END,
+       CASE WHEN c.claimed THEN u.lease_owner END,
+       CASE WHEN c.claimed
+            THEN now() + least(u.timeout_ms + $4, $3) * interval '1 millisecond' END
 FROM unnest($1::task_insert_row[]) AS u
 -- Per-row lookups by key (LATERAL ... LIMIT 1, which the planner cannot flatten), not
 -- joins: as a join it hashed the whole instances table for every commit.
@@ -32,8 +38,18 @@ CROSS JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT settings FROM tenants WHERE tenant_id = u.tenant_id LIMIT 1
 ) AS tn ON true
+CROSS JOIN LATERAL (
+    SELECT u.kind = 'task' AND u.type <> ALL($2::text[])
+           AND (i.priority < 10 OR u.limit_key IS NOT NULL
+                OR coalesce(tn.settings -> 'scheduling' -> 'taskLimits' ?| ARRAY[u.type, '*'],
+                            false)) AS held
+) AS h
+CROSS JOIN LATERAL (
+    SELECT u.lease_owner IS NOT NULL AND NOT h.held AND u.kind = 'task'
+           AND u.type <> ALL($2::text[]) AND u.run_at IS NULL AND u.delay_ms <= 0 AS claimed
+) AS c
 ON CONFLICT (instance_id, idempotency_key) DO NOTHING
-RETURNING tenant_id, id, kind, type, run_at, now() AS db_now, held;
+RETURNING tenant_id, id, kind, type, run_at, now() AS db_now, held, status = 'running' AS claimed;
 
 -- name: cancel_tasks
 -- cancelTask (by key or name) and cancelTimer (by event type); a task already

@@ -1,0 +1,11 @@
+-- 0016: a task can be claimed by the step that creates it.
+--
+-- A due task a step created was inserted pending, sent through the broker as a job, and
+-- claimed by the pool that received it: an update of its row (which moves it between
+-- five indexes, its status being in them) and a group-committed round trip, about a
+-- sixth of Postgres's time on the hello workflow. When the engine hands the task to a
+-- pool itself, the step inserts it already running, leased to that pool's lease owner,
+-- which the step learns per task from this new field (NULL: inserted pending, as
+-- before). See insert_tasks in tasks.sql and "Tasks claimed where they are created" in
+-- docs/architecture.md.
+ALTER TYPE task_insert_row ADD ATTRIBUTE lease_owner text;
