@@ -81,9 +81,8 @@ class _FailingFirstHandover(LocalBackend):
         return await super().run_tasks(pool, jobs)
 
 
-async def test_a_due_task_runs_on_its_pool_without_a_broker_job_or_a_claim_of_its_own(
-    database_dsn: str,
-) -> None:
+def _recording() -> tuple[HandlerRegistry, list[tuple[str, int]]]:
+    """A ``WORK`` handler that records each attempt it runs (task id, attempt)."""
     runs: list[tuple[str, int]] = []
 
     async def work(task: TaskContext) -> Any:
@@ -92,6 +91,13 @@ async def test_a_due_task_runs_on_its_pool_without_a_broker_job_or_a_claim_of_it
 
     registry = HandlerRegistry()
     registry.register("WORK", work)
+    return registry, runs
+
+
+async def test_a_due_task_runs_on_its_pool_without_a_broker_job_or_a_claim_of_its_own(
+    database_dsn: str,
+) -> None:
+    registry, runs = _recording()
     pool = await create_pool(database_dsn, max_size=4)
     queue = _CountingQueue()
     try:
@@ -113,14 +119,7 @@ async def test_a_due_task_runs_on_its_pool_without_a_broker_job_or_a_claim_of_it
 async def test_a_failed_hand_over_gives_the_tasks_back_to_the_broker(
     database_dsn: str,
 ) -> None:
-    runs: list[tuple[str, int]] = []
-
-    async def work(task: TaskContext) -> Any:
-        runs.append((task.task_id, task.attempt))
-        return {"ok": True}
-
-    registry = HandlerRegistry()
-    registry.register("WORK", work)
+    registry, runs = _recording()
     pool = await create_pool(database_dsn, max_size=4)
     queue = _CountingQueue()
     # A lease far longer than the test: only the give-back can free the task in time.
