@@ -67,6 +67,21 @@ def slow_quick_registry(journal: pathlib.Path) -> HandlerRegistry:
     return registry
 
 
+def slow_first_attempt_registry(journal: pathlib.Path) -> HandlerRegistry:
+    """``SLOW`` journals each attempt as it begins; the first then takes 2.5 s (a test
+    kills its pool meanwhile), the others return at once."""
+
+    async def slow(task: TaskContext) -> Any:
+        Journal(journal).write(attempt=task.attempt)
+        if task.attempt == 1:
+            await asyncio.sleep(2.5)
+        return {"attempt": task.attempt}
+
+    registry = HandlerRegistry()
+    registry.register("SLOW", slow)
+    return registry
+
+
 def email_journal_registry(journal: pathlib.Path) -> HandlerRegistry:
     """``EMAIL`` that journals the instance and keeps some work in flight for a while."""
 

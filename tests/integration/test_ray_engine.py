@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from e2e_handlers import Journal, slow_first_attempt_registry
 from ray_support import ray_backend
 
 from statefleet.drivers.memory import MemoryQueue
@@ -106,17 +107,6 @@ def gated_hello_registry(gate: str, open_first: int) -> HandlerRegistry:
 
     registry = HandlerRegistry()
     registry.register("EMAIL", email)
-    return registry
-
-
-def slow_registry() -> HandlerRegistry:
-    async def slow(task: TaskContext) -> Any:
-        if task.attempt == 1:
-            await asyncio.sleep(2.5)  # the pool is killed meanwhile
-        return {"attempt": task.attempt}
-
-    registry = HandlerRegistry()
-    registry.register("SLOW", slow)
     return registry
 
 
@@ -218,20 +208,25 @@ async def test_a_shard_killed_mid_run_loses_and_repeats_nothing(
 
 
 async def test_a_pool_killed_mid_task_runs_its_task_again(
-    local_ray: None, database_dsn: str
+    local_ray: None, database_dsn: str, tmp_path: pathlib.Path
 ) -> None:
     """The restarted pool gives up its previous life's claim at once (or the lease runs out)."""
-    async with engine_on(database_dsn, slow_registry) as (engine, pool, runtime):
+    journal = Journal(tmp_path / "attempts.jsonl")
+    factory = functools.partial(slow_first_attempt_registry, journal.path)
+    async with engine_on(database_dsn, factory) as (engine, pool, runtime):
         await start_batch(pool, runtime, SLOW_TASK, 1)
         deadline = time.monotonic() + 30
-        while await pool.fetchval("SELECT status FROM tasks") != "running":
-            assert time.monotonic() < deadline, "the task never started"
+        # The handler itself says it began: the task's row is running from its insert on
+        # (claimed where it was created), before any pool has it.
+        while journal.read() != [{"attempt": 1}]:
+            assert time.monotonic() < deadline, "the task's handler never began"
             await asyncio.sleep(0.02)
         ray.kill(engine.backend.pools[0], no_restart=False)  # type: ignore[attr-defined]
         await wait_done(pool, 1)
         task = await pool.fetchrow("SELECT attempts, status, output FROM tasks")
         assert (task["attempts"], task["status"]) == (2, "succeeded")
         assert task["output"] == {"attempt": 2}
+        assert journal.read() == [{"attempt": 1}, {"attempt": 2}]
 
 
 async def test_shard_residents_stay_within_max_resident(local_ray: None, database_dsn: str) -> None:
