@@ -68,6 +68,7 @@ __all__ = [
     "DeliverEvents",
     "PickPool",
     "RunTasks",
+    "expire_claims",
     "fair_shares",
 ]
 
@@ -264,7 +265,7 @@ class Admitter:
         rows = [_event_row(r) for r in records]
         failed = await self.deliver_events(rows)
         if failed:
-            await self._release(SQL["release_events"], [(r.tenant_id, r.id) for r in failed])
+            await _release(self.pool, SQL["release_events"], [(r.tenant_id, r.id) for r in failed])
         self.tally.count_admitted("event", len(rows) - len(failed))
         return len(rows)
 
@@ -313,10 +314,8 @@ class Admitter:
             log.exception("running %d admitted task(s) failed; their claims expire", len(jobs))
             failed = list(range(len(jobs)))
         if failed:
-            await self._release(
-                SQL["expire_claims"],
-                [(claimed[i]["tenant_id"], claimed[i]["id"]) for i in failed],
-                owner,
+            await expire_claims(
+                self.pool, [(claimed[i]["tenant_id"], claimed[i]["id"]) for i in failed], owner
             )
         self.tally.count_admitted("task", len(jobs) - len(failed))
         return len(jobs)
@@ -442,14 +441,25 @@ class Admitter:
         }
         return {key: _Gcra(rate, stored.get(key), now) for key, rate in limits.items()}
 
-    async def _release(
-        self, query: str, keys: Sequence[tuple[str, uuid.UUID]], *args: object
-    ) -> None:
-        try:
-            async with self.pool.acquire() as connection:
-                await connection.execute(query, [t for t, _ in keys], [i for _, i in keys], *args)
-        except Exception:  # the sweeper re-sends them through the broker later
-            log.exception("releasing %d admitted item(s) failed", len(keys))
+
+async def expire_claims(pool: Pool, keys: Sequence[tuple[str, uuid.UUID]], owner: str) -> bool:
+    """Claims made for ``owner`` whose hand-over failed: their leases expire now, as a
+    dead pool's do (``expire_claims``); the admitter's and those of tasks claimed where
+    they were created (``engine.py``). Returns False, logged, when that failed: the
+    leases then expire by themselves and the sweeper re-sends the tasks."""
+    return await _release(pool, SQL["expire_claims"], keys, owner)
+
+
+async def _release(
+    pool: Pool, query: str, keys: Sequence[tuple[str, uuid.UUID]], *args: object
+) -> bool:
+    try:
+        async with pool.acquire() as connection:
+            await connection.execute(query, [t for t, _ in keys], [i for _, i in keys], *args)
+    except Exception:  # the sweeper re-sends them through the broker later
+        log.exception("releasing %d claimed or taken item(s) failed", len(keys))
+        return False
+    return True
 
 
 class _Usage:

@@ -50,7 +50,7 @@ from statefleet.engine.ports.queue import (
     parse_event_job,
     parse_task_job,
 )
-from statefleet.engine.runtime.admission import Admitter
+from statefleet.engine.runtime.admission import Admitter, expire_claims
 from statefleet.engine.runtime.gc_tuning import tune_gc
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
@@ -62,12 +62,10 @@ from statefleet.engine.runtime.sweeper import Sweeper
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.runtime.tally_store import TallyFlusher
 from statefleet.engine.store.db import Pool
-from statefleet.engine.store.queries import load_queries
 
 __all__ = ["Engine", "stable_hash"]
 
 log = logging.getLogger(__name__)
-SQL = load_queries("admission.sql")
 #: How long :meth:`Engine.start` waits for its shards and pools to come up.
 READY_WAIT_S = 30.0
 #: What an event came with: its queue job, or its outbox row.
@@ -488,22 +486,13 @@ class Engine:
         now (as a dead pool's), and their jobs go through the broker, where any pool
         claims them again (one more attempt counted: a handler may have run). What this
         cannot do, the sweeper does once the leases expire by themselves."""
-        owners: dict[str, list[OutboxRow]] = {}
+        owners: dict[str, list[tuple[str, uuid.UUID]]] = {}
         for row in rows:
             assert row.claim is not None
-            owners.setdefault(row.claim["lease_owner"], []).append(row)
-        try:
-            async with self.pool.acquire() as connection:
-                for owner, owned in owners.items():
-                    await connection.execute(
-                        SQL["expire_claims"],
-                        [r.tenant_id for r in owned],
-                        [r.claim["id"] for r in owned if r.claim is not None],
-                        owner,
-                    )
-        except Exception:
-            log.exception("expiring %d claim(s) failed; the sweeper re-sends them", len(rows))
-            return
+            owners.setdefault(row.claim["lease_owner"], []).append((row.tenant_id, row.claim["id"]))
+        for owner, keys in owners.items():
+            if not await expire_claims(self.pool, keys, owner):
+                return
         await self._publish(rows)
 
     async def _deliver(self, rows: Sequence[OutboxRow]) -> None:

@@ -44,6 +44,8 @@ from statefleet.engine.store.db import read_uuid
 __all__ = ["InstanceShard", "ShardResult", "ShardSettings"]
 
 log = logging.getLogger(__name__)
+#: The instance of a letter whose instance id is not a UUID (it is never committed).
+_NIL = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,9 @@ class ShardResult:
 class _Letter:
     event: EventJobData
     done: asyncio.Future[tuple[ApplyOutcome, list[OutboxRow]]]
+    #: The event's instance, read once (``submit``); a letter whose instance id is not a
+    #: UUID is answered there and never committed.
+    key: InstanceKey
     #: Who the due tasks its step creates are claimed for (``submit``'s ``claim``).
     claim: TaskClaim | None = None
 
@@ -160,15 +165,17 @@ class InstanceShard:
         loop = asyncio.get_running_loop()
         letters: list[_Letter] = []
         for event in events:
-            letter = _Letter(event, loop.create_future(), claim)
-            letters.append(letter)
             try:
                 key: InstanceKey = (event.tenant_id, read_uuid(event.instance_id))
             except ValueError:
+                letter = _Letter(event, loop.create_future(), (event.tenant_id, _NIL), claim)
+                letters.append(letter)
                 letter.done.set_result(
                     (ApplyOutcome(event.event_id, event.instance_id, "unknown_instance"), [])
                 )
                 continue
+            letter = _Letter(event, loop.create_future(), key, claim)
+            letters.append(letter)
             actor = self._actors.get(key)
             if actor is None:
                 actor = self._actors[key] = _VirtualActor(key)
@@ -279,9 +286,9 @@ class InstanceShard:
         claims: dict[uuid.UUID, TaskClaim] = {}
         for letter in letters:
             if letter.claim is not None:
-                claims[_uuid_or_nil(letter.event.instance_id)] = letter.claim
+                claims[letter.key[1]] = letter.claim
             elif claims:
-                claims.pop(_uuid_or_nil(letter.event.instance_id), None)
+                claims.pop(letter.key[1], None)
         try:
             outcomes, outbox = await self.runtime.apply_collecting(
                 [x.event for x in letters], claims
@@ -294,22 +301,22 @@ class InstanceShard:
         except Exception as error:
             log.exception("commit of %d event(s) failed", len(letters))
             for letter in letters:
-                self.drop((letter.event.tenant_id, _uuid_or_nil(letter.event.instance_id)))
+                self.drop(letter.key)
                 if not letter.done.done():
                     letter.done.set_exception(error)
             return
         self.commits += 1
         # Attach each row to the last letter of its instance, so every row is
         # returned to exactly one caller.
-        rows_of: dict[str, list[OutboxRow]] = {}
+        rows_of: dict[uuid.UUID | None, list[OutboxRow]] = {}
         for row in outbox:
-            rows_of.setdefault(str(row.instance_id), []).append(row)
-        last_of = {_canonical(x.event.instance_id): i for i, x in enumerate(letters)}
+            rows_of.setdefault(row.instance_id, []).append(row)
+        last_of = {x.key[1]: i for i, x in enumerate(letters)}
         orphans = [r for k, rows in rows_of.items() if k not in last_of for r in rows]
         for index, (letter, outcome) in enumerate(zip(letters, outcomes, strict=True)):
             rows = []
-            if last_of.get(_canonical(letter.event.instance_id)) == index:
-                rows = rows_of.get(_canonical(letter.event.instance_id), [])
+            if last_of.get(letter.key[1]) == index:
+                rows = rows_of.get(letter.key[1], [])
             if index == len(letters) - 1:
                 rows = rows + orphans
             if not letter.done.done():
@@ -339,14 +346,3 @@ class InstanceShard:
     def _forget_if_idle(self, actor: _VirtualActor) -> None:
         if actor.checkpoint is None and not actor.busy and not actor.mailbox:
             self._actors.pop(actor.key, None)
-
-
-def _uuid_or_nil(value: str) -> uuid.UUID:
-    try:
-        return read_uuid(value)
-    except ValueError:
-        return uuid.UUID(int=0)
-
-
-def _canonical(instance_id: str) -> str:
-    return str(_uuid_or_nil(instance_id))
