@@ -18,6 +18,7 @@ delays work but never loses it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,7 @@ __all__ = [
     "QueueClosedError",
     "QueueJob",
     "TaskJobData",
+    "TaskSuccess",
     "event_job",
     "parse_event_job",
     "parse_job",
@@ -150,6 +152,29 @@ class EventJobData:
     #: Not on the wire: handed over by the engine's admitter (held work), so a shard
     #: commits an interactive event's instance before it (``runtime/shard.py``).
     admitted: bool = False
+    #: Not on the wire: the task attempt whose result this event is, not yet committed.
+    #: The step that applies the event marks the task succeeded in its own transaction,
+    #: and applies the event only if the attempt still held its lease
+    #: (``runtime/completions.py``).
+    success: TaskSuccess | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSuccess:
+    """A task attempt that succeeded, travelling with its events to their shard.
+
+    Every event of one attempt (what its handler emitted, then its completion) carries
+    the same object; the task is marked succeeded once, with ``output``.
+    """
+
+    task_id: uuid.UUID
+    #: The attempt's lease owner: the success counts only while the lease is still its.
+    lease_owner: str
+    #: The handler's output as JSON text.
+    output: str | None
+    #: The completion event's id: recorded (not applied) if the task was cancelled while
+    #: its handler ran (``runtime/completions.py``, ``record_late``).
+    done_event_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

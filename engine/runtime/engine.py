@@ -14,7 +14,9 @@ in this process (tests, one-process runs) or Ray actors (``statefleet up``, ``wo
   failure, a timer) go straight to their shard, skipping the broker, and their outbox
   rows are then deleted (the audit log holds the event). The outbox row is committed
   before any of this, so a failed direct delivery only delays the event: the sweeper
-  publishes unpublished rows through the broker after ``sweep_grace_ms``.
+  publishes unpublished rows through the broker after ``sweep_grace_ms``. A task's
+  success has no row yet: its events carry it, the step applying them commits it, and
+  if their shard call fails the engine commits it without a step (``completions.py``).
 - Only then is the queue batch acknowledged; jobs of a failed call are redelivered.
 - It runs the sweeper and the scheduler (due schedules start their instances), and
   records jobs that can never succeed as dead letters.
@@ -47,10 +49,12 @@ from statefleet.engine.ports.queue import (
     Queue,
     QueueJob,
     TaskJobData,
+    TaskSuccess,
     parse_event_job,
     parse_task_job,
 )
 from statefleet.engine.runtime.admission import Admitter, expire_claims
+from statefleet.engine.runtime.completions import commit, completed_of
 from statefleet.engine.runtime.gc_tuning import tune_gc
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
@@ -501,11 +505,8 @@ class Engine:
         unpublished, for the sweeper to publish through the broker."""
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
-            # An engine-made row carries its event; a trace a task attempt set on its
-            # data since (executor.py: _carry) is read from the data instead.
-            event = row.event
-            if event is not None and row.data.get("traceContext") == event.trace:
-                parsed.append((row, event))
+            if row.event is not None:  # an engine-made row carries its event
+                parsed.append((row, row.event))
                 continue
             try:
                 parsed.append((row, parse_event_job(QueueJob(row.queue, row.job_name, row.data))))
@@ -519,6 +520,22 @@ class Engine:
                 await self.publisher.forget_delivered(delivered)
             except Exception:
                 log.exception("deleting %d delivered event row(s) failed", len(delivered))
+        unsettled = [row for row, _ in parsed if row.id in failed and _success_of(row)]
+        if unsettled:
+            await self._commit_successes(unsettled)
+
+    async def _commit_successes(self, rows: Sequence[OutboxRow]) -> None:
+        """Task successes whose step failed (their shard call raised), committed without
+        one (``completions.commit``): their events become stored outbox rows, published
+        through the broker. If this fails too, their leases expire and the tasks run
+        again, as after a crash."""
+        completed = completed_of(rows)
+        try:
+            committed = await commit(self.pool, completed)
+        except Exception:
+            log.exception("committing %d task success(es) failed", len(completed))
+            return
+        await self._publish([row for batch in committed if batch for row in batch])
 
     async def _deliver_held(self, rows: list[OutboxRow]) -> list[OutboxRow]:
         """The admitter's events, straight to their shards; returns those not delivered.
@@ -582,3 +599,7 @@ class Engine:
         """Keeps a job that can never succeed where people can see it, then lets it go."""
         async with self.pool.acquire() as connection:
             await insert_dead_letter(connection, tenant_id, job, reason)
+
+
+def _success_of(row: OutboxRow) -> TaskSuccess | None:
+    return None if row.event is None else row.event.success

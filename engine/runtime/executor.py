@@ -9,9 +9,10 @@ a slot holds no lease; the slot is given back when the handler returns, not when
 outcome has committed, so a type's limit bounds its handlers (with a slot held through
 the commit, 64 slots of a fast type were mostly waiting for group commits: the
 in-process hello ran about a tenth faster without). The outbox rows the attempts
-commit (completion events, retries) are returned, not published: a Ray actor hosting
+commit (retries, failure events) are returned, not published: a Ray actor hosting
 this cannot reach a process-local queue, and the engine loop sends them on
-(``engine.py``).
+(``engine.py``). So are a success's events, uncommitted: the step that applies them
+commits the success (``completions.py``).
 
 Plain asyncio, Ray-free; one event loop.
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 from statefleet.engine import tracing
 from statefleet.engine.handlers import HandlerRegistry
-from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TaskJobData
+from statefleet.engine.ports.queue import TaskJobData
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.slots import Slots
@@ -41,6 +42,9 @@ __all__ = ["ExecutorResult", "ExecutorSettings", "TaskExecutor"]
 log = logging.getLogger(__name__)
 SQL = load_queries("executor.sql")
 TIMER_SLOT = "timer"
+#: How long a success waits for its batch to return before its pool commits it alone
+#: (:class:`_Deferred`).
+SETTLE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class TaskExecutor:
         self.worker_id = worker_id or life or f"executor-{uuid.uuid4()}"
         self._released = identity is None
         self._slots: dict[str, Slots] = {}
+        #: See :class:`_Deferred`.
+        self.settle_wait_s = SETTLE_WAIT_S
         # One runner for every job, so that their claims and finishes group-commit;
         # each job collects its own outbox rows through run(sink=...).
         self._runner = TaskRunner(
@@ -92,6 +98,7 @@ class TaskExecutor:
             worker_id=self.worker_id,
             settings=self.settings.tasks,
             observer=observer,
+            settle_in_step=True,
         )
 
     def _slot(self, task_type: str) -> Slots:
@@ -142,37 +149,50 @@ class TaskExecutor:
             )
             claim = claims[index]
             publisher = CollectingPublisher()
-            try:
-                async with self._slot(task_type).held(admitted=job.admitted) as release:
-                    span = tracing.start_span(
-                        f"statefleet.task {task_type}",
-                        job.trace,
-                        {"statefleet.tenant_id": job.tenant_id, "statefleet.task_id": job.task_id},
-                    )
-                    try:
-                        with tracing.current(span):
-                            result = await self._runner.run(
-                                job.tenant_id,
-                                job.task_id,
-                                sink=publisher,
-                                claimed=claim,
-                                handled=release,
-                            )
-                            span.set_attribute("statefleet.outcome", result)
-                    except Exception:
-                        log.exception("task %s: infrastructure error", job.task_id)
-                        failed.append(index)
-                        result = "error"
-                    finally:
-                        rows = publisher.take()
-                        _carry(span, rows)
-                        collected.extend(rows)
-            finally:
-                if claim is not None:  # run() stops renewing it; this covers a cancelled wait
-                    self._runner.drop(job.tenant_id, claim["id"])
+            async with self._slot(task_type).held(admitted=job.admitted) as release:
+                span = tracing.start_span(
+                    f"statefleet.task {task_type}",
+                    job.trace,
+                    {"statefleet.tenant_id": job.tenant_id, "statefleet.task_id": job.task_id},
+                )
+                try:
+                    with tracing.current(span):
+                        result = await self._runner.run(
+                            job.tenant_id,
+                            job.task_id,
+                            sink=publisher,
+                            claimed=claim,
+                            handled=release,
+                        )
+                        span.set_attribute("statefleet.outcome", result)
+                except Exception:
+                    log.exception("task %s: infrastructure error", job.task_id)
+                    failed.append(index)
+                    result = "error"
+                finally:
+                    # Made inside the attempt's span (tracing.current above): the
+                    # events it sends its instance continue its trace.
+                    rows = publisher.take()
+                    unsettled = [r for r in rows if r.event is not None and r.event.success]
+                    if unsettled:
+                        deferred.add(unsettled)
+                        leased.append((job.tenant_id, read_uuid(job.task_id)))
+                        rows = [r for r in rows if r.event is None or not r.event.success]
+                    collected.extend(rows)
             return result
 
-        results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+        deferred = _Deferred(self._runner, self.settle_wait_s)
+        # The leases this batch holds until it returns: the claims it came with (their
+        # wait for a slot may be cancelled), and the attempts whose success it leaves
+        # for a step to commit (TaskRunner._unsettled), for the engine to send on.
+        leased = [(j.tenant_id, c["id"]) for c, j in zip(claims, jobs, strict=True) if c]
+        try:
+            results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+            collected.extend(await deferred.close())
+        finally:
+            deferred.cancel()
+            for tenant_id, task_id in leased:
+                self._runner.drop(tenant_id, task_id)
         return ExecutorResult(list(results), collected, sorted(failed))
 
     def _claims(self, jobs: Sequence[TaskJobData]) -> list[dict[str, Any] | None]:
@@ -206,17 +226,60 @@ class TaskExecutor:
         }
 
 
-def _carry(span: tracing.Span, rows: list[OutboxRow]) -> None:
-    """The events an attempt wrote (its completion) continue its trace at the shard.
+class _Deferred:
+    """The successes of a batch still running, left for the steps that apply their events.
 
-    Set here, not where the rows are made: finishes are group-committed in a task of
-    their own, where this attempt's span is not the current one.
+    A batch returns when its last handler has, and only then does the engine get its
+    rows: a fast attempt's success would wait for the slowest handler of its batch (an
+    AI call, a human-paced one), and with no outbox row the sweeper cannot send its
+    events meanwhile. So every ``wait_s`` while the batch runs, the successes waiting
+    are committed here, alone, as before this path existed (``TaskRunner.settle_alone``):
+    their events become stored outbox rows, which the sweeper publishes if the batch
+    takes longer still. A batch that returns sooner (most: its handlers run together)
+    leaves all of them to the steps.
     """
-    headers = tracing.carrier_of(span)
-    if headers:
-        for row in rows:
-            if row.queue == ORCHESTRATOR_QUEUE:
-                row.data["traceContext"] = headers
+
+    def __init__(self, runner: TaskRunner, wait_s: float) -> None:
+        self._runner = runner
+        self._wait_s = wait_s
+        self._rows: list[OutboxRow] = []
+        self._committed: list[OutboxRow] = []
+        self._closed = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+
+    def add(self, rows: list[OutboxRow]) -> None:
+        self._rows.extend(rows)
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._commit_late(), name="statefleet-settle-late")
+
+    async def _commit_late(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._closed.wait(), self._wait_s)
+                return
+            except TimeoutError:
+                pass
+            rows, self._rows = self._rows, []
+            if not rows:
+                continue
+            try:
+                self._committed += await self._runner.settle_alone(rows)
+            except Exception:
+                log.warning("committing %d waiting success row(s) failed", len(rows))
+                self._rows[:0] = rows
+
+    async def close(self) -> list[OutboxRow]:
+        """Stops committing (a commit under way completes first); returns the rows for
+        the engine: those committed here (stored), then those still waiting for their
+        step."""
+        self._closed.set()
+        if self._watch is not None:
+            await self._watch
+        return self._committed + self._rows
+
+    def cancel(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 def _canonical(task_id: str) -> str:

@@ -27,8 +27,15 @@ from statefleet.engine import tracing
 from statefleet.engine.handlers.builtin import MANUAL_TYPES
 from statefleet.engine.interpreter import Machine, Snapshot, Step
 from statefleet.engine.ports.backend import TaskClaim
-from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData, event_job
+from statefleet.engine.ports.queue import (
+    ORCHESTRATOR_QUEUE,
+    EventJobData,
+    TaskSuccess,
+    event_job,
+)
+from statefleet.engine.runtime.audit import insert_events
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
+from statefleet.engine.runtime.completions import late_events, record_late, settle
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import (
@@ -50,7 +57,6 @@ from statefleet.engine.runtime.upgrades import UPGRADE_EVENT, Moves, load_moves,
 from statefleet.engine.store.db import (
     Connection,
     Pool,
-    json_null_text,
     json_text,
     new_uuid,
     read_uuid,
@@ -63,9 +69,7 @@ __all__ = [
     "InstanceRuntime",
     "StartRequest",
     "StartResult",
-    "append_event",
     "event_outbox_row",
-    "insert_events",
     "start_event_row",
 ]
 
@@ -87,7 +91,18 @@ THREAD_MIN_STATES = 64
 START_EVENT = "WORKFLOW_START"
 INIT_EVENT_ID = "xstate.init"
 
-Outcome = Literal["applied", "duplicate", "unknown_instance", "not_running"]
+#: ``late``: a cancelled task's completion (recorded, not applied); ``superseded``: the
+#: events of a task attempt that lost its lease (dropped); ``requeued``: those of a
+#: success settled by a step that lost its version check (applied from the outbox).
+Outcome = Literal[
+    "applied",
+    "duplicate",
+    "unknown_instance",
+    "not_running",
+    "late",
+    "superseded",
+    "requeued",
+]
 #: Where committed outbox rows go: published now, or collected for the caller to publish.
 _Sink = Callable[[Sequence[OutboxRow]], Awaitable[None]]
 
@@ -122,11 +137,15 @@ def event_outbox_row(
     *,
     priority: int = INTERACTIVE,
     stored: bool = True,
+    success: TaskSuccess | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> OutboxRow:
     """An event's outbox row; below the interactive priority it is held for the admitter.
 
     ``stored=False``: the job of an event whose durable record is another row (see
-    ``OutboxRow.stored``).
+    ``OutboxRow.stored``), or none yet (``success``: the task attempt whose result the
+    event is, committed by the step that applies it: ``completions.py``). ``trace``:
+    the trace the event continues (default: the current span's, if any).
     """
     job = event_job(
         tenant_id=tenant_id,
@@ -135,7 +154,7 @@ def event_outbox_row(
         event_type=event_type,
         payload=payload,
         # The span this event is sent under (an API request, a task attempt), if any.
-        trace=tracing.carrier(),
+        trace=trace if trace is not None else tracing.carrier(),
     )
     assert job.dedupe_key is not None
     data = job.data
@@ -158,68 +177,8 @@ def event_outbox_row(
             event_type=event_type,
             payload=data["event"]["payload"],
             trace=data.get("traceContext"),
+            success=success,
         ),
-    )
-
-
-async def insert_events(connection: Connection, rows: Sequence[AuditRow]) -> None:
-    """Appends audit rows, in one statement (an ``event_batch_row`` each: migration 0015)."""
-    await connection.execute(
-        SQL["insert_events"],
-        [
-            (
-                a.tenant_id,
-                a.instance_id,
-                a.seq,
-                a.event_id,
-                a.type,
-                json_text(a.payload),
-                json_text(a.state_before),
-                json_null_text(a.state_after),
-                json_text(a.effects),
-                a.handled,
-                a.error,
-            )
-            for a in rows
-        ],
-    )
-
-
-async def append_event(
-    connection: Connection,
-    tenant_id: str,
-    instance_id: uuid.UUID,
-    event_id: str,
-    event_type: str,
-    payload: Any,
-    value: Any,
-    error: str | None = None,
-) -> None:
-    """An audit row for what happened to an instance outside a step: no transition (the
-    state stays ``value``), no effects.
-
-    Call with the instance's row lock held (an UPDATE of it in this transaction): a
-    statement started then sees every step committed before, so the next seq is free.
-    """
-    last_seq = await connection.fetchval(SQL["last_event_seq"], tenant_id, instance_id)
-    seq = (last_seq if last_seq is not None else -1) + 1
-    await insert_events(
-        connection,
-        [
-            AuditRow(
-                tenant_id,
-                instance_id,
-                seq,
-                event_id,
-                event_type,
-                payload,
-                value,
-                value,
-                [],
-                False,
-                error,
-            )
-        ],
     )
 
 
@@ -347,6 +306,57 @@ def _audit(
             handled=step.handled,
             error=step.error,
         )
+    )
+
+
+async def _settle(
+    connection: Connection,
+    groups: dict[InstanceKey, list[tuple[int, EventJobData]]],
+    outcomes: dict[int, ApplyOutcome],
+) -> tuple[set[uuid.UUID], list[EventJobData]]:
+    """Commits the task successes the batch's events carry (``completions.py``), in the
+    step's transaction, before anything is planned; returns the tasks settled and the
+    completions to record as late.
+
+    Only the events of a success that settles stay in ``groups``: those of an attempt
+    that lost its lease are dropped (``superseded``), and a cancelled task's completion
+    is recorded after the steps (``late``), not applied.
+    """
+    carried: dict[uuid.UUID, tuple[str, TaskSuccess, list[EventJobData]]] = {}
+    for key, group in groups.items():
+        for _, ev in group:
+            if ev.success is not None:
+                entry = carried.setdefault(ev.success.task_id, (key[0], ev.success, []))
+                entry[2].append(ev)
+    if not carried:
+        return set(), []
+    settled, cancelled = await settle(connection, [(t, s) for t, s, _ in carried.values()])
+    if len(settled) == len(carried):
+        return settled, []
+    for key, group in list(groups.items()):
+        kept = []
+        for index, ev in group:
+            if ev.success is None or ev.success.task_id in settled:
+                kept.append((index, ev))
+                continue
+            outcome: Outcome = "late" if ev.success.task_id in cancelled else "superseded"
+            outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, outcome)
+        if kept:
+            groups[key] = kept
+        else:
+            del groups[key]
+    return settled, late_events([(s, evs) for _, s, evs in carried.values()], cancelled)
+
+
+def _requeued(instance_id: uuid.UUID, event: EventJobData) -> OutboxRow:
+    """The outbox row of a settled success's event that a step could not apply."""
+    return event_outbox_row(
+        event.tenant_id,
+        instance_id,
+        event.event_id,
+        event.event_type,
+        event.payload,
+        trace=event.trace or {},
     )
 
 
@@ -618,6 +628,10 @@ class InstanceRuntime:
         missing = [key for key in groups if key not in rows]
         loaded: list[Checkpoint] = []
         retry: list[tuple[int, EventJobData]] = []
+        winners: list[InstancePlan] = []
+        losers: list[InstancePlan] = []
+        outbox: list[OutboxRow] = []
+        touched: set[InstanceKey] = set()
         async with self.pool.acquire() as connection, connection.transaction():
             if missing:
                 loaded = [
@@ -627,6 +641,7 @@ class InstanceRuntime:
                     )
                 ]
                 rows.update((c.key, c) for c in loaded)
+            settled, late = await _settle(connection, groups, outcomes)
             flat = [(t, i, ev.event_id) for (t, i), evs in groups.items() for _, ev in evs]
             seen = {
                 (r["instance_id"], r["event_id"])
@@ -650,58 +665,86 @@ class InstanceRuntime:
                 plan = await self._plan_events(connection, row, group, seen, outcomes, moves)
                 if plan is not None:
                     plans.append((plan, group))
-            if not plans:
-                self._remember(loaded, [], [])
-                return []
-            steps = [p for p, _ in plans if not p.records_only]
-            records = [p for p, _ in plans if p.records_only]
-            won: set[uuid.UUID] = set()
-            if steps:
-                won.update(
-                    r["id"]
-                    for r in await connection.fetch(
-                        SQL["update_instances"],
-                        [
-                            (
-                                p.tenant_id,
-                                p.instance_id,
-                                p.version,
-                                json_text(p.snapshot),
-                                p.status,
-                                json_text(p.output),
-                                p.error,
-                                p.definition_id,
-                            )
-                            for p in steps
-                        ],
-                    )
+            if plans:
+                outbox = await self._commit_plans(
+                    connection, plans, outcomes, retry, winners, losers, settled, claims
                 )
-            if records:
-                won.update(
-                    r["id"]
-                    for r in await connection.fetch(
-                        SQL["touch_instances"],
-                        [p.tenant_id for p in records],
-                        [p.instance_id for p in records],
-                        [p.version for p in records],
-                    )
-                )
-            winners = []
-            losers = []
-            for plan, group in plans:
-                if plan.instance_id in won:
-                    winners.append(plan)
-                else:
-                    losers.append(plan)
-                    for index, ev in group:
-                        outcomes.pop(index, None)
-                        retry.append((index, ev))
-            outbox = await self._write(connection, winners, claims)
+            if late:
+                touched = await record_late(connection, late)
         self._remember(loaded, winners, losers)
+        if self.checkpoints is not None:
+            for key in touched:
+                self.checkpoints.drop(key)
         await sink(outbox)
         if retry:
             log.info("optimistic version check lost for %d event(s); retrying", len(retry))
         return retry
+
+    async def _commit_plans(
+        self,
+        connection: Connection,
+        plans: list[tuple[InstancePlan, list[tuple[int, EventJobData]]]],
+        outcomes: dict[int, ApplyOutcome],
+        retry: list[tuple[int, EventJobData]],
+        winners: list[InstancePlan],
+        losers: list[InstancePlan],
+        settled: set[uuid.UUID],
+        claims: Mapping[uuid.UUID, TaskClaim] | None,
+    ) -> list[OutboxRow]:
+        """Writes the plans whose version check passes (``winners``); the events of the
+        others (``losers``) go to ``retry``, except those of a task success this
+        transaction settled: those go to the outbox (``requeued``), which keeps them
+        once the success is committed. Returns the rows to send on."""
+        steps = [p for p, _ in plans if not p.records_only]
+        records = [p for p, _ in plans if p.records_only]
+        won: set[uuid.UUID] = set()
+        if steps:
+            won.update(
+                r["id"]
+                for r in await connection.fetch(
+                    SQL["update_instances"],
+                    [
+                        (
+                            p.tenant_id,
+                            p.instance_id,
+                            p.version,
+                            json_text(p.snapshot),
+                            p.status,
+                            json_text(p.output),
+                            p.error,
+                            p.definition_id,
+                        )
+                        for p in steps
+                    ],
+                )
+            )
+        if records:
+            won.update(
+                r["id"]
+                for r in await connection.fetch(
+                    SQL["touch_instances"],
+                    [p.tenant_id for p in records],
+                    [p.instance_id for p in records],
+                    [p.version for p in records],
+                )
+            )
+        requeued: list[OutboxRow] = []
+        for plan, group in plans:
+            if plan.instance_id in won:
+                winners.append(plan)
+                continue
+            losers.append(plan)
+            for index, ev in group:
+                if ev.success is not None and ev.success.task_id in settled:
+                    outcomes[index] = ApplyOutcome(ev.event_id, ev.instance_id, "requeued")
+                    requeued.append(_requeued(plan.instance_id, ev))
+                else:
+                    outcomes.pop(index, None)
+                    retry.append((index, ev))
+        outbox = await self._write(connection, winners, claims)
+        if requeued:
+            outbox += await insert_outbox(connection, requeued)
+        return outbox
 
     def _remember(
         self,

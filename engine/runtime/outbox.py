@@ -63,7 +63,8 @@ class OutboxRow:
     stored: bool = True
     #: Not stored: an engine-made event as the engine built it (``event_outbox_row``),
     #: so delivering the row straight to its shard (``Engine.route``) does not parse
-    #: ``data`` back, which cost a few microseconds per task completion.
+    #: ``data`` back, which cost a few microseconds per task completion. A task's
+    #: success travels on it uncommitted (``EventJobData.success``, ``completions.py``).
     event: EventJobData | None = None
     #: Not stored: a task job whose task its step inserted claimed (``TaskClaim``): the
     #: row as the pool runs it, ``lease_owner`` naming that pool. The engine hands such

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from statefleet.engine.handlers import MANUAL_TYPES
+from statefleet.engine.runtime.audit import append_event
 from statefleet.engine.runtime.definitions import (
     Definition,
     deploy_definition,
@@ -29,7 +30,6 @@ from statefleet.engine.runtime.instances import (
     InstanceRuntime,
     StartRequest,
     StartResult,
-    append_event,
     event_outbox_row,
 )
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox, task_attempt_row

@@ -6,10 +6,12 @@ sweeper re-enqueues it), so a task runs at least once per attempt and its
 outcome is recorded once: every finishing statement checks that the lease is
 still ours, and the completion event is written in the same transaction.
 
-Claims and successful finishes of concurrent attempts are group-committed
+Claims of concurrent attempts are group-committed
 (:mod:`statefleet.engine.runtime.groupcommit`): one statement claims every attempt
-waiting to be claimed, one transaction finishes every attempt waiting to be
-finished. Failures, rarer and each with its own retry arithmetic, go one by one.
+waiting to be claimed. A success is committed by the step that applies its events
+when the runner works for the engine (``settle_in_step``: ``completions.py``), else
+with its events in one transaction for every attempt waiting to be finished.
+Failures, rarer and each with its own retry arithmetic, go one by one.
 
 Timers are tasks too: claiming a due timer delivers its event.
 """
@@ -34,13 +36,15 @@ from statefleet.engine.handlers import (
     TaskContext,
     UnknownTaskType,
 )
+from statefleet.engine.ports.queue import TaskSuccess
+from statefleet.engine.runtime.audit import append_event
+from statefleet.engine.runtime.completions import Completed, commit, completed_of
 from statefleet.engine.runtime.groupcommit import GroupCommit
-from statefleet.engine.runtime.instances import append_event, event_outbox_row
+from statefleet.engine.runtime.instances import event_outbox_row
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import OutboxRow, OutboxSink, insert_outbox, task_attempt_row
 from statefleet.engine.store.db import (
     Connection,
-    DeadlockDetected,
     Pool,
     Record,
     json_text,
@@ -53,8 +57,6 @@ __all__ = ["TaskRunner", "TaskRunnerSettings", "backoff_ms", "completion_payload
 log = logging.getLogger(__name__)
 
 SQL = {**load_queries("tasks.sql"), **load_queries("instances.sql")}
-#: Tries of one group of successes that Postgres aborts as a deadlock victim.
-_DEADLOCK_RETRIES = 3
 MANUAL = sorted(MANUAL_TYPES)
 
 
@@ -63,19 +65,6 @@ class TaskRow(Protocol):
     travelled to this runner with its job (claim_admitted, admission.py)."""
 
     def __getitem__(self, key: str, /) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Success:
-    """A finished attempt waiting for its group commit."""
-
-    task: TaskRow
-    #: The handler's output as JSON, made by the caller: a value that cannot be serialised then
-    #: fails its own attempt, not the whole batch it would have joined.
-    output_json: str | None
-    deliver: str | None
-    payload: dict[str, Any]
-    emit: tuple[Emit, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +116,12 @@ class TaskRunner:
         worker_id: str | None = None,
         settings: TaskRunnerSettings | None = None,
         observer: Observer | None = None,
+        settle_in_step: bool = False,
     ) -> None:
+        """``settle_in_step``: a success with events leaves uncommitted, as rows carrying
+        it (``TaskSuccess``), for the step that applies them to commit: for a runner
+        whose rows go to the engine (``Engine.route``), never to a plain publisher."""
+        self.settle_in_step = settle_in_step
         self.observer = observer
         self.pool = pool
         self.registry = registry
@@ -136,9 +130,14 @@ class TaskRunner:
         self.settings = settings or TaskRunnerSettings()
         most = self.settings.group_commit_max
         self._claims = GroupCommit(self._claim_many, max_batch=most, max_in_flight=2)
-        self._successes = GroupCommit(self._succeed_many, max_batch=most, max_in_flight=2)
+        self._successes = GroupCommit(self._commit_successes, max_batch=most, max_in_flight=2)
         #: Attempts claimed and not yet finished, with their lease (ms): the heartbeat's.
         self._leased: dict[tuple[str, uuid.UUID], int] = {}
+        #: Of those, successes left for a step to commit (``settle_in_step``): renewed
+        #: until the caller :meth:`drop`\ s them, once it has their rows to send on (a
+        #: pool's batch returns when its last handler has, and a fast attempt's lease
+        #: must not expire while it waits for a slow one).
+        self._unsettled: set[tuple[str, uuid.UUID]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
 
     def hold(self, claims: Sequence[tuple[str, uuid.UUID, TaskRow]]) -> None:
@@ -151,8 +150,10 @@ class TaskRunner:
             self._start_heartbeat()
 
     def drop(self, tenant_id: str, task_id: uuid.UUID) -> None:
-        """Stops renewing a held lease whose attempt will not run here."""
+        """Stops renewing a lease: a held attempt's that will not run here, or a success
+        left for a step to commit, whose rows the caller now sends on."""
         self._leased.pop((tenant_id, task_id), None)
+        self._unsettled.discard((tenant_id, task_id))
 
     async def run(
         self,
@@ -208,7 +209,8 @@ class TaskRunner:
         try:
             return await self._attempt(tenant_id, task_id, task, sink, handled)
         finally:
-            self._leased.pop(key, None)
+            if key not in self._unsettled:
+                self._leased.pop(key, None)
 
     def _lease_ms(self, task: TaskRow) -> int:
         """The attempt's lease, as claim_tasks computed it."""
@@ -367,70 +369,30 @@ class TaskRunner:
         emit: tuple[Emit, ...],
         sink: OutboxSink,
     ) -> None:
+        # Serialised here: a value that cannot be fails its own attempt, not the whole
+        # group of successes it would have joined.
         output_json = json_text(output)
         json_text([dict(e.payload) for e in emit])  # the same for emitted payloads
-        success = _Success(task, output_json, deliver, payload, emit)
-        rows = await self._successes.submit(success)
-        if rows is None:
-            log.warning(
-                "task %s lost its lease before finishing; result dropped",
-                task["id"],
-                extra={
-                    "tenant_id": task["tenant_id"],
-                    "instance_id": str(task["instance_id"]),
-                    "task_id": str(task["id"]),
-                },
-            )
+        success, rows = _success_rows(task, output_json, deliver, payload, emit, self.worker_id)
+        if self.settle_in_step and rows:
+            self._unsettled.add((task["tenant_id"], task["id"]))
+            await sink.publish(rows)
             return
-        await sink.publish(rows)
+        committed = await self._successes.submit((task["tenant_id"], success, rows))
+        if committed:
+            await sink.publish(committed)
 
-    async def _succeed_many(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
-        """One transaction: every attempt still leased to us succeeds, with its events.
+    async def settle_alone(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """Commits the successes ``rows`` carry without a step (``completions.commit``,
+        group-committed with other attempts' successes); returns their events as stored
+        outbox rows. For successes left for a step that is too long in coming."""
+        results = await asyncio.gather(*(self._successes.submit(c) for c in completed_of(rows)))
+        return [row for batch in results if batch for row in batch]
 
-        Tried again when Postgres aborts it as a deadlock victim (it rolled back whole, so
-        nothing is applied twice): the group's handlers have already run, and a success
-        lost here would run each of them again once its lease expires.
-        """
-        for attempt in range(1, _DEADLOCK_RETRIES):
-            try:
-                return await self._succeed_once(successes)
-            except DeadlockDetected:
-                log.warning("committing %d success(es) deadlocked; again", len(successes))
-                await asyncio.sleep(random.uniform(0.001, 0.01 * attempt))
-        return await self._succeed_once(successes)
-
-    async def _succeed_once(self, successes: Sequence[_Success]) -> list[list[OutboxRow] | None]:
-        async with self.pool.acquire() as connection, connection.transaction():
-            finished = list(await self._succeed(connection, successes))
-            done = {r["id"] for r in finished}
-            if missing := [s for s in successes if s.task["id"] not in done]:
-                # succeed_tasks finds rows by ctid: a row the lease heartbeat renewed while
-                # the statement waited for it has a new one and was skipped, though still
-                # ours. Once more for those (a new statement sees the renewed row); a lease
-                # really lost stays lost. Dropping them made their attempts run again.
-                finished += await self._succeed(connection, missing)
-            instance_of = {r["id"]: r["instance_id"] for r in finished}
-            late = [s for s in successes if s.task["id"] not in instance_of and s.deliver]
-            if late:
-                await _record_late(connection, late)
-            planned: list[list[OutboxRow] | None] = []
-            for success in successes:
-                instance_id = instance_of.pop(success.task["id"], None)
-                planned.append(None if instance_id is None else _events_of(success, instance_id))
-            written = await insert_outbox(
-                connection, [row for rows in planned if rows for row in rows]
-            )
-        kept = {row.id for row in written}
-        return [None if rows is None else [r for r in rows if r.id in kept] for rows in planned]
-
-    async def _succeed(self, connection: Connection, successes: Sequence[_Success]) -> list[Record]:
-        return await connection.fetch(
-            SQL["succeed_tasks"],
-            [s.task["tenant_id"] for s in successes],
-            [s.task["id"] for s in successes],
-            self.worker_id,
-            [s.output_json for s in successes],
-        )
+    async def _commit_successes(
+        self, completed: Sequence[Completed]
+    ) -> list[list[OutboxRow] | None]:
+        return await commit(self.pool, completed)
 
     async def _failed(self, task: TaskRow, message: str, *, final: bool, sink: OutboxSink) -> None:
         tenant_id, task_id = task["tenant_id"], task["id"]
@@ -522,47 +484,20 @@ class TaskRunner:
         )
 
 
-async def _record_late(connection: Connection, successes: Sequence[_Success]) -> None:
-    """Results of attempts whose task was cancelled while they ran: recorded, not applied.
-
-    A task is cancelled while its handler runs when its state is left, or when an
-    upgrade moves its instance to a version without that state (docs/upgrades.md). The
-    result is discarded, but its completion is written to the instance's audit log as
-    an unhandled event (the state unchanged, no effects), so the history shows what
-    arrived and that it was ignored. Attempts that lost their lease otherwise (another
-    worker took over) record nothing: that worker's result will count.
-    """
-    cancelled = await connection.fetch(
-        SQL["cancelled_tasks_of"],
-        [s.task["tenant_id"] for s in successes],
-        [s.task["id"] for s in successes],
-    )
-    instance_of = {r["id"]: r["instance_id"] for r in cancelled}
-    for success in successes:
-        task = success.task
-        instance_id = instance_of.get(task["id"])
-        if instance_id is None or success.deliver is None:  # (the caller sends none such)
-            continue
-        tenant_id = task["tenant_id"]
-        row = await connection.fetchrow(SQL["lock_running_instance"], tenant_id, instance_id)
-        if row is None:
-            continue  # the instance stopped: nothing will read its events any more
-        prefix = "timer" if task["kind"] == "timer" else "task"
-        await append_event(
-            connection,
-            tenant_id,
-            instance_id,
-            f"{prefix}-{task['id']}-done",
-            success.deliver,
-            success.payload,
-            (row["snapshot"] or {}).get("value"),
-        )
-
-
-def _events_of(success: _Success, instance_id: uuid.UUID) -> list[OutboxRow]:
-    """The events a successful attempt sends its instance: emitted ones, then completion."""
-    task = success.task
-    tenant_id, task_id = task["tenant_id"], task["id"]
+def _success_rows(
+    task: TaskRow,
+    output_json: str | None,
+    deliver: str | None,
+    payload: dict[str, Any],
+    emit: tuple[Emit, ...],
+    owner: str,
+) -> tuple[TaskSuccess, list[OutboxRow]]:
+    """A successful attempt, and the events it sends its instance (emitted ones, then its
+    completion) as rows not stored yet, each carrying the success."""
+    tenant_id, task_id, instance_id = task["tenant_id"], task["id"], task["instance_id"]
+    prefix = "timer" if task["kind"] == "timer" else "task"
+    done_id = f"{prefix}-{task_id}-done" if deliver else None
+    success = TaskSuccess(task_id, owner, output_json, done_id)
     rows = [
         event_outbox_row(
             tenant_id,
@@ -570,14 +505,15 @@ def _events_of(success: _Success, instance_id: uuid.UUID) -> list[OutboxRow]:
             f"task-{task_id}-emit-{index}",
             emitted.type,
             dict(emitted.payload),
+            stored=False,
+            success=success,
         )
-        for index, emitted in enumerate(success.emit)
+        for index, emitted in enumerate(emit)
     ]
-    if success.deliver:
-        prefix = "timer" if task["kind"] == "timer" else "task"
+    if deliver and done_id:
         rows.append(
             event_outbox_row(
-                tenant_id, instance_id, f"{prefix}-{task_id}-done", success.deliver, success.payload
+                tenant_id, instance_id, done_id, deliver, payload, stored=False, success=success
             )
         )
-    return rows
+    return success, rows

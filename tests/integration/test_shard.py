@@ -53,8 +53,11 @@ COUNTER: dict[str, Any] = {
 
 
 def events_of(rows: Sequence[OutboxRow]) -> list[EventJobData]:
+    """The events of ``rows``: as the engine delivers them, a task's success with its
+    completion (``EventJobData.success``) for the step to commit."""
     return [
-        EventJobData(
+        r.event
+        or EventJobData(
             r.data["tenantId"],
             r.data["instanceId"],
             r.data["event"]["id"],
@@ -113,8 +116,8 @@ async def test_hello_runs_through_a_shard_and_an_executor(database_dsn: str) -> 
             "SELECT status, count(*) FROM workflow_instances GROUP BY status"
         )
         assert {r["status"]: r["count"] for r in statuses} == {"done": 50}
-        attempts = await pool.fetch("SELECT attempts FROM tasks")
-        assert [r["attempts"] for r in attempts] == [1] * 50
+        attempts = await pool.fetch("SELECT status, attempts FROM tasks")
+        assert [(r["status"], r["attempts"]) for r in attempts] == [("succeeded", 1)] * 50
         assert shard.peak_resident <= 20
     finally:
         await shard.close()
@@ -125,7 +128,10 @@ async def test_a_slot_is_free_once_its_handler_returns_while_the_outcome_commits
     database_dsn: str,
 ) -> None:
     """One slot for EMAIL: the second attempt's handler runs while the first attempt's
-    success is still waiting to commit (its row locked by another transaction here)."""
+    outcome (a failure, to be retried) is still waiting to commit (its row locked by
+    another transaction here). A success commits with the step that applies its
+    completion, so the executor never waits for one: the executor answers the first
+    attempt "succeeded" the moment its handler returns, with its completion uncommitted."""
     pool = await create_pool(database_dsn)
     entered: list[str] = []
     first_entered, locked, second_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -135,8 +141,8 @@ async def test_a_slot_is_free_once_its_handler_returns_while_the_outcome_commits
         if len(entered) == 1:
             first_entered.set()
             await locked.wait()
-        else:
-            second_ran.set()
+            raise ConnectionError("smtp went away")
+        second_ran.set()
         return {}
 
     handlers = HandlerRegistry()
@@ -150,16 +156,24 @@ async def test_a_slot_is_free_once_its_handler_returns_while_the_outcome_commits
         async with pool.acquire() as blocker, blocker.transaction():
             batch = asyncio.create_task(executor.run_batch([jobs[0]]))
             await asyncio.wait_for(first_entered.wait(), 10)
-            # Claimed (its handler runs): this lock makes its success wait, once returned.
+            # Claimed (its handler runs): this lock makes its retry wait, once it failed.
             await blocker.execute(
                 "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", uuid.UUID(jobs[0].task_id)
             )
             locked.set()
             second = asyncio.create_task(executor.run_batch([jobs[1]]))
             await asyncio.wait_for(second_ran.wait(), 10)
-            assert not batch.done()  # the first success is still waiting for the lock
-        results = await asyncio.gather(batch, second)
-        assert [r.results for r in results] == [["succeeded"], ["succeeded"]]
+            assert not batch.done()  # the first attempt's retry is still waiting for the lock
+            done = await asyncio.wait_for(second, 10)
+            assert done.results == ["succeeded"]
+            (completion,) = [r for r in done.outbox if r.event is not None]
+            assert completion.event is not None
+            assert completion.event.success is not None
+            status = await pool.fetchval(
+                "SELECT status FROM tasks WHERE id = $1", uuid.UUID(jobs[1].task_id)
+            )
+            assert status == "running"  # until a step applies the completion
+        assert (await batch).results == ["retrying"]
         assert entered == [jobs[0].task_id, jobs[1].task_id]
     finally:
         await pool.close()

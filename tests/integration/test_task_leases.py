@@ -15,7 +15,7 @@ from runtime_support import running_engine
 
 from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.ports.queue import TaskJobData
-from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
+from statefleet.engine.runtime.executor import ExecutorResult, ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.tasks import TaskRunnerSettings
 
 pytestmark = pytest.mark.asyncio
@@ -63,6 +63,12 @@ def registry(handler: Slow) -> HandlerRegistry:
 def executor(pool: asyncpg.Pool[Any], handler: Slow, lease_ms: int, identity: str) -> TaskExecutor:
     tasks = TaskRunnerSettings(default_lease_ms=lease_ms, lease_margin_ms=100)
     return TaskExecutor(pool, registry(handler), ExecutorSettings(tasks=tasks), identity=identity)
+
+
+async def settle(running: Any, result: ExecutorResult) -> None:
+    """What the engine does with a batch's successes: the step that applies their
+    completions commits them (``completions.py``)."""
+    await running.engine.runtime.apply([r.event for r in result.outbox if r.event is not None])
 
 
 async def lease_of(pool: asyncpg.Pool[Any], task_id: str) -> asyncpg.Record:
@@ -135,6 +141,7 @@ async def test_a_restarted_pool_gives_up_its_previous_claims_at_once(database_ds
         assert result.results == ["succeeded"]
         assert again.calls == 1
         assert any(r.data == {"tenantId": TENANT, "taskId": task_id} for r in result.outbox)
+        await settle(running, result)
         row = await lease_of(running.pool, task_id)
         assert (row["status"], row["attempts"]) == ("succeeded", 2)
 
@@ -184,7 +191,9 @@ async def test_a_success_committed_while_its_lease_is_renewed_is_not_dropped(
         pool = TaskExecutor(
             running.pool, found, ExecutorSettings(tasks=tasks), identity="pool-renewing"
         )
-        results = (await pool.run_batch(jobs)).results
+        result = await pool.run_batch(jobs)
+        results = result.results
+        await settle(running, result)
         async with running.pool.acquire() as connection:
             states = await connection.fetch(
                 "SELECT status, attempts, count(*) AS n FROM tasks GROUP BY status, attempts"
@@ -225,7 +234,7 @@ async def test_a_heartbeat_never_waits_for_a_success_being_committed(
         succeed = SQL["succeed_tasks"]
         async with running.pool.acquire() as committing, committing.transaction():
             # A success being committed holds the second row...
-            done = await committing.fetch(succeed, [TENANT], [second], owner, ['{"ok":1}'])
+            done = await committing.fetch(succeed, [TENANT], [second], [owner], ['{"ok":1}'])
             assert [r["id"] for r in done] == [second]
             async with running.pool.acquire() as beating:
                 # ...while the heartbeat renews both: it must not wait for the held row.
@@ -237,7 +246,7 @@ async def test_a_heartbeat_never_waits_for_a_success_being_committed(
                 )
             assert renewed == "UPDATE 1"
             # The same success goes on to the first row, which the heartbeat no longer holds.
-            done = await committing.fetch(succeed, [TENANT], [first], owner, ['{"ok":1}'])
+            done = await committing.fetch(succeed, [TENANT], [first], [owner], ['{"ok":1}'])
             assert [r["id"] for r in done] == [first]
         states = await running.pool.fetch("SELECT status, attempts FROM tasks")
     assert sorted((r["status"], r["attempts"]) for r in states) == [("succeeded", 1)] * 2
@@ -249,17 +258,27 @@ async def test_a_group_of_successes_aborted_as_a_deadlock_victim_is_committed_ag
     """Postgres breaks a deadlock by aborting one transaction. When that is a group of
     successes, their handlers have run already: the group is committed again, not
     dropped (a dropped success runs its attempt a second time after its lease)."""
-    from statefleet.engine.runtime.outbox import CollectingPublisher
-    from statefleet.engine.runtime.tasks import TaskRunner, _Success
+    from statefleet.engine.ports.queue import TaskSuccess
+    from statefleet.engine.runtime.completions import commit
+    from statefleet.engine.runtime.instances import event_outbox_row
 
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as running:
         ids = await two_running_tasks(running, "pool-victim")
         first, second = ids
-        runner = TaskRunner(
-            running.pool, HandlerRegistry(), CollectingPublisher(), worker_id="pool-victim"
-        )
         records = {r["id"]: r for r in await running.pool.fetch("SELECT * FROM tasks ORDER BY id")}
-        successes = [_Success(records[i], '{"ok": true}', "DONE", {}, ()) for i in ids]
+        successes = []
+        for i in ids:
+            success = TaskSuccess(i, "pool-victim", '{"ok": true}', f"task-{i}-done")
+            row = event_outbox_row(
+                TENANT,
+                records[i]["instance_id"],
+                f"task-{i}-done",
+                "DONE",
+                {},
+                stored=False,
+                success=success,
+            )
+            successes.append((TENANT, success, [row]))
         lock = "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE"
         async with running.pool.acquire() as other:
             transaction = other.transaction()
@@ -267,7 +286,7 @@ async def test_a_group_of_successes_aborted_as_a_deadlock_victim_is_committed_ag
             # This side checks for deadlocks last, so the group of successes is the victim.
             await other.execute("SET LOCAL deadlock_timeout = '30s'")
             await other.execute(lock, second)
-            committing = asyncio.create_task(runner._succeed_many(successes))
+            committing = asyncio.create_task(commit(running.pool, successes))
             # The group takes the first row, then waits for the second...
             async with asyncio.timeout(30):
                 while not await running.pool.fetchval(

@@ -157,17 +157,24 @@ FROM tasks t
 WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'pending' AND t.run_at > now();
 
 -- name: succeed_tasks
--- Finished attempts (group-committed): only those whose lease is still this worker's
--- are recorded; the ids returned are those. Found per key, updated by ctid.
+-- Finished attempts (group-committed, or in the step applying their events): only those
+-- whose lease is still their attempt's ($3, per key) are recorded; the ids returned are
+-- those. Found per key, updated by ctid. The lease is checked where the row is found,
+-- not in the join: a join condition on the owner let the planner scan every running
+-- task for it (a hash join on lease_owner). Checking it there is enough: a row changed
+-- since (its lease renewed or taken) has a new ctid, and the update skips it.
 UPDATE tasks AS t
 SET status = 'succeeded', output = hit.output::jsonb, lease_owner = NULL,
     lease_expires_at = NULL, last_error = NULL, updated_at = now(), finished_at = now()
 FROM (SELECT x.ctid AS row_id, k.output
-      FROM unnest($1::text[], $2::uuid[], $4::text[]) AS k(tenant_id, id, output)
+      FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
+          AS k(tenant_id, id, owner, output)
       CROSS JOIN LATERAL (
-          SELECT ctid FROM tasks WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
-      ) AS x) AS hit
-WHERE t.ctid = hit.row_id AND t.status = 'running' AND t.lease_owner = $3
+          SELECT ctid, status, lease_owner FROM tasks
+          WHERE tenant_id = k.tenant_id AND id = k.id LIMIT 1
+      ) AS x
+      WHERE x.status = 'running' AND x.lease_owner = k.owner) AS hit
+WHERE t.ctid = hit.row_id AND t.status = 'running'
 RETURNING t.id, t.instance_id;
 
 -- name: retry_task
