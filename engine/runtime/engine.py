@@ -502,7 +502,8 @@ class Engine:
     async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
         """Applies event rows on their shards (what their commits wrote is routed in
         turn) and deletes the delivered ones' rows; a row whose shard call failed stays
-        unpublished, for the sweeper to publish through the broker."""
+        unpublished, for the sweeper to publish through the broker, and a task success
+        whose shard call failed is committed without its step (``_commit_successes``)."""
         parsed: list[tuple[OutboxRow, EventJobData]] = []
         for row in rows:
             if row.event is not None:  # an engine-made row carries its event

@@ -4,7 +4,8 @@ A claim is a lease: the attempt is this worker's until ``lease_expires_at``.
 If the worker dies, the lease expires and the task is claimed again (the
 sweeper re-enqueues it), so a task runs at least once per attempt and its
 outcome is recorded once: every finishing statement checks that the lease is
-still ours, and the completion event is written in the same transaction.
+still the attempt's, and the completion event is applied (a success, by the step:
+``completions.py``) or written to the outbox in the same transaction.
 
 Claims of concurrent attempts are group-committed
 (:mod:`statefleet.engine.runtime.groupcommit`): one statement claims every attempt
