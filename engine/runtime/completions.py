@@ -85,7 +85,8 @@ async def settle(
     for tenant_id, success in lost:
         if success.task_id not in cancelled:
             log.warning(
-                "task %s lost its lease before finishing; result dropped",
+                "task %s: its attempt no longer holds the lease (another attempt took it, "
+                "or the task finished); result dropped",
                 success.task_id,
                 extra={"tenant_id": tenant_id, "task_id": str(success.task_id)},
             )
