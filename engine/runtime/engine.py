@@ -153,8 +153,9 @@ class Engine:
         )
         #: Jobs being handled right now, by queue: what a draining stop waits for.
         self.in_flight: dict[str, int] = {ORCHESTRATOR_QUEUE: 0, TASK_RUNNER_QUEUE: 0}
-        #: Tasks claimed where they were created and handed to a pool, not yet finished
-        #: (``task_handover_limit``), and the hand-overs running.
+        #: Tasks claimed where they were created and handed to a pool, not back from it
+        #: yet (``task_handover_limit``), and the hand-overs running (their completions
+        #: included).
         self.handed_over = 0
         self._handovers: set[asyncio.Task[None]] = set()
 
@@ -430,8 +431,8 @@ class Engine:
         for (the engine then hands them over itself), or None: through the broker.
 
         None while that pool's lease owner is unknown (it is starting) and while
-        ``task_handover_limit`` tasks handed over are unfinished: those wait in their
-        pool holding a lease the heartbeat renews, so beyond it new tasks wait in the
+        ``task_handover_limit`` tasks handed over are still in their pools: those wait
+        there holding a lease the heartbeat renews, so beyond it new tasks wait in the
         broker instead, as pending rows, with no lease.
         """
         count = self.backend.pool_count
@@ -475,13 +476,18 @@ class Engine:
             )
             for row in rows
         ]
+        reply: PoolReply | None = None
         try:
-            failed = await self._run_admitted(index, jobs)
+            reply = await self._run_on_pool(index, jobs)
         except Exception as error:
             log.warning("pool %d failed %d task(s) handed over: %r", index, len(jobs), error)
-            failed = list(range(len(jobs)))
         finally:
+            # Counted while in the pool, where their leases are renewed; not while their
+            # completions go on to their shards (which can take a while in a burst).
             self.handed_over -= len(rows)
+        if reply is not None:
+            await self.route(reply.outbox)
+        failed = list(range(len(jobs))) if reply is None else reply.failed
         if failed:
             await self._give_back([rows[i] for i in failed])
 
@@ -557,14 +563,19 @@ class Engine:
     async def _run_admitted(self, index: int, jobs: list[TaskJobData]) -> list[int]:
         """The admitter's tasks, claimed for pool ``index``, on that pool; returns the
         indexes that failed."""
+        reply = await self._run_on_pool(index, jobs)
+        await self.route(reply.outbox)
+        return reply.failed
+
+    async def _run_on_pool(self, index: int, jobs: list[TaskJobData]) -> PoolReply:
+        """Claimed tasks on pool ``index``; the reply's rows are the caller's to route."""
         try:
             reply = await self.backend.run_tasks(index, jobs)
         except Exception:
             self._note(ok=False)
             raise
         self._pool_replied(index, reply)
-        await self.route(reply.outbox)
-        return reply.failed
+        return reply
 
     async def _to_shards(
         self, items: Sequence[tuple[_Item, EventJobData]]

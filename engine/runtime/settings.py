@@ -50,7 +50,7 @@ class EngineSettings:
     task_default_lease_ms: int = 15_000
     task_lease_margin_ms: int = 5_000
     #: Tasks the engine has handed to its pools itself (claimed by the steps that
-    #: created them: ``engine.py``, ``TaskClaim``) and not seen finish, at most; beyond
+    #: created them: ``engine.py``, ``TaskClaim``) and not had back, at most; beyond
     #: it, new tasks go through the broker and are claimed by the pool that takes them.
     task_handover_limit: int = 5_000
     #: asyncpg connections per shard and per pool (each Ray actor opens its own).

@@ -190,3 +190,49 @@ async def _until(condition: Any, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_a_task_stops_counting_against_the_limit_once_its_pool_returns(
+    database_dsn: str,
+) -> None:
+    """The limit bounds tasks waiting in pools (their leases renewed there), not
+    completions on their way to a shard: with the first task's completion held up at
+    its step, the next task is handed over too."""
+    release = asyncio.Event()
+    running: list[str] = []
+
+    async def gated(task: TaskContext) -> Any:
+        running.append(task.task_id)
+        if len(running) == 1:
+            await release.wait()
+        return {"ok": True}
+
+    registry = HandlerRegistry()
+    registry.register("GATED", gated)
+    pool = await create_pool(database_dsn, max_size=6)
+    queue = _CountingQueue()
+    settings = dataclasses.replace(FAST, task_handover_limit=1)
+    try:
+        async with engine_on(pool, queue, registry, settings=settings) as engine:
+            service = WorkflowService(pool, engine.runtime)
+            await service.deploy(TENANT, _spec("GATED"))
+            first = await service.start(TENANT, "one-task")
+            await _until(lambda: len(running) == 1)
+            async with pool.acquire() as blocker, blocker.transaction():
+                # The first instance's next step (its completion) waits for this lock.
+                await blocker.execute(
+                    "SELECT 1 FROM workflow_instances WHERE id = $1 FOR UPDATE",
+                    first.instance_id,
+                )
+                release.set()
+                await _until(lambda: engine.handed_over == 0)
+                assert (await service.get(TENANT, first.instance_id)).status == "running"
+                second = await service.start(TENANT, "one-task")
+                await _until(lambda: len(running) == 2)
+                assert queue.task_jobs == 0, "the second task was handed over too"
+            for started in (first, second):
+                view = await wait_for(service, TENANT, started.instance_id)
+                assert view.status == "done"
+    finally:
+        await queue.close()
+        await pool.close()
