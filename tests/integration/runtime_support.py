@@ -103,20 +103,23 @@ async def engine_on(
     *,
     settings: EngineSettings = FAST,
     start: bool = True,
-    backend: BackendKind = "local",
+    backend: BackendKind | LocalBackend = "local",
     dsn: str | None = None,
 ) -> AsyncIterator[Engine]:
     """The engine loop on ``queue``; stopped and closed (Ray actors destroyed) after.
 
     ``backend="ray"`` hosts shards and pools in Ray actors of the session's local Ray
-    (``ray_support``); it needs the ``dsn`` and a picklable handler factory.
+    (``ray_support``); it needs the ``dsn`` and a picklable handler factory. A
+    ``LocalBackend`` given (one that injects a fault, say) is used as it is.
     """
-    if backend == "ray":
+    if isinstance(backend, LocalBackend):
+        hosts: Any = backend
+    elif backend == "ray":
         from ray_support import ray_backend
 
         assert dsn is not None, "Ray actors open their own pools from the DSN"
         assert not isinstance(registry, HandlerRegistry), "Ray actors need a factory"
-        hosts: Any = ray_backend(dsn, registry, settings)
+        hosts = ray_backend(dsn, registry, settings)
     else:
         hosts = LocalBackend(pool, handlers_of(registry), settings)
     engine = Engine(pool, queue, hosts, settings)

@@ -20,7 +20,7 @@ from statefleet.drivers.memory import MemoryQueue
 from statefleet.engine.handlers import HandlerRegistry, TaskContext
 from statefleet.engine.ports.backend import ShardReply, TaskClaim
 from statefleet.engine.ports.queue import EventJobData, TaskJobData, TaskSuccess
-from statefleet.engine.runtime import Engine, LocalBackend, WorkflowService
+from statefleet.engine.runtime import LocalBackend, WorkflowService
 from statefleet.engine.runtime.executor import TaskExecutor
 from statefleet.engine.runtime.instances import InstanceRuntime, event_outbox_row
 from statefleet.engine.runtime.outbox import CollectingPublisher
@@ -256,17 +256,14 @@ async def test_a_success_whose_shard_call_fails_is_committed_without_a_step(
     # A lease far longer than the test: only the fallback can settle the task in time.
     settings = dataclasses.replace(FAST, task_default_lease_ms=600_000)
     backend = _FailingFirstCompletion(pool, handlers_of(registry), settings)
-    engine = Engine(pool, queue, backend, settings)
     try:
-        await engine.start()
-        service = WorkflowService(pool, engine.runtime)
-        await service.deploy(TENANT, SPEC)
-        started = await service.start(TENANT, "one-task")
-        view = await wait_for(service, TENANT, started.instance_id)
-        (task,) = await service.tasks(TENANT, started.instance_id)
+        async with engine_on(pool, queue, registry, settings=settings, backend=backend) as engine:
+            service = WorkflowService(pool, engine.runtime)
+            await service.deploy(TENANT, SPEC)
+            started = await service.start(TENANT, "one-task")
+            view = await wait_for(service, TENANT, started.instance_id)
+            (task,) = await service.tasks(TENANT, started.instance_id)
     finally:
-        await engine.stop()
-        await backend.close()
         await queue.close()
     assert [e.event_id for e in backend.failed] == [f"task-{task['id']}-done"]
     assert view.status == "done"

@@ -5,8 +5,9 @@ no claim of its own; a failed hand-over gives the tasks back to the broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from runtime_support import FAST, engine_on, handlers_of, wait_for
@@ -125,17 +126,14 @@ async def test_a_failed_hand_over_gives_the_tasks_back_to_the_broker(
     # A lease far longer than the test: only the give-back can free the task in time.
     settings = dataclasses.replace(FAST, task_default_lease_ms=600_000)
     backend = _FailingFirstHandover(pool, handlers_of(registry), settings)
-    engine = Engine(pool, queue, backend, settings)
     try:
-        await engine.start()
-        service = WorkflowService(pool, engine.runtime)
-        await service.deploy(TENANT, _spec("WORK"))
-        started = await service.start(TENANT, "one-task")
-        view = await wait_for(service, TENANT, started.instance_id)
-        (task,) = await service.tasks(TENANT, started.instance_id)
+        async with engine_on(pool, queue, registry, settings=settings, backend=backend) as engine:
+            service = WorkflowService(pool, engine.runtime)
+            await service.deploy(TENANT, _spec("WORK"))
+            started = await service.start(TENANT, "one-task")
+            view = await wait_for(service, TENANT, started.instance_id)
+            (task,) = await service.tasks(TENANT, started.instance_id)
     finally:
-        await engine.stop()
-        await backend.close()
         await queue.close()
         await pool.close()
     assert [job.task_id for job in backend.failed_claims] == [str(task["id"])]
@@ -147,49 +145,60 @@ async def test_a_failed_hand_over_gives_the_tasks_back_to_the_broker(
     assert queue.task_jobs == 1
 
 
-async def test_past_the_hand_over_limit_new_tasks_go_through_the_broker(
-    database_dsn: str,
-) -> None:
-    release = asyncio.Event()
-    running: list[str] = []
+class _Gated:
+    """A ``GATED`` handler that records the tasks it runs and holds the first (or every)
+    one until ``release`` is set."""
 
-    async def slow(task: TaskContext) -> Any:
-        running.append(task.task_id)
-        await release.wait()
+    def __init__(self, *, hold_all: bool) -> None:
+        self.release = asyncio.Event()
+        self.running: list[str] = []
+        self._hold_all = hold_all
+
+    async def __call__(self, task: TaskContext) -> Any:
+        self.running.append(task.task_id)
+        if self._hold_all or len(self.running) == 1:
+            await self.release.wait()
         return {"ok": True}
 
+
+@contextlib.asynccontextmanager
+async def _limited_to_one(
+    database_dsn: str, handler: _Gated
+) -> AsyncIterator[tuple[Engine, WorkflowService, _CountingQueue]]:
+    """An engine that hands over one task at a time (``task_handover_limit=1``)."""
     registry = HandlerRegistry()
-    registry.register("SLOW", slow)
-    pool = await create_pool(database_dsn, max_size=4)
+    registry.register("GATED", handler)
+    pool = await create_pool(database_dsn, max_size=6)
     queue = _CountingQueue()
     settings = dataclasses.replace(FAST, task_handover_limit=1)
     try:
         async with engine_on(pool, queue, registry, settings=settings) as engine:
             service = WorkflowService(pool, engine.runtime)
-            await service.deploy(TENANT, _spec("SLOW"))
-            first = await service.start(TENANT, "one-task")
-            await _until(lambda: len(running) == 1)
-            assert engine.handed_over == 1
-            assert queue.task_jobs == 0
-            # One handed over and unfinished: the limit is reached, the next goes through
-            # the broker (pending, no lease) and runs there.
-            second = await service.start(TENANT, "one-task")
-            await _until(lambda: len(running) == 2)
-            assert queue.task_jobs == 1
-            release.set()
-            for started in (first, second):
-                view = await wait_for(service, TENANT, started.instance_id)
-                assert view.status == "done"
+            await service.deploy(TENANT, _spec("GATED"))
+            yield engine, service, queue
     finally:
         await queue.close()
         await pool.close()
 
 
-async def _until(condition: Any, timeout: float = 20.0) -> None:
-    """Waits for ``condition()`` (set by a handler), checking at each loop turn."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def test_past_the_hand_over_limit_new_tasks_go_through_the_broker(
+    database_dsn: str,
+) -> None:
+    handler = _Gated(hold_all=True)
+    async with _limited_to_one(database_dsn, handler) as (engine, service, queue):
+        first = await service.start(TENANT, "one-task")
+        await _until(lambda: len(handler.running) == 1)
+        assert engine.handed_over == 1
+        assert queue.task_jobs == 0
+        # One handed over and unfinished: the limit is reached, the next goes through
+        # the broker (pending, no lease) and runs there.
+        second = await service.start(TENANT, "one-task")
+        await _until(lambda: len(handler.running) == 2)
+        assert queue.task_jobs == 1
+        handler.release.set()
+        for started in (first, second):
+            view = await wait_for(service, TENANT, started.instance_id)
+            assert view.status == "done"
 
 
 async def test_a_task_stops_counting_against_the_limit_once_its_pool_returns(
@@ -198,41 +207,29 @@ async def test_a_task_stops_counting_against_the_limit_once_its_pool_returns(
     """The limit bounds tasks waiting in pools (their leases renewed there), not
     completions on their way to a shard: with the first task's completion held up at
     its step, the next task is handed over too."""
-    release = asyncio.Event()
-    running: list[str] = []
+    handler = _Gated(hold_all=False)
+    async with _limited_to_one(database_dsn, handler) as (engine, service, queue):
+        first = await service.start(TENANT, "one-task")
+        await _until(lambda: len(handler.running) == 1)
+        async with engine.pool.acquire() as blocker, blocker.transaction():
+            # The first instance's next step (its completion) waits for this lock.
+            await blocker.execute(
+                "SELECT 1 FROM workflow_instances WHERE id = $1 FOR UPDATE",
+                first.instance_id,
+            )
+            handler.release.set()
+            await _until(lambda: engine.handed_over == 0)
+            assert (await service.get(TENANT, first.instance_id)).status == "running"
+            second = await service.start(TENANT, "one-task")
+            await _until(lambda: len(handler.running) == 2)
+            assert queue.task_jobs == 0, "the second task was handed over too"
+        for started in (first, second):
+            view = await wait_for(service, TENANT, started.instance_id)
+            assert view.status == "done"
 
-    async def gated(task: TaskContext) -> Any:
-        running.append(task.task_id)
-        if len(running) == 1:
-            await release.wait()
-        return {"ok": True}
 
-    registry = HandlerRegistry()
-    registry.register("GATED", gated)
-    pool = await create_pool(database_dsn, max_size=6)
-    queue = _CountingQueue()
-    settings = dataclasses.replace(FAST, task_handover_limit=1)
-    try:
-        async with engine_on(pool, queue, registry, settings=settings) as engine:
-            service = WorkflowService(pool, engine.runtime)
-            await service.deploy(TENANT, _spec("GATED"))
-            first = await service.start(TENANT, "one-task")
-            await _until(lambda: len(running) == 1)
-            async with pool.acquire() as blocker, blocker.transaction():
-                # The first instance's next step (its completion) waits for this lock.
-                await blocker.execute(
-                    "SELECT 1 FROM workflow_instances WHERE id = $1 FOR UPDATE",
-                    first.instance_id,
-                )
-                release.set()
-                await _until(lambda: engine.handed_over == 0)
-                assert (await service.get(TENANT, first.instance_id)).status == "running"
-                second = await service.start(TENANT, "one-task")
-                await _until(lambda: len(running) == 2)
-                assert queue.task_jobs == 0, "the second task was handed over too"
-            for started in (first, second):
-                view = await wait_for(service, TENANT, started.instance_id)
-                assert view.status == "done"
-    finally:
-        await queue.close()
-        await pool.close()
+async def _until(condition: Any, timeout: float = 20.0) -> None:
+    """Waits for ``condition()`` (set by a handler), checking at each loop turn."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
