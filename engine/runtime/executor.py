@@ -143,7 +143,15 @@ class TaskExecutor:
         types = await self._types(jobs)
         failed: list[int] = []
 
+        deferred = _Deferred(self._runner, self.settle_wait_s)
+        unfinished = len(jobs)
+        # The leases this batch holds until it returns: the claims it came with (their
+        # wait for a slot may be cancelled), and the attempts whose success it leaves
+        # for a step to commit (TaskRunner._unsettled), for the engine to send on.
+        leased = [(j.tenant_id, c["id"]) for c, j in zip(claims, jobs, strict=True) if c]
+
         async def one(index: int, job: TaskJobData) -> str:
+            nonlocal unfinished
             task_type = job.task_type or types.get(
                 (job.tenant_id, _canonical(job.task_id)), "unknown"
             )
@@ -170,22 +178,20 @@ class TaskExecutor:
                     failed.append(index)
                     result = "error"
                 finally:
+                    unfinished -= 1
                     # Made inside the attempt's span (tracing.current above): the
                     # events it sends its instance continue its trace.
-                    rows = publisher.take()
-                    unsettled = [r for r in rows if r.event is not None and r.event.success]
+                    unsettled: list[OutboxRow] = []
+                    for row in publisher.take():
+                        if row.event is not None and row.event.success is not None:
+                            unsettled.append(row)
+                        else:
+                            collected.append(row)
                     if unsettled:
-                        deferred.add(unsettled)
+                        deferred.add(unsettled, batch_running=unfinished > 0)
                         leased.append((job.tenant_id, read_uuid(job.task_id)))
-                        rows = [r for r in rows if r.event is None or not r.event.success]
-                    collected.extend(rows)
             return result
 
-        deferred = _Deferred(self._runner, self.settle_wait_s)
-        # The leases this batch holds until it returns: the claims it came with (their
-        # wait for a slot may be cancelled), and the attempts whose success it leaves
-        # for a step to commit (TaskRunner._unsettled), for the engine to send on.
-        leased = [(j.tenant_id, c["id"]) for c, j in zip(claims, jobs, strict=True) if c]
         try:
             results = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
             collected.extend(await deferred.close())
@@ -247,9 +253,11 @@ class _Deferred:
         self._closed = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
 
-    def add(self, rows: list[OutboxRow]) -> None:
+    def add(self, rows: list[OutboxRow], *, batch_running: bool) -> None:
+        """Rows of one success; ``batch_running``: other jobs of the batch are still
+        running (if none is, the batch returns now and nothing needs watching)."""
         self._rows.extend(rows)
-        if self._watch is None:
+        if self._watch is None and batch_running:
             self._watch = asyncio.create_task(self._commit_late(), name="statefleet-settle-late")
 
     async def _commit_late(self) -> None:
