@@ -8,16 +8,15 @@ environment) and every actor applies them the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from statefleet.engine.logging_setup import LogSettings, configure_logging
+from statefleet.engine.record import record
 from statefleet.engine.runtime.gc_tuning import tune_gc
 from statefleet.engine.tracing import TraceSettings, configure_tracing
 
 __all__ = ["ActorProcess"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ActorProcess:
     log: LogSettings | None = None
     trace: TraceSettings | None = None

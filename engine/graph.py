@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from statefleet.engine.record import record
 from statefleet.engine.spec.models import (
     GuardExpr,
     GuardLogic,
@@ -108,7 +109,7 @@ class _Node:
         return self.path[: len(ancestor.path)] == ancestor.path and self is not ancestor
 
 
-@dataclass(frozen=True, eq=False)
+@record
 class _Edge:
     source: _Node
     target: _Node

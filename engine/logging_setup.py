@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+
+from statefleet.engine.record import record
 
 __all__ = ["LOG_FORMATS", "LogFormat", "LogSettings", "TracebackOnce", "configure_logging"]
 
@@ -40,7 +41,7 @@ CONTEXT_FIELDS = ("tenant_id", "instance_id", "task_id")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogSettings:
     """``STATEFLEET_LOG_LEVEL`` and ``STATEFLEET_LOG_FORMAT``, as plain data."""
 

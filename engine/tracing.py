@@ -23,12 +23,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
+
+from statefleet.engine.record import record
 
 __all__ = [
     "TRACER",
@@ -49,7 +50,7 @@ _configured: str | None = None
 _lock = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TraceSettings:
     """``OTEL_EXPORTER_OTLP_ENDPOINT`` (None: no tracing) and ``OTEL_SERVICE_NAME``."""
 

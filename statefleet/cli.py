@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from statefleet.commands.upgrade import fetch_history
 from statefleet.commands.upgrade import upgrade as upgrade_command
 from statefleet.engine.graph import to_mermaid
 from statefleet.engine.interpreter import Machine, Step, load_machine, make_event
+from statefleet.engine.record import record
 from statefleet.engine.spec import SpecError, SpecValidationError, WorkflowSpec, validate_spec
 from statefleet.engine.spec.limits import SpecLimits, check_limits
 
@@ -54,7 +54,7 @@ class InvalidSpec(Exception):
         self.errors = tuple(errors)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoadedSpec:
     """A spec as commands use it: the model to describe and draw, the machine to run."""
 

@@ -39,7 +39,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from statefleet.credentials import credentials_path, read_credentials, same_server
+from statefleet.engine.record import record
 
 __all__ = [
     "AsyncClient",
@@ -482,7 +483,7 @@ def _transport_error(
 # --- calls as data ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Call(Generic[T]):
     """One HTTP request and how to read its successful answer."""
 

@@ -13,13 +13,14 @@ imports it, and a client must not pull in the server's dependencies.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
 from collections.abc import Mapping
 from typing import IO, Any
 from urllib.parse import urlsplit
+
+from statefleet.engine.record import record
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -37,7 +38,7 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record
 class Credentials:
     """What ``up`` wrote; any field may be missing from an older or edited file."""
 

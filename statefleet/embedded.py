@@ -48,6 +48,7 @@ from statefleet.credentials import (
     state_dir,
     write_credentials,
 )
+from statefleet.engine.record import record
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -122,7 +123,7 @@ def _version_key(directory: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class Account:
     """Who runs initdb and the server: ``None`` ids mean the current user."""
 

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, Protocol
 
 from statefleet.engine.handlers.ai_policy import (
@@ -38,6 +38,7 @@ from statefleet.engine.handlers.ai_policy import (
     parse_policy,
 )
 from statefleet.engine.handlers.base import Emit, HandlerResult, PermanentTaskError, TaskContext
+from statefleet.engine.record import record
 
 __all__ = [
     "PROVIDERS",
@@ -71,7 +72,7 @@ nothing else, with these keys:
 - "confidence": how sure you are, from 0 to 1 (a number)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AiSettings:
     """Which model server ``AI`` tasks talk to; read from ``STATEFLEET_AI_*``.
 
@@ -128,7 +129,7 @@ class AiSettings:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ModelRequest:
     """One call to a model, provider-neutral."""
 
@@ -139,7 +140,7 @@ class ModelRequest:
     timeout_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ModelAnswer:
     """A model's raw answer and the facts the audit record keeps about the call."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import (
@@ -25,6 +24,8 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
+
+from statefleet.engine.record import record
 
 __all__ = [
     "DECISION_JSON_SCHEMA",
@@ -136,7 +137,7 @@ def parse_decision(raw: str) -> Decision:
         raise MalformedAnswer(_summary(error), raw) from None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Verdict:
     """The engine's ruling on one decision.
 
@@ -175,7 +176,7 @@ def judge(decision: Decision, policy: AiPolicy) -> Verdict:
     return Verdict(emit=not reasons, rejected=bool(refusals), reasons=reasons)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Usage:
     """Token counts as the provider reported them (None when it reported none)."""
 

@@ -10,13 +10,15 @@ can pass it to the systems they call (an ``Idempotency-Key`` header, an email
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from statefleet.engine.record import record
 
 __all__ = ["Emit", "Handler", "HandlerResult", "PermanentTaskError", "TaskContext"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskContext:
     """One attempt of one task, as its handler sees it."""
 
@@ -34,7 +36,7 @@ class TaskContext:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Emit:
     """An event a handler asks to send into its own instance (e.g. an AI decision)."""
 
@@ -42,7 +44,7 @@ class Emit:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HandlerResult:
     """A handler's output plus events to emit, written with the task's success.
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import EmailMessage
 from email.mime.text import MIMEText
 from email.utils import parseaddr
@@ -23,6 +23,7 @@ import httpx
 
 from statefleet.engine.handlers.base import PermanentTaskError, TaskContext
 from statefleet.engine.handlers.smtp import SmtpConnections
+from statefleet.engine.record import record
 
 __all__ = ["MANUAL_TYPES", "EmailHandler", "HttpHandler", "SmtpSettings", "noop_handler"]
 
@@ -35,7 +36,7 @@ async def noop_handler(task: TaskContext) -> Any:
     return task.input
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SmtpSettings:
     """Where ``EMAIL`` tasks are sent; read from ``STATEFLEET_SMTP_*``."""
 

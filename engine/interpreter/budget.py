@@ -28,9 +28,9 @@ which budget ran out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from statefleet.engine.interpreter.values import EvaluationError
+from statefleet.engine.record import record
 
 __all__ = ["DEFAULT_MAX_MICROSTEPS", "NO_CLOCK", "BudgetExceeded", "Meter", "StepBudget"]
 
@@ -46,7 +46,7 @@ class BudgetExceeded(EvaluationError):
         self.budget = budget
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StepBudget:
     """Limits for one step (an external event or the start, with everything it causes)."""
 

@@ -8,13 +8,14 @@ have executed the actions, and the runtime persists and executes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from statefleet.engine.record import record
 
 __all__ = ["CancelTask", "CancelTimer", "CreateTask", "Effect", "ScheduleTimer"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreateTask:
     """Schedule a task. Value fields are already resolved against the context."""
 
@@ -59,7 +60,7 @@ class CreateTask:
         return {"type": "createTask", "task": task}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CancelTask:
     """Cancel this instance's pending task(s) with the given idempotency key or name."""
 
@@ -72,7 +73,7 @@ class CancelTask:
         return {"type": "cancelTask", "name": self.name}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScheduleTimer:
     """Deliver ``{"type": event}`` to this instance after ``delay_ms`` (an ``after`` entry)."""
 
@@ -83,7 +84,7 @@ class ScheduleTimer:
         return {"type": "scheduleTimer", "event": self.event, "delay": self.delay_ms}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CancelTimer:
     """Cancel the pending timer whose event type is ``event`` (its state was exited)."""
 

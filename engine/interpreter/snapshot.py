@@ -9,10 +9,11 @@ for every snapshot the interpreter produces.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from statefleet.engine.interpreter.effects import Effect
+from statefleet.engine.record import record
 
 __all__ = ["Event", "Snapshot", "Status", "Step", "make_event"]
 
@@ -26,7 +27,7 @@ def make_event(event_type: str, payload: Any = None) -> dict[str, Any]:
     return {"type": event_type, "payload": {} if payload is None else payload}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Snapshot:
     """State value, context, and status of an instance; immutable by convention.
 
@@ -61,7 +62,7 @@ class Snapshot:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Step:
     """What one event (or the start) did: the new snapshot and the ordered effects.
 

@@ -25,10 +25,10 @@ Obligations of an implementation:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from statefleet.engine.ports.queue import EventJobData, TaskJobData
+from statefleet.engine.record import record
 
 if TYPE_CHECKING:
     from statefleet.engine.runtime.outbox import OutboxRow
@@ -41,7 +41,7 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot host the engine as configured; the message says what to change."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskClaim:
     """The pool a shard claims the due tasks its steps create for, and the lease.
 
@@ -58,7 +58,7 @@ class TaskClaim:
     margin_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ShardReply:
     """One outcome name per event (``applied``, ``duplicate``, ``not_running``,
     ``unknown_instance``) and the committed, unpublished outbox rows."""
@@ -69,7 +69,7 @@ class ShardReply:
     tally: Tally | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PoolReply:
     """What happened to each job, committed outbox rows, indexes of jobs to redeliver."""
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeAlias
 
 from statefleet.engine.jsonkind import json_kind
+from statefleet.engine.record import record
 
 __all__ = [
     "EVENT_JOB",
@@ -109,7 +109,7 @@ class PartialBatchFailure(Exception):
 # --------------------------------------------------------------------------- jobs
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QueueJob:
     """One job on one queue, as it travels on the wire.
 
@@ -138,7 +138,7 @@ class QueueJob:
             raise ValueError("QueueJob.dedupe_key must be None or a non-empty string")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EventJobData:
     """The validated data of an ``event`` job (camelCase on the wire)."""
 
@@ -159,7 +159,7 @@ class EventJobData:
     success: TaskSuccess | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskSuccess:
     """A task attempt that succeeded, travelling with its events to their shard.
 
@@ -177,7 +177,7 @@ class TaskSuccess:
     done_event_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskJobData:
     """The validated data of a ``task`` job (camelCase on the wire)."""
 

@@ -48,10 +48,10 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.record import record
 from statefleet.engine.runtime.outbox import OutboxRow
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.runtime.tenant_scheduling import (
@@ -88,7 +88,7 @@ RATE_BURST_S = 0.1
 SCHEDULING_TTL_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AdmissionSettings:
     #: Sleep between passes that found nothing to admit (ms).
     poll_ms: int = 100

@@ -13,8 +13,9 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from statefleet.engine.record import record
 
 __all__ = ["Checkpoint", "CheckpointCache", "InstanceKey", "RecentCheckpoints"]
 
@@ -22,7 +23,7 @@ __all__ = ["Checkpoint", "CheckpointCache", "InstanceKey", "RecentCheckpoints"]
 InstanceKey = tuple[str, uuid.UUID]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Checkpoint:
     """A committed step of one instance, as ``load_instances`` returns it."""
 

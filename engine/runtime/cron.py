@@ -12,11 +12,12 @@ Every time here is an aware ``datetime``; results are in UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+
+from statefleet.engine.record import record
 
 __all__ = ["Rule", "check_cron", "check_timezone"]
 
@@ -49,7 +50,7 @@ def check_cron(expression: str) -> str:
     return expression
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rule:
     """A schedule's ticks: ``cron`` in ``timezone``, or every ``every_seconds`` from ``anchor``.
 

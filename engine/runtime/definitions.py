@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from statefleet.engine.record import record
 from statefleet.engine.spec import SpecValidationError, validate_spec
 from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits, check_limits
 from statefleet.engine.store.db import Connection, Record
@@ -26,7 +26,7 @@ __all__ = [
 SQL = load_queries("definitions.sql")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Definition:
     id: uuid.UUID
     tenant_id: str

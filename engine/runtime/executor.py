@@ -30,6 +30,7 @@ from typing import Any
 from statefleet.engine import tracing
 from statefleet.engine.handlers import HandlerRegistry
 from statefleet.engine.ports.queue import TaskJobData
+from statefleet.engine.record import record
 from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
 from statefleet.engine.runtime.slots import Slots
@@ -47,7 +48,7 @@ TIMER_SLOT = "timer"
 SETTLE_WAIT_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutorSettings:
     #: Attempts of one task type running at once, per executor.
     default_limit: int = 32

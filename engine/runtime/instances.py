@@ -20,7 +20,6 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from statefleet.engine import tracing
@@ -33,6 +32,7 @@ from statefleet.engine.ports.queue import (
     TaskSuccess,
     event_job,
 )
+from statefleet.engine.record import record
 from statefleet.engine.runtime.audit import insert_events
 from statefleet.engine.runtime.checkpoints import Checkpoint, CheckpointCache, InstanceKey
 from statefleet.engine.runtime.completions import late_events, record_late, settle
@@ -107,7 +107,7 @@ Outcome = Literal[
 _Sink = Callable[[Sequence[OutboxRow]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ApplyOutcome:
     event_id: str
     instance_id: str
@@ -115,13 +115,13 @@ class ApplyOutcome:
     handled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartRequest:
     input: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartResult:
     instance_id: uuid.UUID
     created: bool

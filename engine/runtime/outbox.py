@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from statefleet.engine.ports.queue import (
     QueueJob,
     task_dedupe_key,
 )
+from statefleet.engine.record import record
 from statefleet.engine.runtime.groupcommit import GroupCommit
 from statefleet.engine.store.db import Connection, Pool, json_text, new_uuid
 from statefleet.engine.store.queries import load_queries
@@ -41,7 +41,7 @@ __all__ = [
 SQL = load_queries("outbox.sql")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboxRow:
     tenant_id: str
     id: uuid.UUID

@@ -22,6 +22,7 @@ from statefleet.engine.interpreter import (
     ScheduleTimer,
     Step,
 )
+from statefleet.engine.record import record
 from statefleet.engine.store.db import new_uuid
 
 __all__ = [
@@ -71,7 +72,7 @@ class TaskRow:
         return not (self.kind == "task" and self.type in MANUAL_TYPES)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cancellation:
     tenant_id: str
     instance_id: uuid.UUID
@@ -80,7 +81,7 @@ class Cancellation:
     name: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuditRow:
     tenant_id: str
     instance_id: uuid.UUID

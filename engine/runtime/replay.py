@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ import orjson
 from statefleet.engine.interpreter import Machine, Snapshot
 from statefleet.engine.interpreter.algorithm import config_from_value, value_of
 from statefleet.engine.interpreter.values import EvaluationError, copy_json
+from statefleet.engine.record import record
 
 __all__ = [
     "INIT_EVENT",
@@ -60,7 +61,7 @@ _AFTER_PREFIX = "xstate.after."
 VerdictName = Literal["compatible", "diverged", "unmappable", "error"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HistoryEntry:
     """One audit row, as much of it as a replay reads."""
 
@@ -71,7 +72,7 @@ class HistoryEntry:
     effects: Sequence[Mapping[str, Any]] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OpenWork:
     """An open (pending or running) task or timer of the instance."""
 
@@ -82,7 +83,7 @@ class OpenWork:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WorkMove:
     """What a move does to one open task or timer."""
 
@@ -122,7 +123,7 @@ class WorkMove:
         return [{"type": "cancelTask", "name": self.name}]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Divergence:
     """Where the replay left the recorded path: the first step that differs."""
 
@@ -143,7 +144,7 @@ class Divergence:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Verdict:
     """The dry run's answer for one instance, and the snapshot a move would write."""
 
@@ -266,7 +267,7 @@ def _same_state(machine: Machine, recorded: Any, got: Any, state_map: Mapping[st
 # -- the verdict ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Path:
     """Where a replay went: its last snapshot, or the step that failed or left the path."""
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from statefleet.engine.record import record
 from statefleet.engine.runtime.background import BackgroundLoop
 from statefleet.engine.runtime.cron import Rule, check_cron, check_timezone
 from statefleet.engine.store.db import Connection, Pool, Record
@@ -85,7 +86,7 @@ class InvalidSchedule(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScheduleRequest:
     """What a new schedule needs: exactly one of ``cron`` and ``every_seconds``."""
 
@@ -99,7 +100,7 @@ class ScheduleRequest:
     catch_up: CatchUp = "skip"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScheduleView:
     id: uuid.UUID
     tenant_id: str
@@ -125,7 +126,7 @@ class ScheduleView:
         return cls(**{name: r[name] for name in cls.__dataclass_fields__})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SchedulePage:
     items: list[ScheduleView]
     next_cursor: str | None

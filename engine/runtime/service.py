@@ -13,11 +13,12 @@ import binascii
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from statefleet.engine.handlers import MANUAL_TYPES
+from statefleet.engine.record import record
 from statefleet.engine.runtime.audit import append_event
 from statefleet.engine.runtime.definitions import (
     Definition,
@@ -116,7 +117,7 @@ class IdempotencyKeyReused(ValueError):
     """An idempotency key the tenant already used for a different request."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InstanceView:
     id: uuid.UUID
     tenant_id: str
@@ -153,19 +154,19 @@ class InstanceView:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InstancePage:
     items: list[InstanceView]
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskPage:
     items: list[dict[str, Any]]
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BatchStarted:
     """What ``start_batch`` did: ``created`` is False when the idempotency key found it."""
 
@@ -174,7 +175,7 @@ class BatchStarted:
     created: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BatchProgress:
     batch_id: uuid.UUID
     total: int

@@ -8,8 +8,9 @@ documented in ``docs/configuration.md`` ("Engine").
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from statefleet.engine.record import record
 from statefleet.engine.runtime.admission import AdmissionSettings
 from statefleet.engine.runtime.executor import ExecutorSettings
 from statefleet.engine.runtime.shard import ShardSettings
@@ -19,7 +20,7 @@ from statefleet.engine.runtime.tasks import TaskRunnerSettings
 __all__ = ["EngineSettings"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EngineSettings:
     #: Instance shards; an instance belongs to shard ``blake2b(id) % shards``.
     shards: int = field(default_factory=lambda: os.cpu_count() or 1)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from statefleet.engine.ports.backend import TaskClaim
 from statefleet.engine.ports.queue import EventJobData
+from statefleet.engine.record import record
 from statefleet.engine.runtime.checkpoints import Checkpoint, InstanceKey
 from statefleet.engine.runtime.instances import ApplyOutcome, InstanceRuntime
 from statefleet.engine.runtime.outbox import OutboxRow
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 _NIL = uuid.UUID(int=0)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ShardSettings:
     #: Checkpoints held in memory at most (busy actors excepted); LRU beyond.
     max_resident: int = 10_000

@@ -11,14 +11,14 @@ shard, and every other instance on that shard, for longer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from statefleet.engine.interpreter.budget import DEFAULT_MAX_MICROSTEPS, StepBudget
+from statefleet.engine.record import record
 
 __all__ = ["StepLimits"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StepLimits:
     #: Microsteps one event may cause (``STATEFLEET_STEP_MAX_MICROSTEPS``).
     max_microsteps: int = DEFAULT_MAX_MICROSTEPS

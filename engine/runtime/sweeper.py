@@ -11,10 +11,10 @@ is idempotent, so sending one that was not lost after all is harmless.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from statefleet.engine.handlers import MANUAL_TYPES
 from statefleet.engine.ports.queue import task_job
+from statefleet.engine.record import record
 from statefleet.engine.runtime.background import BackgroundLoop
 from statefleet.engine.runtime.instances import start_event_row
 from statefleet.engine.runtime.outbox import Publisher
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 SQL = {**load_queries("tasks.sql"), **load_queries("instances.sql")}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SweepReport:
     outbox: int
     tasks: int

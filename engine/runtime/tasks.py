@@ -25,7 +25,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from statefleet.engine.handlers import (
@@ -38,6 +37,7 @@ from statefleet.engine.handlers import (
     UnknownTaskType,
 )
 from statefleet.engine.ports.queue import TaskSuccess
+from statefleet.engine.record import record
 from statefleet.engine.runtime.audit import append_event
 from statefleet.engine.runtime.completions import Completed, commit, completed_of
 from statefleet.engine.runtime.groupcommit import GroupCommit
@@ -68,7 +68,7 @@ class TaskRow(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskRunnerSettings:
     #: Longest lease of an attempt, renewed by the heartbeat every third of it while the
     #: handler runs; a dead worker's task is free again within this long.

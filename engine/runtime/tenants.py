@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 
+from statefleet.engine.record import record
 from statefleet.engine.store.db import Connection
 from statefleet.engine.store.queries import load_queries
 
@@ -41,7 +41,7 @@ class UnknownTenant(LookupError):
     """No tenant has this id."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreatedKey:
     """A new key: ``api_key`` is shown once and cannot be recovered later."""
 
@@ -50,7 +50,7 @@ class CreatedKey:
     api_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ApiKeyInfo:
     key_id: str
     created_at: datetime

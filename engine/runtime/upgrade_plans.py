@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from statefleet.engine.interpreter import Machine, Snapshot, load_machine
+from statefleet.engine.record import record
 from statefleet.engine.runtime.definitions import Definition
 from statefleet.engine.runtime.instances import InstanceRuntime, event_outbox_row
 from statefleet.engine.runtime.outbox import OutboxRow, insert_outbox
@@ -76,7 +77,7 @@ class UnknownUpgrade(LookupError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpgradeRequest:
     from_version: int
     to_version: int
@@ -88,7 +89,7 @@ class UpgradeRequest:
     force: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpgradeItem:
     instance_id: uuid.UUID
     verdict: str
@@ -98,7 +99,7 @@ class UpgradeItem:
     applied_verdict: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UpgradeReport:
     id: uuid.UUID
     definition_key: str

@@ -28,6 +28,7 @@ from typing import Any
 
 from statefleet.engine.interpreter import Machine, Snapshot
 from statefleet.engine.ports.queue import EventJobData
+from statefleet.engine.record import record
 from statefleet.engine.runtime.machines import MachineCache
 from statefleet.engine.runtime.plan import (
     DEFAULT_BACKOFF,
@@ -92,7 +93,7 @@ def takes(verdict: str, force: bool) -> bool:
     return verdict == "compatible" or (force and verdict == "diverged")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Move:
     """A request's item for one instance, as the shard reads it."""
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from statefleet.engine.record import record
 
 __all__ = ["SpecError", "SpecValidationError"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpecError:
     """One problem in a spec.
 

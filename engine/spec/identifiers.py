@@ -12,8 +12,10 @@ docs/spec.md ("Identifiers") lists the rules.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
+
+from statefleet.engine.record import record
 
 __all__ = [
     "DEFINITION_ID",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentifierRule:
     """A kind of identifier: its regular expression and how to explain it.
 

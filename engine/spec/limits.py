@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from typing import Any, Final
 
 import orjson
 
+from statefleet.engine.record import record
 from statefleet.engine.spec.errors import SpecError
 from statefleet.engine.spec.validate import format_path
 
@@ -30,7 +31,7 @@ Loc = tuple[str | int, ...]
 _TRANSITION_KEYS: Final = ("on", "always", "after", "onDone")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpecLimits:
     """Bounds on one spec; every field is a positive integer."""
 

@@ -14,9 +14,9 @@ A state path is the tuple of state keys from the root; ``()`` is the root.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
+from statefleet.engine.record import record
 from statefleet.engine.spec.models import StateNodeSpec, WorkflowSpec
 
 __all__ = ["StateIndex", "StatePath", "resolve_target", "to_state_path"]
@@ -46,7 +46,7 @@ def to_state_path(text: str) -> list[str]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StateIndex:
     """Every state of one spec, addressable by path and by id.
 

@@ -15,12 +15,12 @@ import hashlib
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from statefleet.engine.record import record
 from statefleet.engine.store.queries import load_queries
 
 __all__ = ["LOCK_KEY", "Migration", "MigrationError", "load_migrations", "migrate"]
@@ -43,7 +43,7 @@ class MigrationError(Exception):
     """The database and the migration files disagree; nothing was applied."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Migration:
     """One migration file.
 

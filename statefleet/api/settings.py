@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from statefleet.engine.record import record
 from statefleet.engine.spec.limits import DEFAULT_SPEC_LIMITS, SpecLimits
 
 __all__ = ["DEFAULT_BODY_TIMEOUT_MS", "DEFAULT_MAX_BODY_BYTES", "ApiSettings"]
@@ -17,7 +18,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_MS = 5_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ApiSettings:
     """What ``create_app`` needs.
 

@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +42,7 @@ from statefleet.client import (
     StatefleetError,
     Task,
 )
+from statefleet.engine.record import record
 
 __all__ = ["register"]
 
@@ -557,7 +557,7 @@ def tasks_ls(instance_id: str, as_json: bool, url: str | None, api_key: str | No
                 click.echo(line)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Decision:
     """An AI task's stored decision (``docs/ai.md``): the proposal and the policy's verdict."""
 
