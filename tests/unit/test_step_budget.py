@@ -12,6 +12,7 @@ import pytest
 
 from statefleet.engine.interpreter import load_machine
 from statefleet.engine.interpreter.budget import StepBudget
+from statefleet.engine.runtime import step_limits
 
 #: Each GO runs an eventless chain of ``context.limit`` microsteps.
 CHAIN: dict[str, Any] = {
@@ -125,3 +126,32 @@ def test_one_event_to_many_regions_does_linear_work(regions: int) -> None:
     # Each region: its exit (1), its transition's actions (1), its entry (1), plus the
     # final eventless pass; asked once per unit, so the calls are the units.
     assert clock.calls <= 3 * regions + 5
+
+
+def test_the_runtime_clock_starts_at_the_second_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # StepLimits reads the thread's CPU clock (a system call) only from a step's second
+    # check on: a step that ends in its first pass never reads it. The time limit
+    # still holds from there: CPU time past the budget answers "out of time".
+    reads: list[float] = []
+    cpu = iter([10.0, 10.0005, 10.002])
+
+    def thread_time() -> float:
+        reads.append(now := next(cpu))
+        return now
+
+    monkeypatch.setattr(step_limits.time, "thread_time", thread_time)
+    out_of_time = step_limits.StepLimits(time_budget_ms=1).budget().out_of_time
+    assert out_of_time is not None
+    assert out_of_time() is False and reads == []
+    assert out_of_time() is False and reads == [10.0]  # the deadline: 10.001
+    assert out_of_time() is False  # 10.0005
+    assert out_of_time() is True  # 10.002
+    # A step that ends in its first pass reads the clock not at all.
+    machine = load_machine(parallel(2))
+    reads.clear()
+    step = machine.transition(
+        machine.initial_state().snapshot,
+        {"type": "GO"},
+        step_limits.StepLimits().budget(),
+    )
+    assert step.snapshot.value == {"r0": "b", "r1": "b"} and reads == []
