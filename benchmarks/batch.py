@@ -7,14 +7,15 @@ resident instance, and never more resident instances than ``max_resident``.
    driver (e-mail step a no-op, ``hello_noop``), started with ``start_many`` in chunks
    of ``chunk`` (inside the measurement) and timed until the last one is done. The
    process's RSS is read before and after, sampled during the run, and its lifetime
-   peak taken from ``getrusage`` (``ru_maxrss``). The memory driver's backlog (every
-   start event is queued at once) is part of that peak. The RSS after the run is
+   peak taken from ``getrusage`` (``ru_maxrss``). The memory driver's backlog (the jobs of
+   the tasks past the engine's hand-over limit) is part of that peak. The RSS after the run is
    mostly free memory the allocator keeps: it is read again after ``malloc_trim``
    (glibc), and the live objects (``gc.get_objects``) are counted before and after.
 2. Resident instances: an :class:`InstanceShard` (the actor layer's host of virtual
    instance actors, without Ray) with ``max_resident`` above ``resident``; ``resident``
-   hello instances each get their start event, which leaves them running (waiting for
-   their e-mail task) and resident. ``tracemalloc`` measures the Python memory the
+   hello instances, created without their start (as a held start leaves them), each
+   get it from the shard, which leaves them running (waiting for their e-mail task)
+   and resident. ``tracemalloc`` measures the Python memory the
    activation left allocated (after ``gc``), divided by the resident count: the bytes
    one resident instance costs (checkpoint, snapshot, actor, index entries), an upper
    bound since it includes constant leftovers (the commit loops' last batches). The
@@ -42,11 +43,11 @@ import asyncpg
 
 from benchmarks import common, machine_info, pg
 from statefleet.drivers.memory import MemoryQueue
-from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, EventJobData
+from statefleet.engine.ports.queue import ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE, EventJobData
 from statefleet.engine.runtime import StartRequest
 from statefleet.engine.runtime.definitions import deploy_definition
-from statefleet.engine.runtime.instances import InstanceRuntime
-from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
+from statefleet.engine.runtime.instances import START_EVENT, InstanceRuntime
+from statefleet.engine.runtime.outbox import CollectingPublisher
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
 from statefleet.engine.store.db import create_pool
 
@@ -87,7 +88,8 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
     async def sample() -> None:
         while True:
             sampled["rss"] = max(sampled["rss"], rss_bytes())
-            sampled["backlog"] = max(sampled["backlog"], queue.backend.pending(ORCHESTRATOR_QUEUE))
+            backlog = sum(queue.backend.pending(q) for q in (ORCHESTRATOR_QUEUE, TASK_RUNNER_QUEUE))
+            sampled["backlog"] = max(sampled["backlog"], backlog)
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample())
@@ -126,7 +128,7 @@ async def run_batch(dsn: str, instances: int, chunk: int, timeout: float) -> dic
         "rss_after_trim_mb": round(trimmed / MB, 1),
         "rss_sampled_peak_mb": round(sampled["rss"] / MB, 1),
         "peak_rss_mb": round(max(peak_rss_bytes(), sampled["rss"]) / MB, 1),
-        "peak_backlog_events": float(sampled["backlog"]),
+        "peak_backlog_jobs": float(sampled["backlog"]),
         "live_objects_before": float(objects_before),
         "live_objects_after": float(objects_after),
     }
@@ -148,25 +150,15 @@ class _Clock:
 async def start_events(
     pool: asyncpg.Pool[Any], definition_id: Any, count: int, chunk: int
 ) -> list[EventJobData]:
-    """Creates ``count`` hello instances; returns their start events (not applied)."""
-    starter = CollectingPublisher()
-    runtime = InstanceRuntime(pool, starter)
-    rows: list[OutboxRow] = []
+    """Creates ``count`` hello instances without their start (as a held start leaves
+    them); returns the start events a shard then applies."""
+    runtime = InstanceRuntime(pool, CollectingPublisher())
+    ids: list[str] = []
     for offset in range(0, count, chunk):
         requests = [StartRequest()] * min(chunk, count - offset)
-        await runtime.start_many(common.TENANT, definition_id, requests)
-        rows.extend(starter.take())
-    return [
-        EventJobData(
-            r.data["tenantId"],
-            r.data["instanceId"],
-            r.data["event"]["id"],
-            r.data["event"]["type"],
-            r.data["event"]["payload"],
-        )
-        for r in rows
-        if r.queue == ORCHESTRATOR_QUEUE
-    ]
+        results = await runtime.start_many(common.TENANT, definition_id, requests, start_event=None)
+        ids.extend(str(r.instance_id) for r in results)
+    return [EventJobData(common.TENANT, i, f"start-{i}", START_EVENT, {}) for i in ids]
 
 
 async def activate(shard: InstanceShard, events: list[EventJobData], chunk: int) -> None:
@@ -310,7 +302,7 @@ def main(
         f"{int(batch['instances_done']):>9,} {batch['seconds']:>8.1f} "
         f"{batch['start_seconds']:>8.1f} {batch['completions_per_s']:>8,.0f} "
         f"{batch['rss_before_mb']:>8.1f} MB {batch['rss_after_mb']:>7.1f} MB "
-        f"{batch['peak_rss_mb']:>6.1f} MB {int(batch['peak_backlog_events']):>8,}",
+        f"{batch['peak_rss_mb']:>6.1f} MB {int(batch['peak_backlog_jobs']):>8,}",
         f"after the run: RSS {batch['rss_after_trim_mb']:.1f} MB once malloc_trim returned "
         f"free memory; live objects {int(batch['live_objects_before']):,} before, "
         f"{int(batch['live_objects_after']):,} after",

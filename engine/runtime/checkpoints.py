@@ -34,9 +34,6 @@ class Checkpoint:
     snapshot: dict[str, Any]
     version: int
     last_seq: int | None
-    #: The start event the instance still waits for (its row's ``start_event``): the
-    #: next step applies it first, whatever event brought the step on.
-    start_event: str | None = None
 
     @property
     def key(self) -> InstanceKey:
@@ -52,7 +49,6 @@ class Checkpoint:
             snapshot=r["snapshot"],
             version=r["version"],
             last_seq=r["last_seq"],
-            start_event=r["start_event"],
         )
 
 

@@ -91,8 +91,10 @@ class Engine:
 
     ``pool`` is this process's database pool (publishing, the sweeper, dead letters);
     the backend's shards and pools commit through their own (or share this one).
-    ``runtime`` starts instances from this process (its jobs go through the queue,
-    like the API's).
+    ``runtime`` starts instances from this process (the API's, when it embeds the
+    engine, and the scheduler's): its sends go through the queue, like the API's, and
+    the tasks its interactive starts create run on this engine's pools
+    (:meth:`claim_for_start`).
     """
 
     def __init__(
@@ -108,7 +110,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.publisher = Publisher(pool, queue)
         self.runtime = InstanceRuntime(
-            pool, self.publisher, MachineCache(), step_limits=self.settings.step_limits()
+            pool,
+            self.publisher,
+            MachineCache(),
+            step_limits=self.settings.step_limits(),
+            tasks_here=self,
         )
         s = self.settings
         self.sweeper = Sweeper(
@@ -123,6 +129,8 @@ class Engine:
             pool, WorkflowService(pool, self.runtime), poll_ms=s.schedule_poll_ms
         )
         self._next_pool = itertools.cycle(range(max(1, backend.pool_count)))
+        #: Calls of claim_for_start so far: its starts' tasks go to the pools in turn.
+        self._start_claims = 0
         #: Each pool's lease owner, learnt from Backend.ready and from every reply (a
         #: restarted pool has a new one): the admitter claims tasks for a pool under it.
         self._pool_owners: list[str | None] = [None] * backend.pool_count
@@ -418,7 +426,7 @@ class Engine:
         """
         claimed = [r for r in rows if r.claim is not None]
         if claimed:
-            await self._hand_over(claimed)
+            await self.hand_over(claimed)
         await self._publish([r for r in rows if r.queue != ORCHESTRATOR_QUEUE and r.claim is None])
         events = [r for r in rows if r.queue == ORCHESTRATOR_QUEUE]
         if events:
@@ -444,10 +452,16 @@ class Engine:
         s = self.settings
         return TaskClaim(owner, s.task_default_lease_ms, s.task_lease_margin_ms)
 
-    async def _hand_over(self, rows: Sequence[OutboxRow]) -> None:
-        """Runs claimed tasks on the pools they were claimed for, in the background (a
-        pool's batch returns when its handlers have; the events that created them must
-        not wait that long)."""
+    def claim_for_start(self) -> TaskClaim | None:
+        """The pool the tasks of ``runtime``'s next interactive starts are claimed for
+        (``TaskHandOver``): the pools in turn, under the same limit as a step's."""
+        self._start_claims += 1
+        return self._claim_for(self._start_claims)
+
+    async def hand_over(self, rows: Sequence[OutboxRow]) -> None:
+        """Runs claimed tasks (a step's or a start's, ``TaskHandOver``) on the pools they
+        were claimed for, in the background (a pool's batch returns when its handlers
+        have; the events that created them must not wait that long)."""
         by_pool: dict[int, list[OutboxRow]] = {}
         stray: list[OutboxRow] = []
         for row in rows:

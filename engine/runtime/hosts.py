@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from statefleet.engine import tracing
 from statefleet.engine.handlers.registry import HandlerFactory, load_handler_factory
 from statefleet.engine.ports.backend import PoolReply, ShardReply, TaskClaim
-from statefleet.engine.ports.queue import TASK_RUNNER_QUEUE, EventJobData, TaskJobData
+from statefleet.engine.ports.queue import EventJobData, TaskJobData
 from statefleet.engine.runtime.executor import ExecutorSettings, TaskExecutor
 from statefleet.engine.runtime.instances import InstanceRuntime
 from statefleet.engine.runtime.machines import MachineCache
-from statefleet.engine.runtime.outbox import CollectingPublisher, OutboxRow
+from statefleet.engine.runtime.outbox import CollectingPublisher, continue_traces
 from statefleet.engine.runtime.shard import InstanceShard, ShardSettings
 from statefleet.engine.runtime.tally import Tally
 from statefleet.engine.store.db import Pool, create_pool
@@ -73,16 +73,6 @@ def _step_spans(events: Sequence[EventJobData]) -> dict[str, tracing.Span]:
                 },
             )
     return spans
-
-
-def _continue_traces(spans: Mapping[str, tracing.Span], rows: Sequence[OutboxRow]) -> None:
-    """The task jobs a traced step created carry its context to the pool."""
-    for row in rows:
-        span = spans.get(str(row.instance_id))
-        if span is not None and row.queue == TASK_RUNNER_QUEUE and "traceContext" not in row.data:
-            headers = tracing.carrier_of(span)
-            if headers:
-                row.data["traceContext"] = headers
 
 
 class ShardHost:
@@ -141,7 +131,7 @@ class ShardHost:
             for span in spans.values():
                 span.end()
         if spans:
-            _continue_traces(spans, result.outbox)
+            continue_traces(spans, result.outbox)
         outcomes: list[str] = [o.outcome for o in result.outcomes]
         return ShardReply(outcomes, result.outbox, self.tally.take())
 

@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from statefleet.engine import tracing
 from statefleet.engine.handlers.builtin import MANUAL_TYPES
@@ -41,6 +41,7 @@ from statefleet.engine.runtime.observe import Observer
 from statefleet.engine.runtime.outbox import (
     OutboxRow,
     OutboxSink,
+    continue_traces,
     insert_outbox,
     task_attempt_row,
 )
@@ -70,7 +71,7 @@ __all__ = [
     "StartRequest",
     "StartResult",
     "event_outbox_row",
-    "start_event_row",
+    "held_start_row",
 ]
 
 log = logging.getLogger(__name__)
@@ -187,51 +188,16 @@ def start_event_id(instance_id: uuid.UUID) -> str:
     return f"start-{instance_id}"
 
 
-def start_event_row(
-    tenant_id: str, instance_id: uuid.UUID, start_event: str, *, priority: int = INTERACTIVE
+def held_start_row(
+    tenant_id: str, instance_id: uuid.UUID, start_event: str, priority: int
 ) -> OutboxRow:
-    """A new instance's start event, as the job that delivers it.
-
-    An interactive start is not stored in the outbox: the instance row records it
-    (``start_event``, migration 0013) until the step that applies it, and the sweeper
-    re-sends it from there (``unstarted_instances``). That spares every start an outbox
-    insert and its "published" mark. A start below the interactive priority waits in
-    the outbox for the admitter, like every held event.
+    """The outbox row of a start below the interactive priority: held for the admitter,
+    like every held event, and applied by the instance's shard once handed over. An
+    interactive start has no row: ``start_many`` applies it as it creates the instance.
     """
     return event_outbox_row(
-        tenant_id,
-        instance_id,
-        start_event_id(instance_id),
-        start_event,
-        priority=priority,
-        stored=priority < INTERACTIVE,
+        tenant_id, instance_id, start_event_id(instance_id), start_event, priority=priority
     )
-
-
-def _start_first(
-    row: Checkpoint, group: list[tuple[int, EventJobData]]
-) -> list[tuple[int, EventJobData]]:
-    """``group`` with the start event the instance still waits for in front.
-
-    An event can overtake its instance's start (a send right after the start, through
-    a busy queue; a start job the broker lost): the instance then takes its start
-    first, as an actor starts before it receives anything. The start's own job, when it
-    arrives, is a duplicate. Its outcome goes under index -1, which no caller reads.
-    """
-    if row.start_event is None or row.status != "running":
-        return group
-    event_id = start_event_id(row.instance_id)
-    for position, (_, event) in enumerate(group):
-        if event.event_id == event_id:
-            return [group[position], *group[:position], *group[position + 1 :]]
-    implied = EventJobData(
-        tenant_id=row.tenant_id,
-        instance_id=str(row.instance_id),
-        event_id=event_id,
-        event_type=row.start_event,
-        payload={},
-    )
-    return [(-1, implied), *group]
 
 
 #: Statuses no event can change any more. An event that reaches such an instance (a task's
@@ -360,6 +326,22 @@ def _requeued(instance_id: uuid.UUID, event: EventJobData) -> OutboxRow:
     )
 
 
+class TaskHandOver(Protocol):
+    """An engine in this process (``Engine``) that runs the due tasks interactive starts
+    create on its own pools, as it runs those its shards' steps create: claimed for a
+    pool in the creating transaction and handed to it after the commit, with no broker
+    job and no claim statement (docs/architecture.md, "Tasks claimed where they are
+    created")."""
+
+    def claim_for_start(self) -> TaskClaim | None:
+        """The pool the next start's due tasks are claimed for; None: the broker."""
+        ...
+
+    async def hand_over(self, rows: Sequence[OutboxRow]) -> None:
+        """Runs the committed, claimed task rows on the pools they were claimed for."""
+        ...
+
+
 class InstanceRuntime:
     """Starts instances and applies events; safe to share within one event loop.
 
@@ -367,7 +349,9 @@ class InstanceRuntime:
     is; committed steps of running instances are put back into it, and instances
     that finished or lost a version check are dropped from it (see
     :mod:`statefleet.engine.runtime.checkpoints`). Without it, every step reads
-    its checkpoint.
+    its checkpoint. ``tasks_here`` (optional): the engine of this process, which runs
+    the tasks its interactive starts create (:class:`TaskHandOver`); without it, their
+    jobs go through the broker.
     """
 
     def __init__(
@@ -380,8 +364,10 @@ class InstanceRuntime:
         checkpoints: CheckpointCache | None = None,
         observer: Observer | None = None,
         step_limits: StepLimits | None = None,
+        tasks_here: TaskHandOver | None = None,
     ) -> None:
         self.observer = observer
+        self.tasks_here = tasks_here
         #: The budget of every step (``step_limits.py``): a step over it fails its instance.
         self.step_limits = step_limits or StepLimits()
         self.pool = pool
@@ -432,18 +418,99 @@ class InstanceRuntime:
         batch_id: uuid.UUID | None = None,
         priority: int = INTERACTIVE,
     ) -> list[StartResult]:
-        """Creates instances (one transaction for the batch) and queues their start event.
+        """Creates instances (one transaction for the batch) and starts them.
+
+        An interactive start (``priority`` ``INTERACTIVE``) applies the start event in
+        the creating transaction itself: each row is inserted at the checkpoint its
+        start step leaves, with both audit rows (the entry, then ``start_event``) and
+        the tasks the two steps create. No instance exists before its start, so no
+        other writer can come between, and the step is the one the instance's shard
+        would have made: the same audit row, event id and effects. That spares every
+        start a broker job, a shard's delivery and a checkpoint update (the peers call
+        this an eager start). Below ``INTERACTIVE``, the start events and the
+        instances' tasks are held for the admitter (``admission.py``) instead, and a
+        shard applies the start when the admitter hands it over.
 
         A request whose idempotency key the tenant already used returns that
         instance (``created=False``) and writes nothing. ``batch_id`` (a row of
         ``batches``) is recorded on every new instance, so the batch's progress
-        can be counted; it adds no statement. Below the ``INTERACTIVE`` priority the
-        start events and the instances' tasks are held for the admitter
-        (``admission.py``) instead of being published.
+        can be counted; it adds no statement.
         """
-        # The start each new running row records (an interactive one; a held start waits
-        # in the outbox for the admitter instead, see start_event_row).
-        recorded_start = start_event if priority >= INTERACTIVE else None
+        eager_start = start_event if priority >= INTERACTIVE else None
+        # The tasks the starts create run on this process's engine, if it has pools free,
+        # as those a shard's step creates do (claimed in this transaction, no broker job).
+        claim = (
+            self.tasks_here.claim_for_start()
+            if self.tasks_here is not None and eager_start is not None
+            else None
+        )
+        # The start steps are traced as a shard's would be: under the caller's span (the
+        # API request), and the tasks they create continue the trace in their pool.
+        span = tracing.start_span(
+            f"statefleet.step {eager_start}",
+            tracing.carrier() if eager_start is not None else None,
+            {"statefleet.tenant_id": tenant_id},
+        )
+        traced = span.is_recording()
+        try:
+            plans, created, existing, outbox = await self._create(
+                tenant_id,
+                definition_id,
+                requests,
+                start_event,
+                eager_start,
+                batch_id,
+                priority,
+                claim,
+            )
+        finally:
+            span.end()
+        if traced:
+            continue_traces(dict.fromkeys(map(str, created), span), outbox)
+        if self.checkpoints is not None:  # their next event will find them here
+            for plan in plans:
+                if plan.instance_id in created and plan.status == "running":
+                    self.checkpoints.put(
+                        Checkpoint(
+                            tenant_id=tenant_id,
+                            instance_id=plan.instance_id,
+                            definition_id=definition_id,
+                            status=plan.status,
+                            snapshot=plan.snapshot,
+                            version=0,
+                            last_seq=plan.audit[-1].seq,
+                        )
+                    )
+        claimed = [row for row in outbox if row.claim is not None]
+        if claimed:
+            assert self.tasks_here is not None
+            try:
+                await self.tasks_here.hand_over(claimed)
+            except Exception:  # committed: their leases expire, the sweeper re-sends them
+                log.exception("handing over %d started task(s) failed", len(claimed))
+        await self.publish([row for row in outbox if not row.held and row.claim is None])
+        results = []
+        for plan, key in zip(plans, (r.idempotency_key for r in requests), strict=True):
+            if plan.instance_id in created:
+                results.append(StartResult(plan.instance_id, True, plan.status))
+            else:
+                assert key is not None, "an instance without a start key always inserts"
+                results.append(StartResult(existing[key], False, "existing"))
+        return results
+
+    async def _create(
+        self,
+        tenant_id: str,
+        definition_id: uuid.UUID,
+        requests: Sequence[StartRequest],
+        start_event: str | None,
+        eager_start: str | None,
+        batch_id: uuid.UUID | None,
+        priority: int,
+        claim: TaskClaim | None,
+    ) -> tuple[list[InstancePlan], set[uuid.UUID], dict[str, uuid.UUID], list[OutboxRow]]:
+        """``start_many``'s steps and its transaction: the plans, the ids created, the
+        instances found by start key, the rows to send on."""
         async with self.pool.acquire() as connection:
             machine = await self.machines.get(connection, tenant_id, definition_id)
             plans: list[InstancePlan] = []
@@ -455,10 +522,10 @@ class InstanceRuntime:
                     tenant_id=tenant_id,
                     instance_id=instance_id,
                     version=0,
-                    snapshot=step.snapshot.as_dict(),
-                    status=instance_status(step),
-                    output=step.output,
-                    error=step.error,
+                    snapshot={},
+                    status="running",
+                    output=None,
+                    error=None,
                 )
                 _audit(
                     plan,
@@ -469,6 +536,16 @@ class InstanceRuntime:
                     step,
                 )
                 plan_effects(tenant_id, instance_id, step, plan, 0)
+                if eager_start is not None and step.snapshot.status == "active":
+                    event = {"type": eager_start, "payload": {}}
+                    before = step.snapshot.value
+                    step = await self._transition(machine, step.snapshot, event)
+                    _audit(plan, 1, start_event_id(instance_id), event, before, step)
+                    plan_effects(tenant_id, instance_id, step, plan, 1)
+                plan.snapshot = step.snapshot.as_dict()
+                plan.status = instance_status(step)
+                plan.output = step.output
+                plan.error = step.error
                 plans.append(plan)
                 inputs.append(dict(request.input or {}))
             keys = [r.idempotency_key for r in requests]
@@ -491,7 +568,6 @@ class InstanceRuntime:
                     ],
                     batch_id,
                     priority,
-                    recorded_start,
                 )
                 created = {r["id"] for r in inserted}
                 existing: dict[str, uuid.UUID] = {}
@@ -504,39 +580,19 @@ class InstanceRuntime:
                     ):
                         existing[record["start_idempotency_key"]] = record["id"]
                 winners = [p for p in plans if p.instance_id in created]
-                outbox = await self._write(connection, winners)
-                if start_event is not None:
-                    starts = [
-                        start_event_row(tenant_id, p.instance_id, start_event, priority=priority)
-                        for p in winners
-                        if p.status == "running"
-                    ]
-                    outbox += await insert_outbox(connection, [r for r in starts if r.stored])
-                    outbox += [r for r in starts if not r.stored]
-        if self.checkpoints is not None:  # the start event will find them here
-            for plan in plans:
-                if plan.instance_id in created and plan.status == "running":
-                    self.checkpoints.put(
-                        Checkpoint(
-                            tenant_id=tenant_id,
-                            instance_id=plan.instance_id,
-                            definition_id=definition_id,
-                            status=plan.status,
-                            snapshot=plan.snapshot,
-                            version=0,
-                            last_seq=0,
-                            start_event=recorded_start,
-                        )
+                outbox = await self._write(
+                    connection, winners, {p.instance_id: claim for p in winners} if claim else None
+                )
+                if start_event is not None and eager_start is None:
+                    outbox += await insert_outbox(
+                        connection,
+                        [
+                            held_start_row(tenant_id, p.instance_id, start_event, priority)
+                            for p in winners
+                            if p.status == "running"
+                        ],
                     )
-        await self.publish([row for row in outbox if not row.held])
-        results = []
-        for plan, key in zip(plans, keys, strict=True):
-            if plan.instance_id in created:
-                results.append(StartResult(plan.instance_id, True, plan.status))
-            else:
-                assert key is not None, "an instance without a start key always inserts"
-                results.append(StartResult(existing[key], False, "existing"))
-        return results
+        return plans, created, existing, outbox
 
     # -- events -------------------------------------------------------------------
 
@@ -798,7 +854,6 @@ class InstanceRuntime:
         instance_id = row.instance_id
         if row.status != "running":
             return self._plan_late(row, group, seen, outcomes)
-        group = _start_first(row, group)
         machine = await self.machines.get(connection, tenant_id, row.definition_id)
         snapshot = Snapshot.from_dict(row.snapshot)
         seq = row.last_seq if row.last_seq is not None else -1

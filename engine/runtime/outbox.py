@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
+from statefleet.engine import tracing
 from statefleet.engine.ports.queue import (
     TASK_JOB,
     TASK_RUNNER_QUEUE,
@@ -34,6 +35,7 @@ __all__ = [
     "OutboxRow",
     "OutboxSink",
     "Publisher",
+    "continue_traces",
     "insert_dead_letter",
     "insert_outbox",
 ]
@@ -57,9 +59,8 @@ class OutboxRow:
     held: bool = False
     priority: int = 10
     #: Whether the row is in the ``outbox`` table. Jobs whose durable record is another
-    #: row are not: a task attempt's (its ``tasks`` row, see :func:`task_attempt_row`)
-    #: and an interactive start's (its instance row, ``start_event_row``); the sweeper
-    #: re-sends those from their rows, and there is nothing to mark published.
+    #: row are not: a task attempt's (its ``tasks`` row, see :func:`task_attempt_row`);
+    #: the sweeper re-sends those from their rows, and there is nothing to mark published.
     stored: bool = True
     #: Not stored: an engine-made event as the engine built it (``event_outbox_row``),
     #: so delivering the row straight to its shard (``Engine.route``) does not parse
@@ -293,3 +294,14 @@ class Publisher:
                 SQL["mark_published"], [r.tenant_id for r in rows], [r.id for r in rows]
             )
             return len(rows)
+
+
+def continue_traces(spans: Mapping[str, tracing.Span], rows: Sequence[OutboxRow]) -> None:
+    """The task jobs a traced step created carry its context (``spans``: the step's span
+    by instance id) to the pool, whose attempt span continues it."""
+    for row in rows:
+        span = spans.get(str(row.instance_id))
+        if span is not None and row.queue == TASK_RUNNER_QUEUE and "traceContext" not in row.data:
+            headers = tracing.carrier_of(span)
+            if headers:
+                row.data["traceContext"] = headers

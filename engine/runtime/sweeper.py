@@ -16,7 +16,6 @@ from statefleet.engine.handlers import MANUAL_TYPES
 from statefleet.engine.ports.queue import task_job
 from statefleet.engine.record import record
 from statefleet.engine.runtime.background import BackgroundLoop
-from statefleet.engine.runtime.instances import start_event_row
 from statefleet.engine.runtime.outbox import Publisher
 from statefleet.engine.store.db import Pool
 from statefleet.engine.store.queries import load_queries
@@ -24,7 +23,7 @@ from statefleet.engine.store.queries import load_queries
 __all__ = ["SweepReport", "Sweeper"]
 
 log = logging.getLogger(__name__)
-SQL = {**load_queries("tasks.sql"), **load_queries("instances.sql")}
+SQL = load_queries("tasks.sql")
 
 
 @record
@@ -32,7 +31,6 @@ class SweepReport:
     outbox: int
     tasks: int
     events: int = 0
-    starts: int = 0
 
 
 class Sweeper(BackgroundLoop):
@@ -63,11 +61,9 @@ class Sweeper(BackgroundLoop):
         super().__init__()
 
     async def sweep_once(self) -> SweepReport:
-        """One pass: stale outbox rows, lost event jobs, unstarted instances, due
-        tasks/timers, expired leases."""
+        """One pass: stale outbox rows, lost event jobs, due tasks/timers, expired leases."""
         outbox = await self.publisher.republish_stale(self.grace_ms, self.batch)
         events = await self.publisher.redeliver_lost_events(self.event_grace_ms, limit=self.batch)
-        starts = await self._resend_starts()
         async with self.pool.acquire() as connection, connection.transaction():
             due = await connection.fetch(
                 SQL["due_tasks"], sorted(MANUAL_TYPES), self.grace_ms, self.batch
@@ -78,31 +74,14 @@ class Sweeper(BackgroundLoop):
             ]
             if jobs:
                 await self.publisher.queue.enqueue_many(jobs)
-        if outbox or events or starts or jobs:
+        if outbox or events or jobs:
             log.info(
-                "sweeper re-sent %d unpublished job(s), %d lost event(s), %d start(s), "
-                "%d task job(s)",
+                "sweeper re-sent %d unpublished job(s), %d lost event(s), %d task job(s)",
                 outbox,
                 events,
-                starts,
                 len(jobs),
             )
-        return SweepReport(outbox=outbox, tasks=len(jobs), events=events, starts=starts)
-
-    async def _resend_starts(self) -> int:
-        """Sends again the start of instances still waiting for it after the grace period.
-
-        Like a due task's job, it goes every pass until the instance takes it (a start
-        only queued behind a backlog is sent again too: its fixed dedupe key and event
-        id make that harmless); nothing is written.
-        """
-        async with self.pool.acquire() as connection:
-            records = await connection.fetch(SQL["unstarted_instances"], self.grace_ms, self.batch)
-        if records:
-            await self.publisher.queue.enqueue_many(
-                [start_event_row(r["tenant_id"], r["id"], r["start_event"]).job() for r in records]
-            )
-        return len(records)
+        return SweepReport(outbox=outbox, tasks=len(jobs), events=events)
 
     def _wait_ms(self) -> int:
         return self.interval_ms

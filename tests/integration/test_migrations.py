@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from statefleet.engine.ports.queue import QueueJob, parse_event_job
 from statefleet.engine.store import (
     LOCK_KEY,
     Migration,
@@ -21,6 +22,7 @@ from statefleet.engine.store import (
     load_migrations,
     migrate,
 )
+from statefleet.engine.store.db import init_connection
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,7 +61,6 @@ NOT_TENANT_LED = {
     "outbox_published_events_idx",
     "workflow_events_event_id_key",
     "workflow_events_pkey",
-    "workflow_instances_unstarted_idx",
 }
 
 
@@ -387,3 +388,46 @@ async def test_start_idempotency_keys_are_unique_per_tenant(
             " WHERE id = $1",
             acme,
         )
+
+
+async def test_a_start_left_waiting_in_its_row_moves_to_the_outbox(
+    empty_database_dsn: str,
+) -> None:
+    # 0017: an instance an earlier version created and never started (its start recorded
+    # in start_event) gets the outbox row of that start, the job the engine parses.
+    shipped = load_migrations()
+    before = [m for m in shipped if m.version < 17]
+    await migrate(empty_database_dsn, migrations=before)
+    connection = await asyncpg.connect(empty_database_dsn)
+    try:
+        await init_connection(connection)  # jsonb as Python data
+        waiting = await new_instance(connection, "acme")
+        await new_instance(connection, "globex")  # started: no start recorded, so no row
+        await connection.execute(
+            "UPDATE workflow_instances SET start_event = 'WORKFLOW_START' WHERE id = $1", waiting
+        )
+        assert await migrate(connection) == [m.name for m in shipped if m.version >= 17]
+        rows = await connection.fetch("SELECT * FROM outbox")
+        columns = await connection.fetchval(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'workflow_instances' AND column_name = 'start_event'"
+        )
+    finally:
+        await connection.close()
+    (row,) = rows
+    job = parse_event_job(QueueJob(row["queue"], row["job_name"], row["data"]))
+    assert (row["tenant_id"], row["instance_id"], row["dedupe_key"]) == (
+        "acme",
+        waiting,
+        f"start-{waiting}",
+    )
+    assert (job.tenant_id, job.instance_id, job.event_id, job.event_type, job.payload) == (
+        "acme",
+        str(waiting),
+        f"start-{waiting}",
+        "WORKFLOW_START",
+        {},
+    )
+    assert row["published_at"] is None
+    assert not row["held"]
+    assert columns == 0

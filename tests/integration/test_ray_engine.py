@@ -152,7 +152,9 @@ async def wait_done(pool: asyncpg.Pool[Any], n: int, timeout: float = 90.0) -> N
         await asyncio.sleep(0.05)
 
 
-async def assert_exactly_once(pool: asyncpg.Pool[Any], n: int) -> None:
+async def assert_exactly_once(pool: asyncpg.Pool[Any], n: int, *, tasks: int = 1) -> None:
+    """Every event applied once: init, WORKFLOW_START and one completion per task, and
+    every one of the ``tasks`` tasks of each of the ``n`` instances run once."""
     repeated = await pool.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM workflow_events"
         " GROUP BY instance_id, event_id HAVING count(*) > 1) AS r"
@@ -161,9 +163,9 @@ async def assert_exactly_once(pool: asyncpg.Pool[Any], n: int) -> None:
     per_instance = await pool.fetch(
         "SELECT count(*) AS n FROM workflow_events GROUP BY instance_id"
     )
-    assert [r["n"] for r in per_instance] == [3] * n  # init, WORKFLOW_START, HELLO_SENT
+    assert [r["n"] for r in per_instance] == [2 + tasks] * n
     attempts = await pool.fetch("SELECT attempts, status FROM tasks")
-    assert [(r["attempts"], r["status"]) for r in attempts] == [(1, "succeeded")] * n
+    assert [(r["attempts"], r["status"]) for r in attempts] == [(1, "succeeded")] * (n * tasks)
 
 
 async def test_hello_end_to_end_through_ray(local_ray: None, database_dsn: str) -> None:
@@ -229,13 +231,51 @@ async def test_a_pool_killed_mid_task_runs_its_task_again(
         assert journal.read() == [{"attempt": 1}, {"attempt": 2}]
 
 
+#: Two e-mails one after the other: between them the instance waits, resident, in a shard
+#: (a hello's one step after its start finishes it, so it is never resident).
+TWO_EMAILS: dict[str, Any] = {
+    "id": "two-emails",
+    "initial": "start",
+    "states": {
+        "start": {
+            "on": {
+                "WORKFLOW_START": {
+                    "target": "first",
+                    "actions": [
+                        {
+                            "type": "createTask",
+                            "task": {"type": "EMAIL", "name": "one", "completionEvent": "SENT"},
+                        }
+                    ],
+                }
+            }
+        },
+        "first": {
+            "on": {
+                "SENT": {
+                    "target": "second",
+                    "actions": [
+                        {
+                            "type": "createTask",
+                            "task": {"type": "EMAIL", "name": "two", "completionEvent": "SENT"},
+                        }
+                    ],
+                }
+            }
+        },
+        "second": {"on": {"SENT": "done"}},
+        "done": {"type": "final"},
+    },
+}
+
+
 async def test_shard_residents_stay_within_max_resident(local_ray: None, database_dsn: str) -> None:
     n = 2_000
     settings = replace(FAST, max_resident=100)
     async with engine_on(database_dsn, hello_registry, settings) as (engine, pool, runtime):
-        await start_batch(pool, runtime, HELLO, n)
+        await start_batch(pool, runtime, TWO_EMAILS, n)
         await wait_done(pool, n)
         stats = await engine.stats()
         assert all(s["peak_resident"] <= 100 for s in stats), stats
         assert max(s["peak_resident"] for s in stats) > 0
-        await assert_exactly_once(pool, n)
+        await assert_exactly_once(pool, n, tasks=2)

@@ -452,52 +452,81 @@ STARTED_COUNTER: dict[str, Any] = {
 }
 
 
-async def start_column(pool: Any, instance_id: uuid.UUID) -> str | None:
-    """The start event the instance row still records (migration 0013)."""
-    async with pool.acquire() as connection:
-        value: str | None = await connection.fetchval(
-            "SELECT start_event FROM workflow_instances WHERE id = $1", instance_id
-        )
-    return value
-
-
-async def test_a_start_whose_publish_was_lost_is_sent_by_the_sweeper(database_dsn: str) -> None:
-    """An interactive start has no outbox row: its instance row is what the sweeper reads."""
+async def test_an_interactive_start_is_applied_as_its_instance_is_created(
+    database_dsn: str,
+) -> None:
+    """The start step commits with the instance: no job, no outbox row, no shard."""
     async with running_engine(database_dsn, HandlerRegistry()) as engine:
         await engine.service.deploy(TENANT, STARTED_COUNTER)
-        # A front door whose queue is gone: the instance commits, its start's publish fails.
+        # A front door whose queue is gone: nothing it publishes could arrive.
         broken_queue = MemoryQueue(MemoryBackend())
         await broken_queue.close()
         broken = WorkflowService(
             engine.pool, InstanceRuntime(engine.pool, Publisher(engine.pool, broken_queue))
         )
         started = await broken.start(TENANT, "started-counter")
+        view = await engine.service.get(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
         async with engine.pool.acquire() as connection:
             outbox_rows = await connection.fetchval(
                 "SELECT count(*) FROM outbox WHERE instance_id = $1", started.instance_id
             )
-        view = await wait_for(
-            engine.service, TENANT, started.instance_id, lambda v: v.context["started"]
-        )
-        history = await engine.service.history(TENANT, started.instance_id)
-        column = await start_column(engine.pool, started.instance_id)
 
-    assert outbox_rows == 0
-    assert view.status == "running"
+    assert started.status == "running"
+    assert view.context == {"n": 0, "started": True}
     assert [h["event_id"] for h in history] == ["xstate.init", f"start-{started.instance_id}"]
-    assert column is None
+    assert [h["seq"] for h in history] == [0, 1]
+    assert outbox_rows == 0
 
 
-async def test_an_event_that_overtakes_its_instances_start_is_applied_after_it(
+async def test_a_start_answers_with_the_status_its_start_step_left(database_dsn: str) -> None:
+    quick = {
+        "id": "quick",
+        "initial": "idle",
+        "states": {
+            "idle": {"on": {"WORKFLOW_START": "over"}},
+            "over": {"type": "final", "output": {"ok": True}},
+        },
+    }
+    broken = {
+        "id": "broken",
+        "initial": "idle",
+        "states": {
+            "idle": {
+                "on": {
+                    "WORKFLOW_START": {
+                        "actions": [{"type": "assign", "path": "x", "value": {"$expr": "1 / 0"}}]
+                    }
+                }
+            }
+        },
+    }
+    async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
+        await engine.service.deploy(TENANT, quick)
+        await engine.service.deploy(TENANT, broken)
+        done = await engine.service.start(TENANT, "quick")
+        failed = await engine.service.start(TENANT, "broken")
+        held = await engine.service.start(TENANT, "quick", priority=5)
+        done_view = await engine.service.get(TENANT, done.instance_id)
+        failed_view = await engine.service.get(TENANT, failed.instance_id)
+
+    assert (done.status, done_view.status, done_view.output) == ("done", "done", {"ok": True})
+    assert (failed.status, failed_view.status) == ("failed", "failed")
+    assert failed_view.error is not None
+    assert held.status == "running"  # its start waits for the admitter
+
+
+async def test_a_start_job_that_arrives_after_the_start_is_a_duplicate(
     database_dsn: str,
 ) -> None:
+    # A start job can still reach a shard: a row an earlier version left waiting moved to
+    # the outbox (migration 0017). The instance applied its start already: a duplicate.
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
         await engine.service.deploy(TENANT, STARTED_COUNTER)
-        # The engine loop is not running: the start job waits in the queue, unapplied.
+        # The engine loop is not running: only the creating transaction applies anything.
         started = await engine.service.start(TENANT, "started-counter")
-        waiting = await start_column(engine.pool, started.instance_id)
         runtime = engine.engine.runtime
-        (overtaking,) = await runtime.apply(
+        (event,) = await runtime.apply(
             [EventJobData(TENANT, str(started.instance_id), "e-1", "INC", {})]
         )
         start_id = f"start-{started.instance_id}"
@@ -506,13 +535,10 @@ async def test_an_event_that_overtakes_its_instances_start_is_applied_after_it(
         )
         view = await engine.service.get(TENANT, started.instance_id)
         history = await engine.service.history(TENANT, started.instance_id)
-        column = await start_column(engine.pool, started.instance_id)
 
-    assert waiting == "WORKFLOW_START"
-    assert (overtaking.outcome, late_start.outcome) == ("applied", "duplicate")
+    assert (event.outcome, late_start.outcome) == ("applied", "duplicate")
     assert [h["event_id"] for h in history] == ["xstate.init", start_id, "e-1"]
     assert view.context == {"n": 1, "started": True}
-    assert column is None
 
 
 async def test_an_event_the_engine_delivered_itself_leaves_no_outbox_row(
@@ -553,9 +579,7 @@ async def test_an_event_the_engine_delivered_itself_leaves_no_outbox_row(
     assert kept == [(event_id, True)]
 
 
-async def test_a_held_start_keeps_its_outbox_row_and_records_no_start_on_the_instance(
-    database_dsn: str,
-) -> None:
+async def test_a_held_start_waits_in_the_outbox_unapplied(database_dsn: str) -> None:
     async with running_engine(database_dsn, HandlerRegistry(), start=False) as engine:
         await engine.service.deploy(TENANT, STARTED_COUNTER)
         started = await engine.service.start(TENANT, "started-counter", priority=5)
@@ -564,10 +588,12 @@ async def test_a_held_start_keeps_its_outbox_row_and_records_no_start_on_the_ins
                 "SELECT dedupe_key, held FROM outbox WHERE instance_id = $1",
                 started.instance_id,
             )
-        column = await start_column(engine.pool, started.instance_id)
+        view = await engine.service.get(TENANT, started.instance_id)
+        history = await engine.service.history(TENANT, started.instance_id)
 
     assert [(r["dedupe_key"], r["held"]) for r in held] == [(f"start-{started.instance_id}", True)]
-    assert column is None
+    assert view.context == {"n": 0, "started": False}
+    assert [h["event_id"] for h in history] == ["xstate.init"]
 
 
 async def test_a_handler_can_emit_events_into_its_instance_with_its_success(

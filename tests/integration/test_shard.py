@@ -149,9 +149,8 @@ async def test_a_slot_is_free_once_its_handler_returns_while_the_outcome_commits
     handlers.register("EMAIL", email)
     executor = TaskExecutor(pool, handlers, ExecutorSettings(default_limit=1))
     try:
-        _ids, rows = await start(pool, HELLO, 2)
-        applied = await shard_on(pool, ShardSettings()).submit(events_of(rows))
-        jobs = tasks_of(applied.outbox)
+        _ids, rows = await start(pool, HELLO, 2)  # each start creates its task
+        jobs = tasks_of(rows)
         assert len(jobs) == 2
         async with pool.acquire() as blocker, blocker.transaction():
             batch = asyncio.create_task(executor.run_batch([jobs[0]]))
@@ -216,8 +215,8 @@ async def test_an_interactive_event_is_committed_before_admitted_ones_waiting(
     # One commit at a time, two events each: what waits is ordered by the shard.
     shard = shard_on(pool, ShardSettings(max_batch=2, commit_concurrency=1))
     try:
-        _ids, rows = await start(pool, HELLO, 9)
-        events = events_of(rows)
+        ids, _ = await start(pool, COUNTER, 9, start_event=None)
+        events = [EventJobData(TENANT, str(i), f"inc-{i}", "INC", {}) for i in ids]
         bulk = [dataclasses.replace(e, admitted=True) for e in events[:8]]
         finished: list[str] = []
 

@@ -7,16 +7,14 @@
 -- A start idempotency key already used in the tenant makes that row a no-op; the
 -- caller then looks the existing instance up. $2 is the batch every row belongs to
 -- (NULL outside a batch): one value, not an array, as a call is one batch or none; so
--- is $3, the priority of every row, and $4, the start event every running row waits
--- for (NULL: none, or one held in the outbox; see migration 0013). $1: the rows, one
--- array of composite values (migration 0015 says why).
+-- is $3, the priority of every row. $1: the rows, one array of composite values
+-- (migration 0015 says why).
 INSERT INTO workflow_instances
     (tenant_id, id, definition_id, status, snapshot, input, output, error,
-     start_idempotency_key, finished_at, batch_id, priority, start_event)
+     start_idempotency_key, finished_at, batch_id, priority)
 SELECT u.tenant_id, u.id, u.definition_id, u.status, u.snapshot::jsonb, u.input::jsonb,
        u.output::jsonb, u.error, u.start_key,
-       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $2::uuid, $3::smallint,
-       CASE WHEN u.status = 'running' THEN $4::text END
+       CASE WHEN u.status = 'running' THEN NULL ELSE now() END, $2::uuid, $3::smallint
 FROM unnest($1::instance_insert_row[]) AS u
 ON CONFLICT (tenant_id, start_idempotency_key) DO NOTHING
 RETURNING id;
@@ -41,7 +39,7 @@ WHERE i.tenant_id = $1 AND i.id = $2;
 -- cheap on a young table and costs O(table) per batch once it has grown (found by the
 -- transitions benchmark). The last seq is read backwards along (instance_id, seq);
 -- events can only reference their own tenant's instance, so instance_id is exact.
-SELECT i.tenant_id, i.id, i.definition_id, i.status, i.snapshot, i.version, i.start_event,
+SELECT i.tenant_id, i.id, i.definition_id, i.status, i.snapshot, i.version,
        (SELECT e.seq FROM workflow_events e
         WHERE e.instance_id = i.id ORDER BY e.seq DESC LIMIT 1) AS last_seq
 FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, id)
@@ -72,7 +70,6 @@ SET snapshot = u.snapshot::jsonb,
     output = u.output::jsonb,
     error = u.error,
     version = i.version + 1,
-    start_event = NULL,
     updated_at = now(),
     finished_at = CASE WHEN u.status = 'running' THEN NULL ELSE coalesce(i.finished_at, now()) END,
     definition_id = coalesce(u.definition_id, i.definition_id)
@@ -90,7 +87,7 @@ RETURNING i.id;
 -- the checkpoint, status and output stay; only the version moves, with the same check
 -- as update_instances, so that two writers recording at once do not both win.
 UPDATE workflow_instances AS i
-SET version = i.version + 1, start_event = NULL
+SET version = i.version + 1
 FROM (SELECT x.ctid AS row_id, k.*
       FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(tenant_id, id, version)
       CROSS JOIN LATERAL (
@@ -131,15 +128,3 @@ RETURNING snapshot;
 -- sees every step committed before the lock was granted, so the next seq is free.
 SELECT max(seq) AS last_seq FROM workflow_events WHERE tenant_id = $1 AND instance_id = $2;
 
--- name: unstarted_instances
--- Running instances still waiting for the start event their row records, created over
--- $1 ms ago: their start job was lost (a publisher died after the commit, a broker
--- forgot it) or is queued behind a backlog. The sweeper sends them again; the start's
--- event id is fixed, so the instance applies it once. workflow_instances_unstarted_idx
--- holds only these rows.
-SELECT tenant_id, id, start_event
-FROM workflow_instances
-WHERE start_event IS NOT NULL AND status = 'running'
-  AND created_at < now() - $1 * interval '1 millisecond'
-ORDER BY created_at
-LIMIT $2;
