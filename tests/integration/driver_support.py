@@ -1,10 +1,12 @@
 """One engine under any of the three queue drivers, for the shared end-to-end suite.
 
 ``open_engine(driver, dsn, registry, ...)`` yields a :class:`DriverEngine`: a pool, the
-driver, a started :class:`Engine` and the service. Under ``cloudtasks`` the engine is
-reached only through the worker app's ``/internal/queues/*`` routes served by uvicorn, fed by
-the emulator (``cloudtasks_support``); under ``bullmq`` it runs on a real Redis with a
-fresh key prefix per engine; under ``memory`` on a private backend.
+driver, a started :class:`Engine` and the service, a front door of its own as an API
+process is (:func:`front_door`), so that the work it starts goes through the driver.
+Under ``cloudtasks`` the engine is reached only through the worker app's
+``/internal/queues/*`` routes served by uvicorn, fed by the emulator
+(``cloudtasks_support``); under ``bullmq`` it runs on a real Redis with a fresh key
+prefix per engine; under ``memory`` on a private backend.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from runtime_support import FAST, BackendKind, engine_on, running_engine
 from statefleet.drivers.bullmq import BullMQQueue
 from statefleet.engine.handlers import HandlerFactory, HandlerRegistry
 from statefleet.engine.ports import Queue
-from statefleet.engine.runtime import Engine, EngineSettings, WorkflowService
+from statefleet.engine.runtime import Engine, EngineSettings, InstanceRuntime, WorkflowService
 from statefleet.engine.store.db import create_pool
 
 DriverKind = Literal["memory", "bullmq", "cloudtasks"]
@@ -49,6 +51,14 @@ class DriverTarget:
     backend: BackendKind = "local"
 
 
+def front_door(pool: asyncpg.Pool[Any], engine: Engine) -> WorkflowService:
+    """The service as an API process of its own has it: it publishes through the
+    engine's driver and runs no tasks itself. (The engine's own ``runtime`` hands the
+    tasks its starts create straight to its pools, so a hello started there would take
+    no broker job and the suite would not exercise the driver.)"""
+    return WorkflowService(pool, InstanceRuntime(pool, engine.publisher))
+
+
 def bullmq_prefix() -> str:
     return f"sf-e2e-{uuid.uuid4().hex[:12]}"
 
@@ -70,8 +80,7 @@ async def bullmq_engine(
         async with engine_on(
             pool, queue, registry, settings=settings, backend=backend, dsn=dsn
         ) as engine:
-            service = WorkflowService(pool, engine.runtime)
-            yield DriverEngine("bullmq", pool, queue, engine, service)
+            yield DriverEngine("bullmq", pool, queue, engine, front_door(pool, engine))
     finally:
         await queue.close()
         await pool.close()
@@ -84,7 +93,8 @@ async def open_engine(
     """A started engine on ``target``'s driver and backend."""
     if target.driver == "memory":
         async with running_engine(dsn, registry, hosts=target.backend) as memory:
-            yield DriverEngine("memory", memory.pool, memory.queue, memory.engine, memory.service)
+            service = front_door(memory.pool, memory.engine)
+            yield DriverEngine("memory", memory.pool, memory.queue, memory.engine, service)
     elif target.driver == "bullmq":
         assert target.redis_url is not None
         async with bullmq_engine(dsn, registry, target.redis_url, backend=target.backend) as engine:
@@ -94,4 +104,5 @@ async def open_engine(
         async with cloudtasks_engine(
             dsn, registry, target.emulator_host, backend=target.backend
         ) as cloud:
-            yield DriverEngine("cloudtasks", cloud.pool, cloud.queue, cloud.engine, cloud.service)
+            service = front_door(cloud.pool, cloud.engine)
+            yield DriverEngine("cloudtasks", cloud.pool, cloud.queue, cloud.engine, service)
