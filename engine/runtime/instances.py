@@ -463,6 +463,8 @@ class InstanceRuntime:
                 priority,
                 claim,
             )
+            if traced and len(created) == 1:  # as a shard's step span names its instance
+                span.set_attribute("statefleet.instance_id", str(next(iter(created))))
         finally:
             span.end()
         if traced:
