@@ -52,11 +52,11 @@ def new_uuid() -> uuid.UUID:
     ids (:data:`_ready`): one system call per id cost more than the rest of making it.
     It equals and hashes like the ``uuid.UUID`` of the same value.
     """
-    try:
-        return _CUUID(_ready.popleft())
-    except IndexError:
-        _refill()
-        return _CUUID(_ready.popleft())
+    while True:  # other threads may take a whole refill before this one's turn
+        try:
+            return _CUUID(_ready.popleft())
+        except IndexError:
+            _refill()
 
 
 #: Random UUID bytes not handed out yet (version and variant bits already set).
