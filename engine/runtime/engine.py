@@ -129,8 +129,6 @@ class Engine:
             pool, WorkflowService(pool, self.runtime), poll_ms=s.schedule_poll_ms
         )
         self._next_pool = itertools.cycle(range(max(1, backend.pool_count)))
-        #: Calls of claim_for_start so far: its starts' tasks go to the pools in turn.
-        self._start_claims = 0
         #: Each pool's lease owner, learnt from Backend.ready and from every reply (a
         #: restarted pool has a new one): the admitter claims tasks for a pool under it.
         self._pool_owners: list[str | None] = [None] * backend.pool_count
@@ -454,9 +452,9 @@ class Engine:
 
     def claim_for_start(self) -> TaskClaim | None:
         """The pool the tasks of ``runtime``'s next interactive starts are claimed for
-        (``TaskHandOver``): the pools in turn, under the same limit as a step's."""
-        self._start_claims += 1
-        return self._claim_for(self._start_claims)
+        (``TaskHandOver``): the next pool in the broker's task batches' turn, under the
+        same limit as a step's."""
+        return self._claim_for(next(self._next_pool))
 
     async def hand_over(self, rows: Sequence[OutboxRow]) -> None:
         """Runs claimed tasks (a step's or a start's, ``TaskHandOver``) on the pools they
